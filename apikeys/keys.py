@@ -1,0 +1,58 @@
+"""Key format and digest.
+
+A key is `hlts_` + 32 random base62 characters (190 bits) + a 6-character
+base62 CRC32 of those 32, as GitHub's tokens do: a mistyped or invented key
+is refused without a database query, and secret scanners can tell a real
+key by its checksum. With 190 bits of entropy a fast SHA-256 digest is as
+safe to store as a slow password hash, and costs microseconds per request.
+"""
+
+import hashlib
+import secrets
+import string
+import zlib
+
+KEY_PREFIX = "hlts_"
+RANDOM_LENGTH = 32
+CHECKSUM_LENGTH = 6
+KEY_LENGTH = len(KEY_PREFIX) + RANDOM_LENGTH + CHECKSUM_LENGTH
+DISPLAY_PREFIX_LENGTH = 12
+
+BASE62 = string.digits + string.ascii_letters
+_BASE62_SET = frozenset(BASE62)
+
+
+def _base62(number: int, width: int) -> str:
+    chars = []
+    while number:
+        number, rem = divmod(number, 62)
+        chars.append(BASE62[rem])
+    return "".join(reversed(chars)).rjust(width, "0")
+
+
+def _checksum(random_part: str) -> str:
+    return _base62(zlib.crc32(random_part.encode()), CHECKSUM_LENGTH)
+
+
+def generate_key() -> str:
+    random_part = "".join(secrets.choice(BASE62) for _ in range(RANDOM_LENGTH))
+    return KEY_PREFIX + random_part + _checksum(random_part)
+
+
+def is_well_formed(key: str) -> bool:
+    """Right prefix, length, alphabet and checksum; no database needed."""
+    if len(key) != KEY_LENGTH or not key.startswith(KEY_PREFIX):
+        return False
+    body = key[len(KEY_PREFIX) :]
+    if not _BASE62_SET.issuperset(body):
+        return False
+    random_part, checksum = body[:RANDOM_LENGTH], body[RANDOM_LENGTH:]
+    return secrets.compare_digest(_checksum(random_part), checksum)
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def display_prefix(key: str) -> str:
+    return key[:DISPLAY_PREFIX_LENGTH]

@@ -1,0 +1,33 @@
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions
+from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+class Conflict(exceptions.APIException):
+    status_code = 409
+    default_detail = "The request conflicts with the current state."
+    default_code = "conflict"
+
+
+class BadGateway(exceptions.APIException):
+    status_code = 502
+    default_detail = "The upstream server did not give a usable answer."
+    default_code = "bad_gateway"
+
+
+def api_exception_handler(exc, context):
+    """DRF's handler, with Django's own exceptions mapped to their DRF shapes.
+
+    Anything it does not know is left to Django's handler500 (see
+    core.views.server_error), which answers JSON without a traceback.
+    """
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    return exception_handler(exc, context)

@@ -1,0 +1,71 @@
+"""The access gate every endpoint inherits.
+
+`core` knows no app. It relies on a small interface of the authenticated
+principal (`request.user`):
+
+- every principal has `tenant_id`;
+- a principal with `is_api_key = True` is a scoped credential and has
+  `has_scope(name)`;
+- a user principal has `is_tenant_admin`.
+
+An endpoint opts API keys in by declaring `required_scope`; one that declares
+none is for logged-in users only, so a new endpoint is safe by default. An
+endpoint that is for API keys only sets `allow_user_login = False`.
+"""
+
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+
+USER_LOGIN_REQUIRED = "This endpoint requires a user login; API keys are not accepted here."
+API_KEY_REQUIRED = "This endpoint is for API keys only; a user login is not accepted here."
+NO_TENANT = "Your account does not belong to a tenant."
+ADMIN_REQUIRED = "Only a tenant admin may do this."
+
+
+def missing_scope_message(scope: str) -> str:
+    return f"API key does not have the required scope: {scope}"
+
+
+class ApiAccess(BasePermission):
+    """Authenticated, and let in by credential type; subclasses add role rules."""
+
+    def has_permission(self, request, view) -> bool:
+        principal = request.user
+        if not (principal and principal.is_authenticated):
+            return False
+        if getattr(principal, "is_api_key", False):
+            scope = getattr(view, "required_scope", None)
+            if scope is None:
+                self.message = USER_LOGIN_REQUIRED
+                return False
+            if not principal.has_scope(scope):
+                self.message = missing_scope_message(scope)
+                return False
+            return True
+        if not getattr(view, "allow_user_login", True):
+            self.message = API_KEY_REQUIRED
+            return False
+        if principal.tenant_id is None:
+            self.message = NO_TENANT
+            return False
+        return self.has_role_permission(request, view)
+
+    def has_role_permission(self, request, view) -> bool:
+        return True
+
+
+class IsTenantAdmin(ApiAccess):
+    def has_role_permission(self, request, view) -> bool:
+        if request.user.is_tenant_admin:
+            return True
+        self.message = ADMIN_REQUIRED
+        return False
+
+
+class IsTenantAdminForWrites(ApiAccess):
+    """Any member reads; only admins write (tenant-wide settings)."""
+
+    def has_role_permission(self, request, view) -> bool:
+        if request.method in SAFE_METHODS or request.user.is_tenant_admin:
+            return True
+        self.message = ADMIN_REQUIRED
+        return False

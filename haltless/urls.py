@@ -1,0 +1,28 @@
+"""Root URLs. Every app's API lives under /api/v1; see core.middleware for slashes."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from haltless import views as site_views
+
+api_v1 = [
+    path("", include("users.api.urls")),
+    path("", include("apikeys.api.urls")),
+    path("", include("settings_app.api.urls")),
+    path("", include("telemetry.api.urls")),
+    path("", include("retention.api.urls")),
+    path("", include("audit.api.urls")),
+]
+
+urlpatterns = [
+    path("", site_views.landing, name="landing"),
+    path("healthz", site_views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/v1/", include(api_v1)),
+]
+
+handler404 = "core.views.not_found"
+handler500 = "core.views.server_error"

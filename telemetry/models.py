@@ -1,0 +1,94 @@
+import uuid
+
+from django.db import models
+
+from settings_app.units import CANONICAL_UNITS
+
+
+class Machine(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="machines")
+    # What edge agents know the machine by.
+    external_id = models.CharField(max_length=100)
+    name = models.CharField(max_length=200)
+    location = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "external_id"], name="telemetry_machine_external_id_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.external_id})"
+
+
+class Sensor(models.Model):
+    class Kind(models.TextChoices):
+        TEMPERATURE = "temperature"
+        PRESSURE = "pressure"
+        VIBRATION = "vibration"
+        CURRENT = "current"
+        SPEED = "speed"
+        OTHER = "other"
+
+    machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="sensors")
+    key = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [models.UniqueConstraint(fields=["machine", "key"], name="telemetry_sensor_key_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.machine.external_id}/{self.key}"
+
+    @property
+    def canonical_unit(self) -> str:
+        return CANONICAL_UNITS[self.kind]
+
+
+class SensorReading(models.Model):
+    """One value of one sensor at one time, in the canonical unit of its kind.
+
+    The tenant is kept on the row so that retention deletes by (tenant, ts)
+    without a join.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False)
+    sensor = models.ForeignKey(Sensor, on_delete=models.CASCADE, related_name="readings", db_index=False)
+    ts = models.DateTimeField()
+    value = models.FloatField()
+
+    class Meta:
+        constraints = [
+            # Also the index for "newest readings of one sensor" (scanned backwards).
+            models.UniqueConstraint(fields=["sensor", "ts"], name="telemetry_reading_sensor_ts_unique")
+        ]
+        indexes = [models.Index(fields=["tenant", "ts"], name="telemetry_reading_tenant_ts")]
+
+    def __str__(self) -> str:
+        return f"{self.sensor_id}@{self.ts.isoformat()}={self.value}"
+
+
+class AgentHeartbeat(models.Model):
+    """An edge agent's heartbeat, made with its API key."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False)
+    api_key = models.ForeignKey("apikeys.ApiKey", on_delete=models.CASCADE, related_name="heartbeats", db_index=False)
+    received_at = models.DateTimeField()
+    agent_version = models.CharField(max_length=64, blank=True)
+    hostname = models.CharField(max_length=255, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["tenant", "received_at"], name="telemetry_hb_tenant_time_idx"),
+            models.Index(fields=["api_key", "-received_at"], name="telemetry_hb_key_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"heartbeat of {self.api_key_id} at {self.received_at.isoformat()}"

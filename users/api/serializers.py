@@ -1,0 +1,66 @@
+from django.contrib.auth import authenticate
+from rest_framework import serializers
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+
+from core.serializers import StrictSerializer
+from users.authentication import check_token_version
+from users.models import User
+from users.tokens import UserRefreshToken, token_pair_for
+
+BAD_CREDENTIALS = "No active account found with the given credentials."
+
+
+class TokenObtainInputSerializer(StrictSerializer):
+    email = serializers.CharField(max_length=254, trim_whitespace=True)
+    password = serializers.CharField(max_length=4096, trim_whitespace=False)
+
+    def validate(self, attrs):
+        user = authenticate(self.context.get("request"), email=attrs["email"], password=attrs["password"])
+        if user is None:
+            raise AuthenticationFailed(BAD_CREDENTIALS, code="no_active_account")
+        attrs["user"] = user
+        return attrs
+
+
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+
+
+class TokenRefreshInputSerializer(StrictSerializer):
+    refresh = serializers.CharField(max_length=4096)
+
+    def validate(self, attrs):
+        try:
+            refresh = UserRefreshToken(attrs["refresh"])
+        except TokenError as exc:
+            raise InvalidToken(str(exc)) from None
+        user = User.objects.filter(pk=refresh.get("user_id"), is_active=True).first()
+        if user is None:
+            raise AuthenticationFailed("No active account found for the given token.", code="no_active_account")
+        check_token_version(user, refresh)
+        attrs["access"] = str(refresh.access_token)
+        return attrs
+
+
+class AccessTokenSerializer(serializers.Serializer):
+    access = serializers.CharField()
+
+
+__all__ = [
+    "AccessTokenSerializer",
+    "TokenObtainInputSerializer",
+    "TokenPairSerializer",
+    "TokenRefreshInputSerializer",
+    "token_pair_for",
+]
+
+
+class UserOutputSerializer(serializers.ModelSerializer):
+    """A user as the API shows it: never a password hash."""
+
+    class Meta:
+        model = User
+        fields = ["id", "email", "full_name", "role", "is_active", "date_joined", "last_login"]
+        read_only_fields = fields

@@ -1,0 +1,45 @@
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework_simplejwt.authentication import JWTAuthentication as BaseJWTAuthentication
+
+from users.tokens import VERSION_CLAIM
+
+TOKEN_REVOKED = "Token has been revoked; log in again."
+
+
+def check_token_version(user, token) -> None:
+    if token.get(VERSION_CLAIM) != user.token_version:
+        raise AuthenticationFailed(TOKEN_REVOKED, code="token_revoked")
+
+
+class JWTAuthentication(BaseJWTAuthentication):
+    """simplejwt's authentication plus revocation by token_version (no extra query)."""
+
+    def authenticate(self, request):
+        header = self.get_header(request)
+        if header is None:
+            return None
+        raw_token = self.get_raw_token(header)
+        if raw_token is None:
+            return None
+        if raw_token.startswith(b"hlts_"):
+            return None  # an API key: apikeys.authentication handles it
+        return super().authenticate(request)
+
+    def get_user(self, validated_token):
+        user = super().get_user(validated_token)  # refuses inactive users
+        check_token_version(user, validated_token)
+        return user
+
+
+class JWTAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "users.authentication.JWTAuthentication"
+    name = "jwtAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "A user's access token from POST /api/v1/auth/token.",
+        }

@@ -1,0 +1,52 @@
+"""Throttle failed logins only, per client address and per account.
+
+DRF's rate throttles count every request; a user who logs in correctly should
+not use up the budget, so these check the history on each request and record
+an entry only when the credentials were wrong.
+"""
+
+import hashlib
+
+from rest_framework.throttling import SimpleRateThrottle
+
+from users.models import normalize_email
+
+
+class FailedLoginThrottle(SimpleRateThrottle):
+    def allow_request(self, request, view) -> bool:
+        self.key = self.get_cache_key(request, view)
+        if self.rate is None or self.key is None:
+            return True
+        self.history = self.cache.get(self.key, [])
+        self.now = self.timer()
+        while self.history and self.history[-1] <= self.now - self.duration:
+            self.history.pop()
+        if len(self.history) >= self.num_requests:
+            return self.throttle_failure()
+        return True
+
+    def record_failure(self) -> None:
+        if self.key is None:
+            return
+        self.history.insert(0, self.now)
+        self.cache.set(self.key, self.history, self.duration)
+
+
+class LoginAddressThrottle(FailedLoginThrottle):
+    scope = "login_ip"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class LoginAccountThrottle(FailedLoginThrottle):
+    scope = "login_account"
+
+    def get_cache_key(self, request, view):
+        email = request.data.get("email") if isinstance(request.data, dict) else None
+        if not isinstance(email, str) or not email.strip():
+            return None
+        return self.cache_format % {
+            "scope": self.scope,
+            "ident": hashlib.sha256(normalize_email(email).encode()).hexdigest(),
+        }
