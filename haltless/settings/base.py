@@ -204,6 +204,8 @@ CELERY_TIMEZONE = "UTC"
 # Tenant tiers and their retention windows, in days.
 HALTLESS_TIERS = {"free": 7, "starter": 30, "professional": 90, "enterprise": 365}
 HALTLESS_DEFAULT_TIER = "free"
+# The models of the Haltless-hosted AI provider ("platform"), as GET /settings/ai/models lists them.
+HALTLESS_PLATFORM_AI_MODELS = ["haltless-standard", "haltless-advanced"]
 
 # --- Logging -----------------------------------------------------------------------
 LOGGING = {
