@@ -1,15 +1,31 @@
 import uuid
 
+from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 
 from settings_app.units import CANONICAL_UNITS
+
+IDENTIFIER_MAX_LENGTH = 100
+
+
+def validate_identifier(value: str) -> None:
+    """What agents send as a machine's external_id or a sensor's key: no blanks, no control characters.
+
+    Leading or trailing spaces would make two ids that look the same differ, and
+    control characters have no place in a name an operator types or reads.
+    """
+    if not value or value != value.strip():
+        raise ValidationError("Must not be blank or start or end with whitespace.")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValidationError("Must not contain control characters.")
 
 
 class Machine(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="machines")
     # What edge agents know the machine by.
-    external_id = models.CharField(max_length=100)
+    external_id = models.CharField(max_length=IDENTIFIER_MAX_LENGTH, validators=[validate_identifier])
     name = models.CharField(max_length=200)
     location = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -17,8 +33,10 @@ class Machine(models.Model):
     class Meta:
         ordering = ["name", "id"]
         constraints = [
+            # Its index (tenant, external_id) also serves ingest's lookup by external id.
             models.UniqueConstraint(fields=["tenant", "external_id"], name="telemetry_machine_external_id_unique")
         ]
+        indexes = [models.Index(fields=["tenant", "name", "id"], name="telemetry_machine_list_idx")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.external_id})"
@@ -34,7 +52,7 @@ class Sensor(models.Model):
         OTHER = "other"
 
     machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="sensors")
-    key = models.CharField(max_length=100)
+    key = models.CharField(max_length=IDENTIFIER_MAX_LENGTH, validators=[validate_identifier])
     kind = models.CharField(max_length=16, choices=Kind.choices)
 
     class Meta:
@@ -53,7 +71,8 @@ class SensorReading(models.Model):
     """One value of one sensor at one time, in the canonical unit of its kind.
 
     The tenant is kept on the row so that retention deletes by (tenant, ts)
-    without a join.
+    without a join. Rows are written only by telemetry.services (one bulk
+    statement per batch) and removed only by retention.
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -64,9 +83,11 @@ class SensorReading(models.Model):
 
     class Meta:
         constraints = [
-            # Also the index for "newest readings of one sensor" (scanned backwards).
+            # Makes a resent reading a no-op (ON CONFLICT DO NOTHING), and is the
+            # index for "newest readings of one sensor" (scanned backwards).
             models.UniqueConstraint(fields=["sensor", "ts"], name="telemetry_reading_sensor_ts_unique")
         ]
+        # Retention: "everything of a tenant older than T".
         indexes = [models.Index(fields=["tenant", "ts"], name="telemetry_reading_tenant_ts")]
 
     def __str__(self) -> str:
@@ -74,19 +95,21 @@ class SensorReading(models.Model):
 
 
 class AgentHeartbeat(models.Model):
-    """An edge agent's heartbeat, made with its API key."""
+    """An edge agent's heartbeat, made with its API key, with what the agent says about itself."""
 
     id = models.BigAutoField(primary_key=True)
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False)
     api_key = models.ForeignKey("apikeys.ApiKey", on_delete=models.CASCADE, related_name="heartbeats", db_index=False)
-    received_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
     agent_version = models.CharField(max_length=64, blank=True)
     hostname = models.CharField(max_length=255, blank=True)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
 
     class Meta:
         indexes = [
+            # Retention: "everything of a tenant older than T".
             models.Index(fields=["tenant", "received_at"], name="telemetry_hb_tenant_time_idx"),
+            # "The last heartbeat of each key" (admin).
             models.Index(fields=["api_key", "-received_at"], name="telemetry_hb_key_time_idx"),
         ]
 
