@@ -1,20 +1,56 @@
-from django.contrib import admin
+"""Users in the Django admin, for platform staff.
+
+Role and activity changes go through the same services as the API, so the
+same rules hold here: no one deactivates themselves, and no tenant is left
+without an active admin. Users are never deleted, only deactivated.
+"""
+
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.contrib.auth.forms import BaseUserCreationForm, UserChangeForm
+from django.core.exceptions import ValidationError
 
-from users.models import User
+from users import services
+from users.models import Role, User, normalize_email
+from users.selectors import user_active_admin_count
 
 
-class UserCreationForm(AdminUserCreationForm):
+class _NormalizedEmailMixin:
+    def clean_email(self) -> str:
+        # Logins look emails up in lower case; store them so.
+        return normalize_email(self.cleaned_data["email"])
+
+
+class UserCreationForm(_NormalizedEmailMixin, BaseUserCreationForm):
+    """A tenant user with a usable password (no password-less accounts here)."""
+
     class Meta:
         model = User
         fields = ("email", "tenant", "role", "full_name")
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Platform staff are made with `createsuperuser`; a user made here is a tenant member.
+        self.fields["tenant"].required = True
 
-class UserEditForm(UserChangeForm):
+
+class UserEditForm(_NormalizedEmailMixin, UserChangeForm):
     class Meta:
         model = User
         fields = "__all__"
+
+    def clean(self):
+        cleaned = super().clean()
+        user = self.instance
+        # A friendly early answer; the service re-checks under a lock when saving.
+        if user.pk and user.tenant_id and user.is_active and user.role == Role.ADMIN:
+            demoted = cleaned.get("role", user.role) != Role.ADMIN
+            deactivated = not cleaned.get("is_active", True)
+            if (demoted or deactivated) and user_active_admin_count(tenant_id=user.tenant_id) <= 1:
+                message = services.LAST_ADMIN_DEMOTION if demoted else services.LAST_ADMIN_DEACTIVATION
+                self.add_error("role" if demoted else "is_active", message)
+        return cleaned
 
 
 @admin.register(User)
@@ -27,6 +63,7 @@ class UserAdmin(DjangoUserAdmin):
     search_fields = ["email", "full_name", "tenant__name"]
     ordering = ["email"]
     readonly_fields = ["id", "last_login", "date_joined"]
+    actions = ["deactivate_users", "reactivate_users"]
     fieldsets = (
         (None, {"fields": ("id", "email", "password")}),
         ("Profile", {"fields": ("full_name", "tenant", "role")}),
@@ -36,3 +73,71 @@ class UserAdmin(DjangoUserAdmin):
     add_fieldsets = (
         (None, {"classes": ("wide",), "fields": ("email", "tenant", "role", "full_name", "password1", "password2")}),
     )
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Users are deactivated, never deleted: their history and keys stay attributable.
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.tenant_id is not None:
+            # Moving a user to another tenant could strip the old one of its last
+            # admin and would carry the user's history across tenants.
+            readonly.append("tenant")
+        return readonly
+
+    def save_model(self, request, obj: User, form: forms.ModelForm, change: bool) -> None:
+        if not change:
+            created = services.user_create(
+                tenant=obj.tenant,
+                email=obj.email,
+                password=form.cleaned_data["password1"],
+                full_name=obj.full_name,
+                role=obj.role,
+                actor=request.user,
+                client_ip=request.META.get("REMOTE_ADDR"),
+            )
+            # The admin goes on with `obj` (history entry, redirect): make it the saved row.
+            obj.pk, obj.password, obj.token_version = created.pk, created.password, created.token_version
+            obj.email, obj.full_name = created.email, created.full_name
+            obj._state.adding, obj._state.db = False, created._state.db
+            return
+
+        stored = User.objects.get(pk=obj.pk)
+        wanted_role, wanted_active = obj.role, obj.is_active
+        obj.role, obj.is_active = stored.role, stored.is_active
+        # Only the fields this form changed, so a concurrent token_version bump
+        # (password change, deactivation) is never written back over.
+        concrete = {field.name for field in User._meta.concrete_fields}
+        fields = [name for name in form.changed_data if name in concrete and name not in ("role", "is_active")]
+        if fields:
+            obj.save(update_fields=fields)
+        try:
+            if wanted_role != stored.role:
+                obj.role = services.user_role_change(user=obj, role=wanted_role, actor=request.user).role
+            if wanted_active != stored.is_active:
+                change_activity = services.user_reactivate if wanted_active else services.user_deactivate
+                updated = change_activity(user=obj, actor=request.user)
+                obj.is_active, obj.token_version = updated.is_active, updated.token_version
+        except ValidationError as exc:
+            self.message_user(request, f"{obj}: {' '.join(exc.messages)}", messages.ERROR)
+
+    @admin.action(description="Deactivate selected users (ends their sessions)")
+    def deactivate_users(self, request, queryset) -> None:
+        self._apply(request, queryset, services.user_deactivate, "deactivated")
+
+    @admin.action(description="Reactivate selected users")
+    def reactivate_users(self, request, queryset) -> None:
+        self._apply(request, queryset, services.user_reactivate, "reactivated")
+
+    def _apply(self, request, queryset, service, verb: str) -> None:
+        done = 0
+        for user in queryset.order_by("email"):
+            try:
+                service(user=user, actor=request.user, client_ip=request.META.get("REMOTE_ADDR"))
+            except ValidationError as exc:
+                self.message_user(request, f"{user}: {' '.join(exc.messages)}", messages.ERROR)
+            else:
+                done += 1
+        if done:
+            self.message_user(request, f"{done} user(s) {verb}.", messages.SUCCESS)

@@ -88,11 +88,12 @@ class User(AbstractBaseUser, PermissionsMixin):
         self.token_version += 1
 
     def check_password(self, raw_password: str) -> bool:
-        # Django re-hashes on login when the hasher's settings change; persist the
-        # version bump with the new hash so the tokens issued now stay valid.
+        # Django re-hashes a correct password when the hasher's settings change.
+        # The password itself is the same, so this must not revoke any session:
+        # store the new hash without the token_version bump of set_password.
         def rehash(raw: str) -> None:
-            self.set_password(raw)
+            AbstractBaseUser.set_password(self, raw)
             self._password = None
-            self.save(update_fields=["password", "token_version"])
+            self.save(update_fields=["password"])
 
         return check_password(raw_password, self.password, rehash)

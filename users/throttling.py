@@ -50,3 +50,15 @@ class LoginAccountThrottle(FailedLoginThrottle):
             "scope": self.scope,
             "ident": hashlib.sha256(normalize_email(email).encode()).hexdigest(),
         }
+
+
+class CurrentPasswordThrottle(FailedLoginThrottle):
+    """Wrong `current_password` answers, per user: a stolen access token must not
+    become a way to guess the password. The rate is fixed here, not configured,
+    because it is a security floor rather than a tuning knob."""
+
+    scope = "current_password"
+    rate = "10/hour"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}

@@ -5,7 +5,7 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
 from core.serializers import StrictSerializer
 from users.authentication import check_token_version
-from users.models import User
+from users.models import Role, User
 from users.tokens import UserRefreshToken, token_pair_for
 
 BAD_CREDENTIALS = "No active account found with the given credentials."
@@ -64,3 +64,29 @@ class UserOutputSerializer(serializers.ModelSerializer):
         model = User
         fields = ["id", "email", "full_name", "role", "is_active", "date_joined", "last_login"]
         read_only_fields = fields
+
+
+class UserCreateInputSerializer(StrictSerializer):
+    email = serializers.EmailField(max_length=254)
+    password = serializers.CharField(max_length=4096, trim_whitespace=False, write_only=True)
+    full_name = serializers.CharField(max_length=200, allow_blank=True, required=False, default="")
+    role = serializers.ChoiceField(choices=Role.choices, required=False, default=Role.VIEWER)
+
+
+class UserRoleInputSerializer(StrictSerializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class ProfileUpdateInputSerializer(StrictSerializer):
+    """Only name and email; role, tenant and activity are not the caller's to change."""
+
+    full_name = serializers.CharField(max_length=200, allow_blank=True, required=False)
+    email = serializers.EmailField(max_length=254, required=False)
+    current_password = serializers.CharField(
+        max_length=4096, trim_whitespace=False, write_only=True, required=False, help_text="Required to change email."
+    )
+
+
+class PasswordChangeInputSerializer(StrictSerializer):
+    current_password = serializers.CharField(max_length=4096, trim_whitespace=False, write_only=True)
+    new_password = serializers.CharField(max_length=4096, trim_whitespace=False, write_only=True)
