@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -199,6 +200,13 @@ CELERY_TASK_SOFT_TIME_LIMIT = 25 * 60
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# Daily retention for every tenant (one task per tenant), at RETENTION_DAILY_HOUR UTC.
+CELERY_BEAT_SCHEDULE = {
+    "retention-daily": {
+        "task": "retention.schedule_all",
+        "schedule": crontab(minute=0, hour=RETENTION_DAILY_HOUR),
+    },
+}
 
 # --- Haltless ----------------------------------------------------------------------
 # Tenant tiers and their retention windows, in days.
