@@ -10,10 +10,16 @@ Every figure that matters is a ratio against a baseline measured in the same
 run, so that it holds on a noisy machine.
 """
 
+import os
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# What `python -m bench` runs Django with (real password hashers, quiet logs).
+SETTINGS_MODULE = "bench.settings"
 
 
 @dataclass
@@ -53,6 +59,14 @@ class Context:
         tables = [m._meta.db_table for m in apps.get_models() if m._meta.app_label in ours]
         with connection.cursor() as cursor:
             cursor.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
+
+    def server_env(self, **extra: str) -> dict[str, str]:
+        """The environment for a process of its own (a server, a worker) on the bench database."""
+        env = dict(os.environ)
+        env["DATABASE_URL"] = self.database_url
+        env["DJANGO_SETTINGS_MODULE"] = os.environ.get("DJANGO_SETTINGS_MODULE", SETTINGS_MODULE)
+        env.update(extra)
+        return env
 
 
 def best_of(fn: Callable[[], object], *, repeat: int = 5, number: int = 1) -> float:
