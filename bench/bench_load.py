@@ -179,18 +179,28 @@ def serve_and_drive(
     port = free_port()
     base_url = f"http://{HOST}:{port}"
     server_log = workdir / f"gunicorn-{user_class}.log"
+    pid_file = workdir / f"gunicorn-{user_class}.pid"
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        app,
+        f"--bind={HOST}:{port}",
+        f"--workers={WORKERS}",
+        "--worker-class=sync",
+        "--timeout=60",
+        "--log-level=warning",
+        f"--pid={pid_file}",
+    ]
+    profile_dir = os.environ.get("BENCH_PROFILE_DIR")
+    if profile_dir:
+        # Sampled from outside the workers; the figures of a profiled run are not the ones to quote.
+        profile = Path(profile_dir).resolve() / f"py-spy-{user_class}.txt"
+        py_spy = str(Path(sys.executable).with_name("py-spy"))
+        command = [py_spy, "record", "--subprocesses", "--format=raw", f"--output={profile}", "--", *command]
+        ctx.notes.append(f"PROFILED RUN (BENCH_PROFILE_DIR): py-spy samples in {profile}")
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            app,
-            f"--bind={HOST}:{port}",
-            f"--workers={WORKERS}",
-            "--worker-class=sync",
-            "--timeout=60",
-            "--log-level=warning",
-        ],
+        command,
         cwd=REPO_ROOT,
         env=ctx.server_env(DJANGO_ALLOWED_HOSTS=HOST),
         stdout=server_log.open("w"),
@@ -203,7 +213,7 @@ def serve_and_drive(
         result["server_errors"] = server_log.read_text().count("Traceback")
         return result
     finally:
-        stop(server)
+        stop(server, pid_file)
 
 
 def wait_until_serving(server: subprocess.Popen, url: str, log: Path) -> None:
@@ -251,11 +261,15 @@ def drive(base_url: str, *, user_class: str, seconds: int, fixture: Path, workdi
     return json.loads(result_file.read_text())
 
 
-def stop(server: subprocess.Popen) -> None:
+def stop(server: subprocess.Popen, pid_file: Path) -> None:
+    """Shut gunicorn down gracefully (its master's pid is in the pid file when py-spy wraps it)."""
     if server.poll() is None:
-        server.send_signal(signal.SIGTERM)  # gunicorn: graceful shutdown of its workers
         try:
-            server.wait(timeout=15)
+            os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+        except (OSError, ValueError):
+            server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
