@@ -1,19 +1,50 @@
 """The one function that records what happened. Services call it; views never do."""
 
+import json
 import logging
+import re
 from typing import Any
 from uuid import UUID
+
+from django.core.serializers.json import DjangoJSONEncoder
 
 from audit.models import AuditEvent
 
 logger = logging.getLogger(__name__)
 
+REDACTED = "***"
 # Keys whose values are never written to the audit log, whatever a caller passes.
-_SECRET_MARKERS = ("password", "secret", "key_digest", "token", "api_key")
+_SECRET_MARKERS = ("password", "secret", "digest", "token", "api_key", "authorization")
+# Values that are credentials whatever their key is called: an API key, a JWT.
+_SECRET_VALUE = re.compile(r"hlts_[0-9A-Za-z]{8,}|eyJ[\w-]+\.eyJ[\w-]+\.[\w-]*")
 
 
-def _scrub(changes: dict[str, Any]) -> dict[str, Any]:
-    return {k: "***" if any(m in k.lower() for m in _SECRET_MARKERS) else v for k, v in changes.items()}
+def _is_secret_key(key: str) -> bool:
+    return any(marker in key.lower() for marker in _SECRET_MARKERS)
+
+
+def _scrub(value: Any) -> Any:
+    """Redact secrets at any depth: by the key they sit under, or by what they look like."""
+    if isinstance(value, dict):
+        return {k: REDACTED if _is_secret_key(str(k)) else _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(item) for item in value]
+    if isinstance(value, str):
+        return _SECRET_VALUE.sub(REDACTED, value)
+    return value
+
+
+def _jsonable(changes: dict[str, Any]) -> dict[str, Any]:
+    # Callers may pass datetimes, UUIDs or Decimals; store what JSON can hold.
+    return json.loads(json.dumps(changes, cls=DjangoJSONEncoder))
+
+
+def _actor_fields(actor: Any) -> tuple[str, UUID | None, str]:
+    if actor is None:
+        return AuditEvent.ActorType.SYSTEM, None, "system"
+    if getattr(actor, "is_api_key", False):
+        return AuditEvent.ActorType.API_KEY, actor.pk, str(actor)
+    return AuditEvent.ActorType.USER, actor.pk, str(actor)
 
 
 def audit_record(
@@ -28,14 +59,12 @@ def audit_record(
 ) -> AuditEvent:
     """Record `action` by `actor` (a user, an API-key principal or None for the system).
 
-    `target` is any model instance; its type, pk and str() are kept.
+    `target` is any model instance; its type, pk and str() are kept. `changes`
+    is scrubbed of secrets (by key name and by value shape) before it is
+    stored, so a careless caller cannot put a password or a key in the log.
+    `client_ip` is what core.http.client_ip returns.
     """
-    if actor is None:
-        actor_type, actor_id, actor_label = AuditEvent.ActorType.SYSTEM, None, "system"
-    elif getattr(actor, "is_api_key", False):
-        actor_type, actor_id, actor_label = AuditEvent.ActorType.API_KEY, actor.pk, str(actor)
-    else:
-        actor_type, actor_id, actor_label = AuditEvent.ActorType.USER, actor.pk, str(actor)
+    actor_type, actor_id, actor_label = _actor_fields(actor)
     event = AuditEvent.objects.create(
         tenant_id=tenant_id,
         action=action,
@@ -44,9 +73,9 @@ def audit_record(
         actor_label=actor_label[:254],
         target_type=target_type or (target._meta.model_name if target is not None else ""),
         target_id=str(target.pk) if target is not None else "",
-        target_label=str(target)[:254] if target is not None else "",
-        changes=_scrub(changes or {}),
-        client_ip=client_ip,
+        target_label=_scrub(str(target))[:254] if target is not None else "",
+        changes=_scrub(_jsonable(changes or {})),
+        client_ip=client_ip or None,
     )
     logger.info(
         "audit %s tenant=%s actor=%s target=%s:%s", action, tenant_id, actor_label, event.target_type, event.target_id
