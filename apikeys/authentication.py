@@ -1,23 +1,22 @@
 """Authenticate edge agents and integrations by API key.
 
-`Authorization: Bearer hlts_…` or `X-API-Key: hlts_…`. One indexed lookup by
-digest; a malformed key (bad checksum) never reaches the database.
+`Authorization: Bearer hlts_…` or `X-API-Key: hlts_…` (the latter wins when a
+request carries both). A malformed key (wrong length, alphabet or checksum)
+never reaches the database; a well-formed one costs one indexed query and a
+constant-time comparison (see apikeys.selectors), plus a `last_used_at` write
+at most once a minute per key.
 """
-
-from datetime import timedelta
 
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from apikeys import keys
+from apikeys import keys, selectors, services
 from apikeys.models import ApiKey
 
 INVALID_KEY = "Invalid API key."
 EXPIRED_KEY = "API key has expired."
 REVOKED_KEY = "API key has been revoked."
-# `last_used_at` is bookkeeping: written at most this often per key, never on every request.
-LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 class ApiKeyPrincipal:
@@ -27,6 +26,7 @@ class ApiKeyPrincipal:
     is_anonymous = False
     is_active = True
     is_staff = False
+    is_superuser = False
     is_api_key = True
     is_tenant_admin = False
     role = None
@@ -35,6 +35,10 @@ class ApiKeyPrincipal:
         self.api_key = api_key
         self.pk = self.id = api_key.pk
         self.tenant_id = api_key.tenant_id
+
+    @property
+    def scopes(self) -> list[str]:
+        return list(self.api_key.scopes)
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.api_key.scopes
@@ -52,46 +56,44 @@ def _key_from_request(request) -> str | None:
         try:
             return auth[1].decode()
         except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed(INVALID_KEY) from None
-    return None
+            raise exceptions.AuthenticationFailed(INVALID_KEY, code="api_key_invalid") from None
+    return None  # no key: maybe a JWT, for users.authentication
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request):
-        raw_key = _key_from_request(request)
-        if raw_key is None:
+        secret = _key_from_request(request)
+        if secret is None:
             return None
-        if not keys.is_well_formed(raw_key):
-            raise exceptions.AuthenticationFailed(INVALID_KEY)
-        try:
-            api_key = ApiKey.objects.get(key_digest=keys.digest(raw_key))
-        except ApiKey.DoesNotExist:
-            raise exceptions.AuthenticationFailed(INVALID_KEY) from None
+        if not keys.is_well_formed(secret):
+            raise exceptions.AuthenticationFailed(INVALID_KEY, code="api_key_invalid")
+        api_key = selectors.api_key_find_by_secret(secret=secret)
+        if api_key is None:
+            # The same answer as for a malformed key: nothing tells a guesser how close it came.
+            raise exceptions.AuthenticationFailed(INVALID_KEY, code="api_key_invalid")
         now = timezone.now()
         if api_key.is_revoked:
-            raise exceptions.AuthenticationFailed(REVOKED_KEY)
+            raise exceptions.AuthenticationFailed(REVOKED_KEY, code="api_key_revoked")
         if api_key.is_expired(now):
-            raise exceptions.AuthenticationFailed(EXPIRED_KEY)
-        self._touch(api_key, now, request.META.get("REMOTE_ADDR"))
+            raise exceptions.AuthenticationFailed(EXPIRED_KEY, code="api_key_expired")
+        services.api_key_record_use(api_key=api_key, now=now, client_ip=request.META.get("REMOTE_ADDR") or None)
         return ApiKeyPrincipal(api_key), api_key
 
     def authenticate_header(self, request) -> str:
+        # Makes DRF answer 401 (not 403) to a request without credentials.
         return 'Bearer realm="api"'
-
-    @staticmethod
-    def _touch(api_key: ApiKey, now, ip: str | None) -> None:
-        if api_key.last_used_at and now - api_key.last_used_at < LAST_USED_RESOLUTION:
-            return
-        # Conditional, so concurrent requests of one key write once per minute at most.
-        ApiKey.objects.filter(pk=api_key.pk).exclude(last_used_at__gte=now - LAST_USED_RESOLUTION).update(
-            last_used_at=now, last_used_ip=ip
-        )
-        api_key.last_used_at, api_key.last_used_ip = now, ip
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "apikeys.authentication.ApiKeyAuthentication"
     name = ["apiKeyBearer", "apiKeyHeader"]
+
+    def get_security_requirement(self, auto_schema):
+        # Either header will do (a list means OR); endpoints that declare no
+        # scope do not accept keys, so the schema does not offer them there.
+        if getattr(auto_schema.view, "required_scope", None) is None:
+            return []
+        return [{name: []} for name in self.name]
 
     def get_security_definition(self, auto_schema):
         return [

@@ -5,6 +5,12 @@ from django.db import models
 from django.utils import timezone
 
 
+class ApiKeyQuerySet(models.QuerySet):
+    def active(self) -> "ApiKeyQuerySet":
+        """Not revoked. Expired keys are still listed, so that people see they expired."""
+        return self.filter(revoked_at__isnull=True)
+
+
 class ApiKey(models.Model):
     """A tenant's credential for machines and integrations.
 
@@ -15,7 +21,8 @@ class ApiKey(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=200)
-    prefix = models.CharField(max_length=12, help_text="The first 12 characters, to recognise the key.")
+    # Indexed: authentication finds the key by it, then compares digests in constant time.
+    prefix = models.CharField(max_length=12, db_index=True, help_text="The first 12 characters, to recognise the key.")
     key_digest = models.CharField(max_length=64, unique=True, editable=False)
     scopes = models.JSONField(default=list)
     created_by = models.ForeignKey(
@@ -26,6 +33,8 @@ class ApiKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     last_used_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -1,7 +1,8 @@
 """The one registry of API-key scopes and presets.
 
 Endpoints declare the scope they need (`required_scope = "read:machines"`);
-this module says which scopes exist and how presets expand.
+this module says which scopes exist and how presets expand. The system check
+in apikeys.checks refuses an endpoint that names a scope missing here.
 """
 
 from collections.abc import Iterable
@@ -25,6 +26,15 @@ class UnknownScope(ValueError):
     pass
 
 
+def is_scope(name: object) -> bool:
+    return isinstance(name, str) and name in SCOPES
+
+
+def scope_choices() -> list[tuple[str, str]]:
+    """(name, label) pairs for forms, in registry order."""
+    return [(name, f"{name}: {description}") for name, description in SCOPES.items()]
+
+
 def expand_scopes(value: str | Iterable[str]) -> list[str]:
     """Expand a preset name, or a list of scope and preset names, to scope names.
 
@@ -35,12 +45,14 @@ def expand_scopes(value: str | Iterable[str]) -> list[str]:
     expanded: list[str] = []
     unknown: list[str] = []
     for name in names:
-        if name in PRESETS:
+        if not isinstance(name, str):
+            unknown.append(repr(name))
+        elif name in PRESETS:
             expanded.extend(PRESETS[name])
         elif name in SCOPES:
             expanded.append(name)
         else:
-            unknown.append(str(name))
+            unknown.append(repr(name))
     if unknown:
         raise UnknownScope(
             f"Unknown scope or preset: {', '.join(unknown)}. "

@@ -1,5 +1,6 @@
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -10,6 +11,10 @@ from apikeys.models import ApiKey
 from audit.services import audit_record
 from tenants.models import Tenant
 
+NAME_MAX_LENGTH = ApiKey._meta.get_field("name").max_length
+# `last_used_at` is bookkeeping: written at most this often per key, never on every request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
 
 @dataclass(frozen=True)
 class IssuedApiKey:
@@ -17,6 +22,64 @@ class IssuedApiKey:
 
     api_key: ApiKey
     secret: str
+
+
+class ApiKeyAlreadyRevoked(Exception):
+    pass
+
+
+_UNSET: Any = object()
+
+
+def _actor_user(actor):
+    """The user to store as `created_by`: an API-key principal is not one."""
+    return None if actor is None or getattr(actor, "is_api_key", False) else actor
+
+
+def _clean_name(name: str, errors: dict[str, list[str]]) -> str:
+    name = (name or "").strip()
+    if not name:
+        errors["name"] = ["A key needs a name."]
+    elif len(name) > NAME_MAX_LENGTH:
+        errors["name"] = [f"Ensure this field has no more than {NAME_MAX_LENGTH} characters."]
+    return name
+
+
+def _clean_scopes(requested, errors: dict[str, list[str]]) -> list[str]:
+    try:
+        granted = scopes.expand_scopes(scopes.DEFAULT_SCOPES if requested is None else requested)
+    except scopes.UnknownScope as exc:
+        errors["scopes"] = [str(exc)]
+        return []
+    if not granted:
+        errors["scopes"] = ["Grant at least one scope."]
+    return granted
+
+
+def _clean_expires_at(expires_at: datetime | None, errors: dict[str, list[str]]) -> None:
+    if expires_at is None:
+        return
+    if timezone.is_naive(expires_at):
+        errors["expires_at"] = ["Give the expiry with a time zone."]
+    elif expires_at <= timezone.now():
+        errors["expires_at"] = ["The expiry must be in the future."]
+
+
+def api_key_validate(
+    *, name: str, scopes_requested: str | list[str] | None, expires_at: datetime | None
+) -> tuple[str, list[str]]:
+    """The create rules, for every entry point (API, admin, command).
+
+    Returns the stripped name and the expanded scopes; raises ValidationError
+    keyed by field.
+    """
+    errors: dict[str, list[str]] = {}
+    name = _clean_name(name, errors)
+    granted = _clean_scopes(scopes_requested, errors)
+    _clean_expires_at(expires_at, errors)
+    if errors:
+        raise ValidationError(errors)
+    return name, granted
 
 
 @transaction.atomic
@@ -29,21 +92,8 @@ def api_key_create(
     created_by=None,
     client_ip: str | None = None,
 ) -> IssuedApiKey:
-    name = (name or "").strip()
-    errors: dict[str, list[str]] = {}
-    if not name:
-        errors["name"] = ["A key needs a name."]
-    try:
-        granted = scopes.expand_scopes(scopes.DEFAULT_SCOPES if scopes_requested is None else scopes_requested)
-        if not granted:
-            errors["scopes"] = ["Grant at least one scope."]
-    except scopes.UnknownScope as exc:
-        errors["scopes"] = [str(exc)]
-    if expires_at is not None and expires_at <= timezone.now():
-        errors["expires_at"] = ["The expiry must be in the future."]
-    if errors:
-        raise ValidationError(errors)
-
+    """Issue a key. `scopes_requested` may be scope and preset names; None means the default."""
+    name, granted = api_key_validate(name=name, scopes_requested=scopes_requested, expires_at=expires_at)
     secret = keys.generate_key()
     api_key = ApiKey.objects.create(
         tenant=tenant,
@@ -52,14 +102,109 @@ def api_key_create(
         key_digest=keys.digest(secret),
         scopes=granted,
         expires_at=expires_at,
-        created_by=created_by if getattr(created_by, "is_api_key", False) is False else None,
+        created_by=_actor_user(created_by),
     )
     audit_record(
         tenant_id=tenant.id,
         action="api_key.create",
         actor=created_by,
         target=api_key,
-        changes={"name": name, "scopes": granted, "expires_at": expires_at.isoformat() if expires_at else None},
+        changes={
+            "name": name,
+            "prefix": api_key.prefix,
+            "scopes": granted,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
         client_ip=client_ip,
     )
     return IssuedApiKey(api_key=api_key, secret=secret)
+
+
+@transaction.atomic
+def api_key_update(
+    *,
+    api_key: ApiKey,
+    name: str = _UNSET,
+    scopes_requested: str | list[str] = _UNSET,
+    expires_at: datetime | None = _UNSET,
+    actor=None,
+    client_ip: str | None = None,
+) -> ApiKey:
+    """Rename a key, change its scopes or expiry (the admin's change form). The secret stays."""
+    if api_key.is_revoked:
+        raise ValidationError("A revoked key cannot be changed.")
+    errors: dict[str, list[str]] = {}
+    new_values: dict[str, Any] = {}
+    if name is not _UNSET:
+        new_values["name"] = _clean_name(name, errors)
+    if scopes_requested is not _UNSET:
+        new_values["scopes"] = _clean_scopes(scopes_requested, errors)
+    if expires_at is not _UNSET and expires_at != api_key.expires_at:
+        _clean_expires_at(expires_at, errors)
+        new_values["expires_at"] = expires_at
+    if errors:
+        raise ValidationError(errors)
+    changes = {
+        field: [_jsonable(getattr(api_key, field)), _jsonable(value)]
+        for field, value in new_values.items()
+        if getattr(api_key, field) != value
+    }
+    if not changes:
+        return api_key
+    for field in changes:
+        setattr(api_key, field, new_values[field])
+    api_key.save(update_fields=list(changes))
+    audit_record(
+        tenant_id=api_key.tenant_id,
+        action="api_key.update",
+        actor=actor,
+        target=api_key,
+        changes=changes,
+        client_ip=client_ip,
+    )
+    return api_key
+
+
+def _jsonable(value):
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+@transaction.atomic
+def api_key_revoke(*, api_key: ApiKey, actor=None, client_ip: str | None = None) -> ApiKey:
+    """Revoke a key; it stops authenticating at once.
+
+    Raises ApiKeyAlreadyRevoked if it was revoked before (also by a concurrent
+    request: the conditional update lets exactly one of them win).
+    """
+    now = timezone.now()
+    updated = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
+    if not updated:
+        raise ApiKeyAlreadyRevoked(f"API key {api_key.pk} is already revoked.")
+    api_key.revoked_at = now
+    audit_record(
+        tenant_id=api_key.tenant_id,
+        action="api_key.revoke",
+        actor=actor,
+        target=api_key,
+        changes={"revoked_at": now.isoformat()},
+        client_ip=client_ip,
+    )
+    return api_key
+
+
+def api_key_record_use(*, api_key: ApiKey, now: datetime, client_ip: str | None) -> bool:
+    """Note that the key was used, at most once per LAST_USED_RESOLUTION; True if written.
+
+    Bookkeeping rather than a change someone made, so not audited. The
+    in-memory check saves the query on most requests; the conditional update
+    keeps concurrent requests of one key from writing more than once a minute.
+    """
+    if api_key.last_used_at and now - api_key.last_used_at < LAST_USED_RESOLUTION:
+        return False
+    written = (
+        ApiKey.objects.filter(pk=api_key.pk)
+        .exclude(last_used_at__gt=now - LAST_USED_RESOLUTION)
+        .update(last_used_at=now, last_used_ip=client_ip)
+    )
+    api_key.last_used_at, api_key.last_used_ip = now, client_ip
+    return bool(written)

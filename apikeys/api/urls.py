@@ -1,1 +1,8 @@
-urlpatterns: list = []
+from django.urls import path
+
+from apikeys.api import views
+
+urlpatterns = [
+    path("settings/api-keys", views.ApiKeyListCreateView.as_view(), name="api-keys"),
+    path("settings/api-keys/<uuid:key_id>", views.ApiKeyRevokeView.as_view(), name="api-key-detail"),
+]

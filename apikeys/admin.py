@@ -1,0 +1,183 @@
+"""The Django admin for API keys (platform staff).
+
+Keys are created and changed through the services, so the rules and the audit
+trail are the API's. A new key is shown once, on the page that answers the add
+form (never stored, not even in a message cookie); the digest is never shown.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from apikeys import scopes
+from apikeys.models import ApiKey
+from apikeys.services import ApiKeyAlreadyRevoked, api_key_create, api_key_revoke, api_key_update, api_key_validate
+
+_ISSUED_SECRET_ATTR = "_apikeys_issued_secret"
+
+
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=scopes.scope_choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=scopes.DEFAULT_SCOPES,
+        help_text="Presets: " + "; ".join(f"{name} = {', '.join(s)}" for name, s in scopes.PRESETS.items()) + ".",
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["tenant", "name", "scopes", "expires_at"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        # An unchanged expiry that has since passed must not block renaming the key.
+        expiry_changed = self.instance._state.adding or "expires_at" in self.changed_data
+        try:
+            api_key_validate(
+                name=cleaned.get("name", ""),
+                scopes_requested=cleaned.get("scopes", []),
+                expires_at=cleaned.get("expires_at") if expiry_changed else None,
+            )
+        except ValidationError as exc:
+            self.add_error(None, exc)
+        return cleaned
+
+
+class StatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("active", "Active"), ("expired", "Expired"), ("revoked", "Revoked")]
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        now = timezone.now()
+        expired = Q(expires_at__isnull=False, expires_at__lte=now)
+        if self.value() == "active":
+            return queryset.filter(revoked_at__isnull=True).exclude(expired)
+        if self.value() == "expired":
+            return queryset.filter(expired, revoked_at__isnull=True)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    form = ApiKeyForm
+    list_display = [
+        "name",
+        "tenant",
+        "prefix",
+        "scope_list",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked",
+    ]
+    list_filter = [StatusFilter, "tenant", "created_at", "expires_at"]
+    list_select_related = ["tenant"]
+    search_fields = ["name", "prefix", "tenant__name", "id"]
+    date_hierarchy = "created_at"
+    actions = ["revoke_selected"]
+    # key_digest is in neither list: the admin never shows it.
+    readonly_fields = [
+        "id",
+        "prefix",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "last_used_ip",
+        "revoked_at",
+    ]
+    key_created_template = "admin/apikeys/apikey/key_created.html"
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["tenant", "name", "scopes", "expires_at"]
+        return ["id", "tenant", "name", "prefix", "scopes", "expires_at", *self.readonly_fields[2:]]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return [*self.readonly_fields, "tenant"]  # a key never moves to another tenant
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # A revoked key is history: it can be looked at, not changed.
+        if obj is not None and obj.is_revoked:
+            return False
+        return super().has_change_permission(request, obj)
+
+    @admin.display(description="scopes")
+    def scope_list(self, obj: ApiKey) -> str:
+        return ", ".join(obj.scopes)
+
+    @admin.display(description="revoked", boolean=True, ordering="revoked_at")
+    def revoked(self, obj: ApiKey) -> bool:
+        return obj.is_revoked
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form, change: bool) -> None:
+        data = form.cleaned_data
+        if change:
+            current = ApiKey.objects.get(pk=obj.pk)
+            updates = {field: data[field] for field in ("name", "expires_at") if field in form.changed_data}
+            if "scopes" in form.changed_data:
+                updates["scopes_requested"] = data["scopes"]
+            api_key_update(api_key=current, actor=request.user, client_ip=_client_ip(request), **updates)
+            return
+        issued = api_key_create(
+            tenant=data["tenant"],
+            name=data["name"],
+            scopes_requested=data["scopes"],
+            expires_at=data.get("expires_at"),
+            created_by=request.user,
+            client_ip=_client_ip(request),
+        )
+        # The admin goes on with the form's unsaved instance (log entry, redirect): make it the saved row.
+        for field in ApiKey._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(issued.api_key, field.attname))
+        obj._state.adding, obj._state.db = False, issued.api_key._state.db
+        setattr(request, _ISSUED_SECRET_ATTR, issued.secret)
+
+    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue=None) -> HttpResponse:
+        secret = getattr(request, _ISSUED_SECRET_ATTR, None)
+        if secret is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "API key created",
+            "opts": self.opts,
+            "original": obj,
+            "api_key": obj,
+            "secret": secret,
+        }
+        response = TemplateResponse(request, self.key_created_template, context)
+        # Answered to the POST itself, so the key is in no redirect, session or cache.
+        response["Cache-Control"] = "no-store, private"
+        response["Pragma"] = "no-cache"
+        return response
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
+    def revoke_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        revoked = 0
+        for api_key in queryset.filter(revoked_at__isnull=True):
+            try:
+                api_key_revoke(api_key=api_key, actor=request.user, client_ip=_client_ip(request))
+            except ApiKeyAlreadyRevoked:
+                continue
+            revoked += 1
+        skipped = queryset.count() - revoked
+        message = f"Revoked {revoked} API key{'s' if revoked != 1 else ''}."
+        if skipped:
+            message += f" {skipped} {'was' if skipped == 1 else 'were'} already revoked."
+        self.message_user(request, message, messages.SUCCESS)
+
+
+def _client_ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
