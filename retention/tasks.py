@@ -1,0 +1,61 @@
+"""Celery tasks: thin wrappers that call retention.services with ids."""
+
+import logging
+from uuid import UUID
+
+from celery import shared_task
+from django.db import transaction
+
+from retention import conf, services
+from retention.models import RetentionRun
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+# Under the Redis transport's default visibility timeout (1 h), so a long run is
+# never handed to a second worker while the first is still alive.
+EXECUTE_SOFT_TIME_LIMIT = 50 * 60
+EXECUTE_TIME_LIMIT = 55 * 60
+
+
+@shared_task(
+    name="retention.run_execute",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=EXECUTE_SOFT_TIME_LIMIT,
+    time_limit=EXECUTE_TIME_LIMIT,
+    max_retries=5,
+    ignore_result=True,
+    bind=True,
+)
+def retention_run_execute(self, run_id: str) -> None:
+    try:
+        services.retention_run_execute(run_id=UUID(run_id))
+    except services.RetentionRunBusy as exc:
+        # A redelivered message while the run still makes progress elsewhere:
+        # look again once a dead worker would have been noticed.
+        raise self.retry(exc=exc, countdown=conf.running_stale_after().total_seconds()) from None
+
+
+def retention_run_enqueue(*, run_id: UUID) -> None:
+    """Send the run to a worker once the transaction that created it commits.
+
+    Without a broker (CELERY_TASK_ALWAYS_EAGER) it runs here and now, so outside
+    a transaction the run is finished when this returns.
+    """
+    options = {"queue": conf.queue()} if conf.queue() else {}
+    transaction.on_commit(lambda: retention_run_execute.apply_async(args=[str(run_id)], **options))
+
+
+@shared_task(name="retention.schedule_all", ignore_result=True)
+def retention_schedule_all() -> int:
+    """The daily job: one run, and one task, per tenant. Returns how many were queued."""
+    queued = 0
+    for tenant in list(Tenant.objects.order_by("pk")):
+        run, created = services.retention_run_request(tenant=tenant, trigger=RetentionRun.Trigger.SCHEDULE)
+        if created:
+            retention_run_enqueue(run_id=run.id)
+            queued += 1
+        else:
+            logger.info("retention for tenant %s skipped: run %s is %s", tenant.pk, run.pk, run.status)
+    return queued
