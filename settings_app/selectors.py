@@ -1,8 +1,79 @@
-from settings_app.models import UnitPreference
+from uuid import UUID
+
+from django.conf import settings
+
+from settings_app import access, dashboard, probe
+from settings_app.crypto import decrypt_secret
+from settings_app.models import AiSettings, DashboardPreset, RolePermission, UnitPreference
 from settings_app.units import DEFAULT_UNITS
+from tenants import tiers
 
 
 def unit_preferences_for(user) -> dict[str, str]:
     """The user's display units; defaults when none are saved (one query)."""
     pref = UnitPreference.objects.filter(user=user).first()
     return pref.as_dict() if pref else dict(DEFAULT_UNITS)
+
+
+def role_permissions_for_tenant(*, tenant_id: UUID) -> dict[str, dict[str, list[str]]]:
+    """Every configurable role's tabs and nav pages; defaults for roles never saved (one query)."""
+    saved = {row.role: row.as_dict() for row in RolePermission.objects.filter(tenant_id=tenant_id)}
+    return {role: saved.get(role) or access.default_access(role) for role in access.CONFIGURABLE_ROLES}
+
+
+def effective_access_for(user) -> dict[str, list[str]]:
+    """What the user is shown: everything for admins (no query), else their role's lists."""
+    if user.is_tenant_admin:
+        return access.full_access()
+    if user.role not in access.CONFIGURABLE_ROLES:
+        return {"settings": [], "nav": []}
+    row = RolePermission.objects.filter(tenant_id=user.tenant_id, role=user.role).first()
+    return row.as_dict() if row else access.default_access(user.role)
+
+
+def me_for(user) -> dict:
+    """What a front end needs at start-up, in one call (three queries besides authentication)."""
+    tenant = user.tenant
+    return {
+        "user": {"id": user.id, "email": user.email, "full_name": user.full_name, "role": user.role},
+        "tenant": {
+            "id": tenant.id,
+            "name": tenant.name,
+            "tier": tenant.tier,
+            "retention_days": tiers.retention_days(tenant.tier) if tenant.tier in tiers.tier_names() else None,
+        },
+        "permissions": effective_access_for(user),
+        "units": unit_preferences_for(user),
+    }
+
+
+def ai_settings_for_tenant(*, tenant_id: UUID) -> AiSettings:
+    """The tenant's AI settings; an unsaved default (provider `platform`) when none exist."""
+    return AiSettings.objects.filter(tenant_id=tenant_id).first() or AiSettings(tenant_id=tenant_id)
+
+
+def dashboard_presets_for_tenant(*, tenant_id: UUID) -> dict[str, dict[str, list[dict]]]:
+    """Every role's dashboard preset; defaults for roles never saved (one query)."""
+    saved = {row.role: row.as_dict() for row in DashboardPreset.objects.filter(tenant_id=tenant_id)}
+    return {role: saved.get(role) or dashboard.default_preset(role) for role in dashboard.PRESET_ROLES}
+
+
+def ai_models_for_tenant(*, tenant_id: UUID, probe_url: str | None = None) -> probe.ProbeResult:
+    """The models an admin may choose from.
+
+    With `probe_url`, that server is asked. Without it, the saved custom server
+    is asked, or, for provider `platform`, the platform's configured models are
+    listed. The saved API key is sent only to the saved URL, never to another
+    URL an admin types in, so it cannot be sent off to a server of one's choosing.
+    Raises probe.ProbeRefused / probe.ProbeFailed.
+    """
+    ai = ai_settings_for_tenant(tenant_id=tenant_id)
+    if probe_url is None:
+        if ai.ai_provider == AiSettings.Provider.PLATFORM or not ai.custom_ai_url:
+            models = [{"name": name} for name in settings.HALTLESS_PLATFORM_AI_MODELS]
+            return probe.ProbeResult(provider_type="platform", models=models)
+        probe_url = ai.custom_ai_url
+    api_key = None
+    if ai.custom_ai_api_key_set and ai.custom_ai_url and probe_url.strip() == ai.custom_ai_url:
+        api_key = decrypt_secret(ai.custom_ai_api_key_encrypted)
+    return probe.probe_models(probe_url, api_key=api_key)

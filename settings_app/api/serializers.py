@@ -1,0 +1,231 @@
+from django.core.validators import RegexValidator
+from rest_framework import serializers
+
+from core.serializers import StrictSerializer
+from settings_app import access, dashboard
+from settings_app.models import AiSettings
+from settings_app.services import MAX_AI_API_KEY_LENGTH
+from settings_app.units import UNIT_CHOICES
+from users.models import Role
+
+
+class StrictCharField(serializers.CharField):
+    """A string and nothing else: DRF's CharField would turn 5 into "5"."""
+
+    default_error_messages = {"invalid": "Must be a string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """true or false only: DRF's BooleanField would also take "yes", 1 and "on"."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+# --- Role permissions -----------------------------------------------------------------
+
+
+class RoleAccessSerializer(StrictSerializer):
+    settings = serializers.ListField(
+        child=serializers.ChoiceField(
+            choices=access.SETTINGS_TABS,
+            error_messages={"invalid_choice": 'Unknown settings tab "{input}".'},
+        ),
+        max_length=len(access.SETTINGS_TABS) * 2,
+        help_text=f"Settings tabs the role is shown; any of: {', '.join(access.SETTINGS_TABS)}.",
+    )
+    nav = serializers.ListField(
+        child=serializers.ChoiceField(
+            choices=access.NAV_PAGES,
+            error_messages={"invalid_choice": 'Unknown nav page "{input}".'},
+        ),
+        max_length=len(access.NAV_PAGES) * 2,
+        help_text=f"Nav pages the role is shown; any of: {', '.join(access.NAV_PAGES)}.",
+    )
+
+
+class RolePermissionsSerializer(StrictSerializer):
+    """The whole mapping: a PUT replaces both roles, so both are required."""
+
+    operator = RoleAccessSerializer()
+    viewer = RoleAccessSerializer()
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            errors = {}
+            for role in data:
+                if role == Role.ADMIN:
+                    errors[role] = [access.ADMIN_NOT_CONFIGURABLE]
+                elif role not in self.fields:
+                    errors[role] = [f"Unknown role {role!r}; configurable roles: {', '.join(self.fields)}."]
+            if errors:
+                raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)
+
+
+# --- /me ------------------------------------------------------------------------------
+
+
+class MeUserSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    email = serializers.EmailField()
+    full_name = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class MeTenantSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    tier = serializers.CharField()
+    retention_days = serializers.IntegerField(allow_null=True)
+
+
+class UnitPreferencesSerializer(StrictSerializer):
+    temperature = serializers.ChoiceField(choices=UNIT_CHOICES["temperature"], required=False)
+    pressure = serializers.ChoiceField(choices=UNIT_CHOICES["pressure"], required=False)
+    vibration = serializers.ChoiceField(choices=UNIT_CHOICES["vibration"], required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for kind, field in self.fields.items():
+            field.error_messages["invalid_choice"] = (
+                f'Unknown {kind} unit "{{input}}"; choose one of: {", ".join(UNIT_CHOICES[kind])}.'
+            )
+
+
+class UnitPreferencesOutputSerializer(serializers.Serializer):
+    temperature = serializers.ChoiceField(choices=UNIT_CHOICES["temperature"])
+    pressure = serializers.ChoiceField(choices=UNIT_CHOICES["pressure"])
+    vibration = serializers.ChoiceField(choices=UNIT_CHOICES["vibration"])
+
+
+class MeSerializer(serializers.Serializer):
+    user = MeUserSerializer()
+    tenant = MeTenantSerializer()
+    permissions = RoleAccessSerializer(help_text="The settings tabs and nav pages the caller is shown.")
+    units = UnitPreferencesOutputSerializer()
+
+
+# --- AI settings -------------------------------------------------------------------------
+
+
+class AiSettingsOutputSerializer(serializers.Serializer):
+    ai_provider = serializers.ChoiceField(choices=AiSettings.Provider.choices)
+    custom_ai_url = serializers.CharField(allow_null=True)
+    custom_ai_model = serializers.CharField(allow_null=True)
+    custom_ai_api_key_set = serializers.BooleanField(help_text="Whether an API key is stored; the key is never shown.")
+
+    def to_representation(self, instance):
+        return {
+            "ai_provider": instance.ai_provider,
+            "custom_ai_url": instance.custom_ai_url or None,
+            "custom_ai_model": instance.custom_ai_model or None,
+            "custom_ai_api_key_set": instance.custom_ai_api_key_set,
+        }
+
+
+class AiSettingsPatchSerializer(StrictSerializer):
+    ai_provider = serializers.ChoiceField(choices=AiSettings.Provider.choices, required=False)
+    custom_ai_url = StrictCharField(
+        max_length=2048, required=False, allow_null=True, allow_blank=True, help_text="null or empty clears it."
+    )
+    custom_ai_model = StrictCharField(max_length=200, required=False, allow_null=True, allow_blank=True)
+    custom_ai_api_key = StrictCharField(
+        max_length=MAX_AI_API_KEY_LENGTH,
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        write_only=True,
+        help_text="Write-only, for OpenAI-compatible servers that need one; null or empty clears it. "
+        "Cleared too when the URL moves to another scheme, host or port without a new key.",
+    )
+
+
+class AiModelsQuerySerializer(serializers.Serializer):
+    probe_url = serializers.CharField(required=False, max_length=4096, trim_whitespace=True)
+
+
+class AiModelSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    size = serializers.IntegerField(required=False, help_text="Ollama only: bytes.")
+    modified_at = serializers.CharField(required=False, help_text="Ollama only.")
+    owned_by = serializers.CharField(required=False, help_text="OpenAI-compatible only.")
+
+
+class AiModelsSerializer(serializers.Serializer):
+    provider_type = serializers.ChoiceField(choices=["ollama", "openai", "platform"])
+    models = AiModelSerializer(many=True)
+
+
+# --- Dashboard presets ------------------------------------------------------------------
+
+
+def _identifier(**kwargs) -> StrictCharField:
+    return StrictCharField(
+        max_length=dashboard.MAX_IDENTIFIER_LENGTH,
+        validators=[
+            RegexValidator(
+                dashboard.IDENTIFIER_PATTERN, "Use letters, digits and - _ . : only, starting with a letter or digit."
+            )
+        ],
+        **kwargs,
+    )
+
+
+class WidgetSerializer(StrictSerializer):
+    id = _identifier()
+    labelKey = StrictCharField(max_length=dashboard.MAX_LABEL_KEY_LENGTH)
+    visible = StrictBooleanField()
+    size = serializers.ChoiceField(choices=dashboard.WIDGET_SIZES)
+
+
+class StatMetricSerializer(StrictSerializer):
+    metricId = _identifier()
+
+
+class DashboardLayoutSerializer(serializers.Serializer):
+    widgets = WidgetSerializer(many=True)
+    statMetrics = StatMetricSerializer(many=True)
+
+
+class DashboardPresetsSerializer(serializers.Serializer):
+    admin = DashboardLayoutSerializer()
+    operator = DashboardLayoutSerializer()
+    viewer = DashboardLayoutSerializer()
+
+
+class DashboardPresetInputSerializer(StrictSerializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+    widgets = WidgetSerializer(many=True, max_length=dashboard.MAX_WIDGETS)
+    statMetrics = StatMetricSerializer(many=True, max_length=dashboard.MAX_STAT_METRICS)
+
+    def validate_widgets(self, widgets):
+        _require_unique(widgets, "id", "widget id")
+        return widgets
+
+    def validate_statMetrics(self, metrics):
+        _require_unique(metrics, "metricId", "metricId")
+        return metrics
+
+
+def _require_unique(items: list[dict], key: str, label: str) -> None:
+    seen, duplicates = set(), []
+    for item in items:
+        if item[key] in seen and item[key] not in duplicates:
+            duplicates.append(item[key])
+        seen.add(item[key])
+    if duplicates:
+        raise serializers.ValidationError(f"Each {label} may appear once; repeated: {', '.join(duplicates)}.")
+
+
+class DashboardPresetSerializer(DashboardLayoutSerializer):
+    role = serializers.ChoiceField(choices=Role.choices)

@@ -1,0 +1,216 @@
+"""Tenant settings endpoints: thin, each a selector to read and a service to write."""
+
+from contextlib import contextmanager
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.exceptions import ValidationError
+from rest_framework.generics import GenericAPIView
+from rest_framework.response import Response
+from rest_framework.throttling import UserRateThrottle
+
+from core.exceptions import BadGateway
+from core.permissions import ApiAccess, IsTenantAdmin, IsTenantAdminForWrites
+from settings_app import probe, selectors, services
+from settings_app.api.serializers import (
+    AiModelsQuerySerializer,
+    AiModelsSerializer,
+    AiSettingsOutputSerializer,
+    AiSettingsPatchSerializer,
+    DashboardPresetInputSerializer,
+    DashboardPresetSerializer,
+    DashboardPresetsSerializer,
+    MeSerializer,
+    RolePermissionsSerializer,
+    UnitPreferencesOutputSerializer,
+    UnitPreferencesSerializer,
+)
+
+_ERRORS = {
+    400: OpenApiResponse(description="Validation error: `{field: [messages]}`."),
+    401: OpenApiResponse(description="No or bad credentials."),
+    403: OpenApiResponse(description="Not allowed for this role, or an API key (these endpoints need a user login)."),
+}
+
+
+@contextmanager
+def _service_errors():
+    """A service's Django ValidationError becomes DRF's 400 `{field: [messages]}`."""
+    try:
+        yield
+    except DjangoValidationError as exc:
+        raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}) from None
+
+
+def _client_ip(request) -> str | None:
+    return request.META.get("REMOTE_ADDR")
+
+
+class MeView(GenericAPIView):
+    """The caller's profile, tenant, what they are shown, and their units: a front end's start-up call."""
+
+    permission_classes = [ApiAccess]
+    serializer_class = MeSerializer
+
+    @extend_schema(responses={200: MeSerializer, **_ERRORS}, operation_id="me_retrieve")
+    def get(self, request):
+        return Response(self.get_serializer(selectors.me_for(request.user)).data)
+
+
+class RolePermissionsView(GenericAPIView):
+    """Which settings tabs and nav pages operators and viewers are shown (admins see everything)."""
+
+    permission_classes = [IsTenantAdminForWrites]
+    serializer_class = RolePermissionsSerializer
+
+    @extend_schema(responses={200: RolePermissionsSerializer, **_ERRORS})
+    def get(self, request):
+        return Response(selectors.role_permissions_for_tenant(tenant_id=request.user.tenant_id))
+
+    @extend_schema(
+        request=RolePermissionsSerializer,
+        responses={200: RolePermissionsSerializer, **_ERRORS},
+        description="Admin only. Replaces the mapping; both `operator` and `viewer` are required. "
+        "Lists are stored de-duplicated, in the catalogue order.",
+    )
+    def put(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        with _service_errors():
+            services.role_permissions_update(
+                tenant=request.user.tenant,
+                permissions=serializer.validated_data,
+                actor=request.user,
+                client_ip=_client_ip(request),
+            )
+        return Response(selectors.role_permissions_for_tenant(tenant_id=request.user.tenant_id))
+
+
+class AiSettingsView(GenericAPIView):
+    """The tenant's AI provider: `platform` (Haltless-hosted) or `custom` (self-hosted)."""
+
+    permission_classes = [IsTenantAdminForWrites]
+    serializer_class = AiSettingsOutputSerializer
+
+    @extend_schema(responses={200: AiSettingsOutputSerializer, **_ERRORS})
+    def get(self, request):
+        ai = selectors.ai_settings_for_tenant(tenant_id=request.user.tenant_id)
+        return Response(AiSettingsOutputSerializer(ai).data)
+
+    @extend_schema(
+        request=AiSettingsPatchSerializer,
+        responses={200: AiSettingsOutputSerializer, **_ERRORS},
+        description="Admin only. Provider `custom` needs an http(s) URL and a model (checked on the state "
+        "after the patch). URLs follow the probe's address rules; host names are resolved when probed, not here.",
+    )
+    def patch(self, request):
+        serializer = AiSettingsPatchSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        with _service_errors():
+            ai = services.ai_settings_update(
+                tenant=request.user.tenant,
+                changes=serializer.validated_data,
+                actor=request.user,
+                client_ip=_client_ip(request),
+            )
+        return Response(AiSettingsOutputSerializer(ai).data)
+
+
+class AiProbeThrottle(UserRateThrottle):
+    # Each probe makes outbound requests: bound how fast one admin can make them.
+    scope = "ai_probe"
+    rate = "30/min"
+
+
+class AiModelsView(GenericAPIView):
+    """The models an admin can choose: asked of an Ollama or OpenAI-compatible server."""
+
+    permission_classes = [IsTenantAdmin]
+    serializer_class = AiModelsSerializer
+    throttle_classes = [AiProbeThrottle]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "probe_url",
+                str,
+                description="Base URL of the server to ask (with or without `/v1`). Without it: the saved "
+                "custom URL, or the platform's models for provider `platform`.",
+            )
+        ],
+        responses={
+            200: AiModelsSerializer,
+            **_ERRORS,
+            429: OpenApiResponse(description="Too many probes."),
+            502: OpenApiResponse(description="Unreachable, too slow, too large, a redirect, non-2xx, no model list."),
+        },
+        description="Admin only. Tries Ollama (`GET /api/tags`), then OpenAI-compatible (`GET /v1/models`). "
+        "One 5-second deadline, no redirects, at most 1 MiB read. Every address the host resolves to is checked "
+        "and only a checked address is connected to: cloud metadata, link-local, multicast, unspecified and "
+        "reserved addresses are refused (400), loopback too unless AI_PROBE_ALLOW_LOOPBACK is set; private "
+        "LAN addresses are allowed.",
+    )
+    def get(self, request):
+        query = AiModelsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        probe_url = query.validated_data.get("probe_url")
+        try:
+            result = selectors.ai_models_for_tenant(tenant_id=request.user.tenant_id, probe_url=probe_url)
+        except probe.ProbeRefused as exc:
+            raise ValidationError({"probe_url" if probe_url is not None else "custom_ai_url": [str(exc)]}) from None
+        except probe.ProbeFailed as exc:
+            raise BadGateway(str(exc)) from None
+        return Response(self.get_serializer({"provider_type": result.provider_type, "models": result.models}).data)
+
+
+class DashboardPresetsView(GenericAPIView):
+    """Each role's default dashboard layout (defaults until an admin saves one)."""
+
+    permission_classes = [IsTenantAdminForWrites]
+    serializer_class = DashboardPresetsSerializer
+
+    @extend_schema(responses={200: DashboardPresetsSerializer, **_ERRORS})
+    def get(self, request):
+        return Response(selectors.dashboard_presets_for_tenant(tenant_id=request.user.tenant_id))
+
+    @extend_schema(
+        request=DashboardPresetInputSerializer,
+        responses={200: DashboardPresetSerializer, **_ERRORS},
+        description="Admin only. Saves one role's preset: widgets need `id` (unique), `labelKey`, `visible` "
+        "(a boolean) and `size` (full, half, third, quarter); statMetrics items need `metricId` (unique).",
+    )
+    def put(self, request):
+        serializer = DashboardPresetInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        with _service_errors():
+            preset = services.dashboard_preset_save(
+                tenant=request.user.tenant,
+                role=data["role"],
+                widgets=[dict(w) for w in data["widgets"]],
+                stat_metrics=[dict(m) for m in data["statMetrics"]],
+                actor=request.user,
+                client_ip=_client_ip(request),
+            )
+        return Response({"role": preset.role, **preset.as_dict()})
+
+
+class UnitPreferencesView(GenericAPIView):
+    """The caller's own display units for temperature, pressure and vibration."""
+
+    permission_classes = [ApiAccess]
+    serializer_class = UnitPreferencesOutputSerializer
+
+    @extend_schema(responses={200: UnitPreferencesOutputSerializer, **_ERRORS})
+    def get(self, request):
+        return Response(selectors.unit_preferences_for(request.user))
+
+    @extend_schema(request=UnitPreferencesSerializer, responses={200: UnitPreferencesOutputSerializer, **_ERRORS})
+    def patch(self, request):
+        serializer = UnitPreferencesSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        with _service_errors():
+            units = services.unit_preferences_update(
+                user=request.user, changes=dict(serializer.validated_data), client_ip=_client_ip(request)
+            )
+        return Response(units)
