@@ -1,0 +1,183 @@
+"""Query budgets: the exact number of SQL queries of a typical call of every endpoint.
+
+Each call works on several rows (users, keys, machines, sensors, runs), so a
+query per row (an N+1) or a lost select_related/prefetch_related changes the
+count and fails CI. Calls made with an API key are measured after one warm-up
+call, in the steady state where `last_used_at` was written less than a minute
+ago (so authentication is the single indexed lookup). Transaction statements
+(SAVEPOINT / RELEASE) count as queries.
+
+When a count changes on purpose, change its budget here and say why.
+"""
+
+import pytest
+
+from users.models import Role
+from users.tests.factories import DEFAULT_PASSWORD, UserFactory
+
+ROWS = 5  # rows of each kind a typical call works on
+
+
+@pytest.fixture
+def budget(django_assert_num_queries):
+    """`with budget(n):` the block runs exactly n queries."""
+    return django_assert_num_queries
+
+
+@pytest.fixture
+def colleagues(tenant):
+    """Users of the admin's tenant, of every role."""
+    roles = [Role.ADMIN, Role.OPERATOR, Role.VIEWER]
+    return [
+        UserFactory(tenant=tenant, role=roles[n % len(roles)], email=f"colleague{n}@acme.test") for n in range(ROWS)
+    ]
+
+
+class TestAuthBudgets:
+    def test_token_obtain(self, api_client, admin_user, budget):
+        # The user by email, then last_login written.
+        with budget(2):
+            response = api_client.post(
+                "/api/v1/auth/token", {"email": admin_user.email, "password": DEFAULT_PASSWORD}, format="json"
+            )
+        assert response.status_code == 200
+        assert set(response.json()) == {"access", "refresh"}
+
+    def test_token_refresh(self, api_client, admin_client, admin_user, budget):
+        from users.tokens import token_pair_for
+
+        refresh = token_pair_for(admin_user)["refresh"]
+        with budget(1):
+            response = api_client.post("/api/v1/auth/token/refresh", {"refresh": refresh}, format="json")
+        assert response.status_code == 200
+        assert set(response.json()) == {"access"}
+
+
+class TestUserBudgets:
+    def test_user_list(self, admin_client, colleagues, budget):
+        # The caller (JWT), then the tenant's users in one query.
+        with budget(2):
+            response = admin_client.get("/api/v1/users")
+        assert response.status_code == 200
+        assert len(response.json()) == ROWS + 1
+
+    def test_user_create(self, admin_client, colleagues, budget):
+        # Caller, caller's tenant, savepoint, email taken?, savepoint, insert, release, audit, release.
+        with budget(9):
+            response = admin_client.post(
+                "/api/v1/users",
+                {"email": "new@acme.test", "password": "TempP@ss123!x", "full_name": "New One", "role": "operator"},
+                format="json",
+            )
+        assert response.status_code == 201, response.json()
+        assert response.json()["email"] == "new@acme.test"
+
+    def test_user_role_change(self, admin_client, colleagues, budget):
+        target = colleagues[1]
+        # Caller, target; savepoint, other active admins, target locked again, update, audit, release.
+        with budget(8):
+            response = admin_client.put(f"/api/v1/users/{target.pk}/role", {"role": "viewer"}, format="json")
+        assert response.status_code == 200
+        assert response.json()["role"] == "viewer"
+
+    def test_user_deactivate(self, admin_client, colleagues, budget):
+        target = colleagues[1]
+        # As for a role change: the last-admin check, then one update of is_active and token_version.
+        with budget(8):
+            response = admin_client.delete(f"/api/v1/users/{target.pk}")
+        assert response.status_code == 204
+        target.refresh_from_db()
+        assert target.is_active is False
+
+    def test_profile_read(self, admin_client, admin_user, budget):
+        with budget(1):
+            response = admin_client.get("/api/v1/settings/profile")
+        assert response.status_code == 200
+        assert response.json()["email"] == admin_user.email
+
+    def test_profile_update(self, admin_client, budget):
+        # Caller; savepoint, savepoint, update, release, audit, release.
+        with budget(7):
+            response = admin_client.patch("/api/v1/settings/profile", {"full_name": "Jane Smith"}, format="json")
+        assert response.status_code == 200
+        assert response.json()["full_name"] == "Jane Smith"
+
+    def test_password_change(self, admin_client, budget):
+        with budget(5):
+            response = admin_client.post(
+                "/api/v1/settings/change-password",
+                {"current_password": DEFAULT_PASSWORD, "new_password": "NewSecureP@ss123!"},
+                format="json",
+            )
+        assert response.status_code == 200
+        assert set(response.json()) == {"access", "refresh"}
+
+
+@pytest.fixture
+def tenant_keys(make_api_key):
+    return [make_api_key(name=f"agent {n}") for n in range(ROWS)]
+
+
+class TestApiKeyBudgets:
+    def test_key_list(self, admin_client, tenant_keys, budget):
+        # Caller, then the tenant's active keys.
+        with budget(2):
+            response = admin_client.get("/api/v1/settings/api-keys")
+        assert response.status_code == 200
+        assert len(response.json()) == ROWS
+
+    def test_key_create(self, admin_client, tenant_keys, budget):
+        # Caller, caller's tenant; savepoint, insert, audit, release.
+        with budget(6):
+            response = admin_client.post(
+                "/api/v1/settings/api-keys", {"name": "edge-agent-prod", "scopes": "edge_agent"}, format="json"
+            )
+        assert response.status_code == 201
+        assert response.json()["scopes"] == ["ingest", "agent"]
+
+    def test_key_revoke(self, admin_client, tenant_keys, budget):
+        # Caller, the key (tenant-scoped); savepoint, conditional update, audit, release.
+        with budget(6):
+            response = admin_client.delete(f"/api/v1/settings/api-keys/{tenant_keys[0].api_key.pk}")
+        assert response.status_code == 204
+        tenant_keys[0].api_key.refresh_from_db()
+        assert tenant_keys[0].api_key.revoked_at is not None
+
+
+class TestAuditLogBudgets:
+    def test_audit_log(self, admin_client, tenant_keys, budget):
+        # Creating the keys wrote one event each. Caller, the page's count, the page.
+        with budget(3):
+            response = admin_client.get("/api/v1/settings/audit-log")
+        assert response.status_code == 200
+        assert response.json()["count"] == ROWS
+
+
+class TestRetentionBudgets:
+    @pytest.fixture
+    def past_runs(self, tenant, admin_user):
+        from retention.tests.factories import RetentionRunFactory
+
+        return [RetentionRunFactory(tenant=tenant, requested_by=admin_user) for _ in range(ROWS)]
+
+    def test_run_request(self, admin_client, past_runs, budget):
+        # The request only: the run itself goes to a worker once the transaction commits.
+        # Caller, tenant, active run?; savepoint, insert, audit, release; the run's status re-read.
+        with budget(8):
+            response = admin_client.post("/api/v1/settings/admin/retention/run", {}, format="json")
+        assert response.status_code == 202
+        assert response.json()["status"] == "queued"
+
+    def test_run_list(self, admin_client, past_runs, budget):
+        # Caller, then the tenant's runs.
+        with budget(2):
+            response = admin_client.get("/api/v1/settings/admin/retention/runs")
+        assert response.status_code == 200
+        assert len(response.json()) == ROWS
+
+    def test_run_detail(self, admin_client, past_runs, budget):
+        # Caller, then the run (tenant-scoped).
+        with budget(2):
+            response = admin_client.get(f"/api/v1/settings/admin/retention/runs/{past_runs[0].pk}")
+        assert response.status_code == 200
+        assert response.json()["id"] == str(past_runs[0].pk)
