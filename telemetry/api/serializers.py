@@ -1,0 +1,179 @@
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from core.serializers import StrictSerializer
+from telemetry.models import Machine, Sensor
+from telemetry.selectors import BUCKETS
+from telemetry.services import MAX_BATCH_SIZE
+
+# --- Ingest -------------------------------------------------------------------------
+
+
+class IngestReadingSerializer(serializers.Serializer):
+    """One reading as an agent sends it (documentation: the service validates batches)."""
+
+    machine = serializers.CharField(help_text="The machine's external_id.")
+    sensor = serializers.CharField(help_text="The sensor's key on that machine.")
+    ts = serializers.DateTimeField(help_text="ISO 8601 with a timezone; at most 5 minutes in the future.")
+    value = serializers.FloatField(help_text="A finite number in the canonical unit: °C, bar, mm/s, A or rpm.")
+
+
+@extend_schema_field(IngestReadingSerializer(many=True))
+class ReadingBatchField(serializers.Field):
+    """Passed as parsed: checking 5,000 readings is the ingest service's job, in one pass."""
+
+    def to_internal_value(self, data):
+        return data
+
+
+class IngestInputSerializer(StrictSerializer):
+    readings = ReadingBatchField(help_text=f"1 to {MAX_BATCH_SIZE} readings.")
+
+
+class IngestAcceptedSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField(help_text="The number of readings in the batch (resent ones included).")
+
+
+class IngestErrorSerializer(serializers.Serializer):
+    readings = serializers.JSONField(
+        help_text=(
+            "Either a list of messages about the batch as a whole (missing, empty, too many), "
+            'or an object with one key, the index of the first bad reading (a string, e.g. "3"), '
+            "whose value maps each bad field of that reading to its messages."
+        )
+    )
+
+
+# --- Heartbeat ------------------------------------------------------------------------
+
+
+class HeartbeatSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    server_time = serializers.DateTimeField()
+    tenant_id = serializers.UUIDField()
+    key_id = serializers.UUIDField()
+
+
+# --- Machines -------------------------------------------------------------------------
+
+
+class SensorOutputSerializer(serializers.ModelSerializer):
+    unit = serializers.SerializerMethodField(help_text="The unit this caller gets values in; null for `other`.")
+
+    class Meta:
+        model = Sensor
+        fields = ["key", "kind", "unit"]
+        read_only_fields = fields
+
+    def get_unit(self, sensor: Sensor) -> str | None:
+        return self.context["units"].unit(sensor.kind)
+
+
+class MachineOutputSerializer(serializers.ModelSerializer):
+    sensors = SensorOutputSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Machine
+        fields = ["id", "name", "external_id", "location", "created_at", "sensors"]
+        read_only_fields = fields
+
+
+# --- Sensor data ----------------------------------------------------------------------
+
+
+class QueryDateTimeField(serializers.DateTimeField):
+    """A datetime in a query string, where an unencoded `+00:00` arrives as ` 00:00`.
+
+    A value without a timezone is taken as UTC.
+    """
+
+    def to_internal_value(self, value):
+        if isinstance(value, str) and " " in value.strip():
+            head, _, tail = value.strip().rpartition(" ")
+            if tail[:2].isdigit() and "T" in head:
+                value = f"{head}+{tail}"
+        return super().to_internal_value(value)
+
+
+class MachineQuerySerializer(serializers.Serializer):
+    machine = serializers.CharField(max_length=100, help_text="The machine's id or its external_id.")
+
+
+class ReadingsQuerySerializer(MachineQuerySerializer):
+    sensor = serializers.CharField(
+        max_length=100, required=False, help_text="A sensor key of the machine; all its sensors when omitted."
+    )
+    # `from` is a Python keyword, hence the locals() spelling.
+    locals()["from"] = QueryDateTimeField(required=False, help_text="Inclusive lower bound of ts.")
+    to = QueryDateTimeField(required=False, help_text="Exclusive upper bound of ts.")
+
+    def validate(self, attrs):
+        since, until = attrs.get("from"), attrs.get("to")
+        if since is not None and until is not None and since >= until:
+            raise serializers.ValidationError({"to": ["Must be later than `from`."]})
+        return attrs
+
+
+MAX_BUCKETS = 10_000
+DEFAULT_AGGREGATE_WINDOW = timedelta(hours=24)
+
+
+class AggregateQuerySerializer(ReadingsQuerySerializer):
+    sensor = serializers.CharField(max_length=100, help_text="A sensor key of the machine.")
+    bucket = serializers.ChoiceField(choices=list(BUCKETS), help_text="The width of each bucket.")
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        until: datetime = attrs.get("to") or timezone.now()
+        since: datetime = attrs.get("from") or until - DEFAULT_AGGREGATE_WINDOW
+        if since >= until:
+            raise serializers.ValidationError({"from": ["Must be earlier than `to` (default: now)."]})
+        if (until - since).total_seconds() / BUCKETS[attrs["bucket"]] > MAX_BUCKETS:
+            raise serializers.ValidationError(
+                {"bucket": [f"At most {MAX_BUCKETS} buckets per request; use a wider bucket or a shorter range."]}
+            )
+        attrs["from"], attrs["to"] = since, until
+        return attrs
+
+
+class ReadingOutputSerializer(serializers.Serializer):
+    """A reading in the caller's units. Built from value rows, not model instances."""
+
+    machine_id = serializers.UUIDField()
+    sensor = serializers.CharField(help_text="The sensor's key.")
+    ts = serializers.DateTimeField()
+    value = serializers.FloatField()
+    unit = serializers.CharField(allow_null=True, help_text="null for sensors of kind `other`.")
+
+    def to_representation(self, row):
+        # Plain dict building: a page is up to 1,000 rows and this is most of its cost.
+        sensor: Sensor = self.context["sensors"][row["sensor_id"]]
+        units = self.context["units"]
+        return {
+            "machine_id": str(sensor.machine_id),
+            "sensor": sensor.key,
+            "ts": self.fields["ts"].to_representation(row["ts"]),
+            "value": units.value(sensor.kind, row["value"]),
+            "unit": units.unit(sensor.kind),
+        }
+
+
+class AggregateBucketSerializer(serializers.Serializer):
+    start = serializers.DateTimeField(help_text="Start of the bucket (inclusive).")
+    min = serializers.FloatField()
+    max = serializers.FloatField()
+    avg = serializers.FloatField()
+    count = serializers.IntegerField()
+
+
+class AggregateOutputSerializer(serializers.Serializer):
+    machine_id = serializers.UUIDField()
+    sensor = serializers.CharField()
+    unit = serializers.CharField(allow_null=True)
+    bucket = serializers.CharField()
+    locals()["from"] = serializers.DateTimeField()
+    to = serializers.DateTimeField()
+    buckets = AggregateBucketSerializer(many=True, help_text="Oldest first; buckets without readings are left out.")

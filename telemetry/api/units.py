@@ -1,0 +1,37 @@
+"""The units a caller sees: a user's preferences, or canonical for an API key.
+
+Conversions themselves live in settings_app.units; this only decides, once per
+request, which unit each sensor kind is shown in.
+"""
+
+from settings_app.selectors import unit_preferences_for
+from settings_app.units import CANONICAL_UNITS, convert, display_unit
+
+
+class DisplayUnits:
+    """Unit labels and value conversion for one caller.
+
+    Labels: the preference names for temperature, pressure and vibration
+    (`celsius`, `fahrenheit`, `kelvin`, `bar`, `psi`, `kpa`, `mpa`, `atm`,
+    `mm_s`, `in_s`), `A` and `rpm` for current and speed, None for `other`.
+    """
+
+    def __init__(self, preferences: dict[str, str] | None):
+        self.preferences = preferences
+        self._units = {kind: display_unit(kind, preferences) or None for kind in CANONICAL_UNITS}
+
+    @classmethod
+    def for_request(cls, request) -> "DisplayUnits":
+        user = request.user
+        if getattr(user, "is_api_key", False) or not getattr(user, "is_authenticated", False):
+            return cls(None)
+        return cls(unit_preferences_for(user))
+
+    def unit(self, kind: str) -> str | None:
+        return self._units.get(kind)
+
+    def value(self, kind: str, value: float | None) -> float | None:
+        unit = self._units.get(kind)
+        if value is None or unit is None or unit == CANONICAL_UNITS.get(kind):
+            return value
+        return convert(kind, value, unit)

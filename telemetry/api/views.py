@@ -1,0 +1,345 @@
+from django.db.models import Q
+from django_filters import rest_framework as filters
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.response import Response
+
+from core.pagination import NewestFirstCursorPagination, StandardPageNumberPagination
+from core.permissions import ApiAccess
+from core.tenancy import TenantScopedMixin, request_tenant_id
+from telemetry import selectors
+from telemetry.api.parsers import MAX_INGEST_BODY_BYTES, IngestJSONParser
+from telemetry.api.serializers import (
+    AggregateOutputSerializer,
+    AggregateQuerySerializer,
+    HeartbeatSerializer,
+    IngestAcceptedSerializer,
+    IngestErrorSerializer,
+    IngestInputSerializer,
+    MachineOutputSerializer,
+    MachineQuerySerializer,
+    ReadingOutputSerializer,
+    ReadingsQuerySerializer,
+)
+from telemetry.api.units import DisplayUnits
+from telemetry.models import Machine, Sensor, SensorReading
+from telemetry.services import MAX_BATCH_SIZE, BatchInvalid, heartbeat_record, readings_ingest
+
+# Ingest and heartbeat take API keys only.
+API_KEY_AUTH = [{"apiKeyBearer": []}, {"apiKeyHeader": []}]
+DETAIL = OpenApiResponse(
+    response={"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}
+)
+
+# --- Edge agents ----------------------------------------------------------------------
+
+
+class IngestView(generics.GenericAPIView):
+    """Push a batch of sensor readings (API key with scope `ingest`)."""
+
+    permission_classes = [ApiAccess]
+    required_scope = "ingest"
+    allow_user_login = False
+    parser_classes = [IngestJSONParser]
+    serializer_class = IngestInputSerializer
+
+    @extend_schema(
+        operation_id="ingest_readings",
+        summary="Push a batch of sensor readings",
+        description=(
+            f"1 to {MAX_BATCH_SIZE} readings, values in canonical units (°C, bar, mm/s, A, rpm). "
+            "All or nothing: the first bad reading (unknown machine or sensor, value that is not a finite "
+            "number, ts without timezone or more than 5 minutes in the future, missing or unknown field) "
+            "gives 400 naming its index, and nothing is stored. A reading already stored (same sensor "
+            "and ts) is skipped, so a batch can be resent safely; within one batch the first of two "
+            "readings with the same sensor and ts is kept. Readings older than the retention window are "
+            f"accepted and removed by the next retention run. Bodies over {MAX_INGEST_BODY_BYTES} bytes "
+            "get 413. JWT users get 403."
+        ),
+        request=IngestInputSerializer,
+        auth=API_KEY_AUTH,
+        responses={
+            202: IngestAcceptedSerializer,
+            400: OpenApiResponse(
+                IngestErrorSerializer,
+                description="The batch, or its first bad reading (by index), and why.",
+                examples=[
+                    OpenApiExample(
+                        "Unknown sensor in reading 3",
+                        value={"readings": {"3": {"sensor": ["Unknown sensor 'x' on machine 'm1'."]}}},
+                    ),
+                    OpenApiExample("Empty batch", value={"readings": ["A batch needs at least one reading."]}),
+                ],
+            ),
+            401: DETAIL,
+            403: DETAIL,
+            413: DETAIL,
+        },
+    )
+    def post(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            accepted = readings_ingest(tenant_id=request.user.tenant_id, readings=serializer.validated_data["readings"])
+        except BatchInvalid as exc:
+            errors = exc.errors if exc.index is None else {str(exc.index): exc.errors}
+            raise ValidationError({"readings": errors}) from None
+        return Response({"accepted": accepted}, status=status.HTTP_202_ACCEPTED)
+
+
+class HeartbeatView(generics.GenericAPIView):
+    """Edge agent heartbeat (API key with scope `agent`)."""
+
+    permission_classes = [ApiAccess]
+    required_scope = "agent"
+    allow_user_login = False
+    serializer_class = HeartbeatSerializer
+
+    @extend_schema(
+        operation_id="agent_heartbeat",
+        summary="Edge agent heartbeat",
+        description=(
+            "Records that the agent is alive (visible in the admin) and answers with the server's time, "
+            "so an agent can check its clock. The optional headers are stored with the heartbeat. "
+            "JWT users get 403."
+        ),
+        parameters=[
+            OpenApiParameter(
+                "X-Agent-Version", OpenApiTypes.STR, OpenApiParameter.HEADER, description="The agent's version."
+            ),
+            OpenApiParameter(
+                "X-Agent-Hostname", OpenApiTypes.STR, OpenApiParameter.HEADER, description="The agent's host name."
+            ),
+        ],
+        auth=API_KEY_AUTH,
+        responses={200: HeartbeatSerializer, 401: DETAIL, 403: DETAIL},
+    )
+    def get(self, request):
+        heartbeat = heartbeat_record(
+            tenant_id=request.user.tenant_id,
+            api_key_id=request.user.pk,
+            agent_version=request.headers.get("X-Agent-Version", ""),
+            hostname=request.headers.get("X-Agent-Hostname", ""),
+            client_ip=request.META.get("REMOTE_ADDR"),
+        )
+        data = {
+            "status": "ok",
+            "server_time": heartbeat.received_at,
+            "tenant_id": heartbeat.tenant_id,
+            "key_id": heartbeat.api_key_id,
+        }
+        return Response(self.get_serializer(data).data)
+
+
+# --- Machines -------------------------------------------------------------------------
+
+
+class MachineFilter(filters.FilterSet):
+    external_id = filters.CharFilter(field_name="external_id", help_text="Exact external_id.")
+    search = filters.CharFilter(method="filter_search", help_text="Part of the name, external_id or location.")
+
+    class Meta:
+        model = Machine
+        fields = ["external_id", "search"]
+
+    def filter_search(self, queryset, name, value):
+        term = value.strip()
+        if not term:
+            return queryset
+        return queryset.filter(Q(name__icontains=term) | Q(external_id__icontains=term) | Q(location__icontains=term))
+
+
+class _UnitsContextMixin:
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        context["units"] = DisplayUnits.for_request(self.request)
+        return context
+
+
+class _MachineEndpoint(_UnitsContextMixin, TenantScopedMixin):
+    queryset = Machine.objects.prefetch_related("sensors")
+    serializer_class = MachineOutputSerializer
+    permission_classes = [ApiAccess]
+    required_scope = "read:machines"
+
+
+@extend_schema(
+    summary="List machines",
+    description="The tenant's machines with their sensors, by name. API key scope `read:machines`, or any role.",
+)
+class MachineListView(_MachineEndpoint, generics.ListAPIView):
+    pagination_class = StandardPageNumberPagination
+    filterset_class = MachineFilter
+
+
+@extend_schema(
+    summary="A machine",
+    description="Another tenant's machine is not found (404). API key scope `read:machines`, or any role.",
+    responses={200: MachineOutputSerializer, 404: DETAIL},
+)
+class MachineDetailView(_MachineEndpoint, generics.RetrieveAPIView):
+    pass
+
+
+# --- Sensor data ----------------------------------------------------------------------
+
+
+class ReadingCursorPagination(NewestFirstCursorPagination):
+    # The sensor breaks ties between readings of one machine taken at the same time;
+    # with one sensor it is constant, and (sensor, ts) is the index scanned backwards.
+    ordering = ("-ts", "-sensor_id")
+
+    def decode_cursor(self, request):
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None:
+            try:
+                SensorReading._meta.get_field("ts").to_python(cursor.position)
+            except Exception:
+                raise NotFound(self.invalid_cursor_message) from None
+        return cursor
+
+
+class _SensorDataEndpoint(_UnitsContextMixin, generics.GenericAPIView):
+    permission_classes = [ApiAccess]
+    required_scope = "read:sensors"
+    query_serializer_class = MachineQuerySerializer
+
+    def get_query(self) -> dict:
+        if not hasattr(self, "_query"):
+            serializer = self.query_serializer_class(data=self.request.query_params)
+            serializer.is_valid(raise_exception=True)
+            self._query = serializer.validated_data
+        return self._query
+
+    def get_machine(self) -> Machine:
+        try:
+            return selectors.machine_resolve(tenant_id=request_tenant_id(self.request), ref=self.get_query()["machine"])
+        except Machine.DoesNotExist as exc:
+            raise NotFound(str(exc)) from None
+
+    def get_sensors(self, machine: Machine) -> list[Sensor]:
+        sensors = list(machine.sensors.all())
+        key = self.get_query().get("sensor")
+        if key is None:
+            return sensors
+        chosen = [sensor for sensor in sensors if sensor.key == key]
+        if not chosen:
+            raise NotFound(f"Sensor {key!r} not found on machine {machine.external_id!r}.")
+        return chosen
+
+
+@extend_schema(
+    summary="Sensor readings, newest first",
+    description=(
+        "Readings of one machine (`machine` = its id or external_id; required), optionally of one sensor, "
+        "in [from, to). Cursor-paginated: follow `next` to go further back. For a logged-in user, temperature, "
+        "pressure and vibration values are in that user's units; API keys get canonical units. Each item "
+        "names its `unit`. An unknown or another tenant's machine, or an unknown sensor, is 404. "
+        "API key scope `read:sensors`, or any role."
+    ),
+    parameters=[ReadingsQuerySerializer],
+    responses={200: ReadingOutputSerializer(many=True), 400: OpenApiTypes.OBJECT, 404: DETAIL},
+)
+class ReadingListView(_SensorDataEndpoint, generics.ListAPIView):
+    serializer_class = ReadingOutputSerializer
+    pagination_class = ReadingCursorPagination
+    query_serializer_class = ReadingsQuerySerializer
+    filter_backends: list = []
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return SensorReading.objects.none()
+        machine = self.get_machine()
+        sensors = self.get_sensors(machine)
+        self.sensors_by_id = {sensor.pk: sensor for sensor in sensors}
+        if not sensors:
+            return SensorReading.objects.none().values("sensor_id", "ts", "value")
+        query = self.get_query()
+        return selectors.reading_list(
+            sensor_ids=[sensor.pk for sensor in sensors], since=query.get("from"), until=query.get("to")
+        )
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        context["sensors"] = getattr(self, "sensors_by_id", {})
+        return context
+
+
+@extend_schema(
+    summary="The latest reading of each sensor of a machine",
+    description=(
+        "One item per sensor that has a reading, by sensor key; units as for readings. "
+        "API key scope `read:sensors`, or any role."
+    ),
+    parameters=[MachineQuerySerializer],
+    responses={200: ReadingOutputSerializer(many=True), 400: OpenApiTypes.OBJECT, 404: DETAIL},
+)
+class LatestReadingsView(_SensorDataEndpoint, generics.ListAPIView):
+    serializer_class = ReadingOutputSerializer
+    pagination_class = None
+    filter_backends: list = []
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return SensorReading.objects.none()
+        machine = self.get_machine()
+        self.sensors_by_id = {sensor.pk: sensor for sensor in machine.sensors.all()}
+        return [
+            {"sensor_id": row["id"], "ts": row["latest_ts"], "value": row["latest_value"]}
+            for row in selectors.latest_readings(machine=machine)
+        ]
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        context["sensors"] = getattr(self, "sensors_by_id", {})
+        return context
+
+
+class AggregateView(_SensorDataEndpoint):
+    serializer_class = AggregateOutputSerializer
+    query_serializer_class = AggregateQuerySerializer
+
+    @extend_schema(
+        summary="Min, max, avg and count per time bucket",
+        description=(
+            "Beyond the product docs: one sensor's readings in [from, to) grouped into buckets of "
+            "`1m`, `5m`, `15m`, `1h` or `1d` (aligned to the epoch, UTC), computed in the database, so "
+            "a dashboard can draw a month without downloading it. `to` defaults to now and `from` to 24 "
+            "hours before `to`; at most 10,000 buckets per request. Units as for readings. "
+            "API key scope `read:sensors`, or any role."
+        ),
+        parameters=[AggregateQuerySerializer],
+        responses={200: AggregateOutputSerializer, 400: OpenApiTypes.OBJECT, 404: DETAIL},
+    )
+    def get(self, request):
+        query = self.get_query()
+        machine = self.get_machine()
+        (sensor,) = self.get_sensors(machine)
+        units = self.get_serializer_context()["units"]
+        buckets = selectors.reading_aggregates(
+            sensor_id=sensor.pk,
+            bucket_seconds=selectors.BUCKETS[query["bucket"]],
+            since=query["from"],
+            until=query["to"],
+        )
+        data = {
+            "machine_id": machine.pk,
+            "sensor": sensor.key,
+            "unit": units.unit(sensor.kind),
+            "bucket": query["bucket"],
+            "from": query["from"],
+            "to": query["to"],
+            "buckets": [
+                {
+                    "start": bucket.start,
+                    "min": units.value(sensor.kind, bucket.min),
+                    "max": units.value(sensor.kind, bucket.max),
+                    "avg": units.value(sensor.kind, bucket.avg),
+                    "count": bucket.count,
+                }
+                for bucket in buckets
+            ],
+        }
+        return Response(self.get_serializer(data).data)

@@ -1,0 +1,146 @@
+"""Telemetry reads. Every function takes the caller's tenant: nothing crosses tenants."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.db.models import Avg, Count, F, FloatField, Func, IntegerField, Max, Min, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Cast
+
+from apikeys.models import ApiKey
+from telemetry.models import AgentHeartbeat, Machine, Sensor, SensorReading
+
+# Aggregation buckets: name -> seconds.
+BUCKETS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
+
+
+def machine_list(*, tenant_id: uuid.UUID) -> QuerySet[Machine]:
+    return Machine.objects.filter(tenant_id=tenant_id).prefetch_related("sensors")
+
+
+def machine_resolve(*, tenant_id: uuid.UUID, ref: str) -> Machine:
+    """The tenant's machine by id or by external_id (one query).
+
+    An external_id may itself look like a UUID; a machine whose id matches wins.
+    Raises Machine.DoesNotExist, also for another tenant's machine.
+    """
+    condition = Q(external_id=ref)
+    try:
+        as_id = uuid.UUID(ref)
+    except ValueError:
+        as_id = None
+    else:
+        condition |= Q(pk=as_id)
+    machines = list(Machine.objects.filter(condition, tenant_id=tenant_id).prefetch_related("sensors")[:2])
+    if not machines:
+        raise Machine.DoesNotExist(f"Machine {ref!r} not found.")
+    machines.sort(key=lambda machine: machine.pk != as_id)
+    return machines[0]
+
+
+def reading_list(
+    *, sensor_ids: list[int], since: datetime | None = None, until: datetime | None = None
+) -> QuerySet[SensorReading]:
+    """Readings of the given sensors in [since, until), as dicts; order is the paginator's."""
+    queryset = SensorReading.objects.all()
+    queryset = (
+        queryset.filter(sensor_id=sensor_ids[0]) if len(sensor_ids) == 1 else queryset.filter(sensor_id__in=sensor_ids)
+    )
+    if since is not None:
+        queryset = queryset.filter(ts__gte=since)
+    if until is not None:
+        queryset = queryset.filter(ts__lt=until)
+    return queryset.values("sensor_id", "ts", "value")
+
+
+def latest_readings(*, machine: Machine) -> list[dict]:
+    """The latest reading of each sensor of `machine` that has one: one query.
+
+    Two correlated subqueries per sensor, each one step down the (sensor, ts)
+    index, so the cost does not grow with the number of readings.
+    """
+    newest = SensorReading.objects.filter(sensor_id=OuterRef("pk")).order_by("-ts")
+    rows = (
+        Sensor.objects.filter(machine=machine)
+        .annotate(latest_ts=Subquery(newest.values("ts")[:1]), latest_value=Subquery(newest.values("value")[:1]))
+        .filter(latest_ts__isnull=False)
+        .order_by("key")
+        .values("key", "kind", "latest_ts", "latest_value")
+    )
+    return list(rows)
+
+
+class EpochBucket(Func):
+    """The start of the `seconds`-wide bucket of a datetime, as seconds since the epoch.
+
+    Integer epoch arithmetic is the same on PostgreSQL and SQLite and, unlike
+    date_trunc, has 5- and 15-minute buckets.
+    """
+
+    output_field = IntegerField()
+
+    def __init__(self, expression, seconds: int):
+        self.seconds = int(seconds)
+        super().__init__(expression)
+
+    def as_sql(self, compiler, connection, **extra_context):  # pragma: no cover - every backend has its own
+        raise NotImplementedError(f"EpochBucket is not implemented for {connection.vendor}.")
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        sql, params = compiler.compile(self.source_expressions[0])
+        seconds = self.seconds
+        return f"(FLOOR(EXTRACT(EPOCH FROM {sql}) / {seconds}) * {seconds})::bigint", params
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        sql, params = compiler.compile(self.source_expressions[0])
+        seconds = self.seconds
+        # Timestamps before 1970 do not occur in telemetry; integer division is then a floor.
+        return f"((CAST(strftime('%%s', {sql}) AS INTEGER) / {seconds}) * {seconds})", params
+
+
+@dataclass(frozen=True)
+class Bucket:
+    start: datetime
+    min: float
+    max: float
+    avg: float
+    count: int
+
+
+def reading_aggregates(*, sensor_id: int, bucket_seconds: int, since: datetime, until: datetime) -> list[Bucket]:
+    """Min, max, avg and count per time bucket, computed in the database, oldest first."""
+    rows = (
+        SensorReading.objects.filter(sensor_id=sensor_id, ts__gte=since, ts__lt=until)
+        .annotate(bucket=EpochBucket(F("ts"), bucket_seconds))
+        .values("bucket")
+        .annotate(
+            v_min=Min("value"),
+            v_max=Max("value"),
+            v_avg=Avg(Cast("value", FloatField())),
+            v_count=Count("id"),
+        )
+        .order_by("bucket")
+    )
+    return [
+        Bucket(
+            start=datetime.fromtimestamp(row["bucket"], tz=UTC),
+            min=row["v_min"],
+            max=row["v_max"],
+            avg=row["v_avg"],
+            count=row["v_count"],
+        )
+        for row in rows
+    ]
+
+
+def heartbeat_latest_per_key() -> QuerySet[AgentHeartbeat]:
+    """The newest heartbeat of every API key that has sent one (for the admin).
+
+    Starts from the keys (few) and takes one step down the (api_key, received_at)
+    index for each, rather than scanning the heartbeat history.
+    """
+    newest_id = Subquery(
+        AgentHeartbeat.objects.filter(api_key_id=OuterRef("pk")).order_by("-received_at").values("id")[:1]
+    )
+    latest_ids = ApiKey.objects.annotate(latest_id=newest_id).filter(latest_id__isnull=False).values("latest_id")
+    return AgentHeartbeat.objects.filter(id__in=Subquery(latest_ids))

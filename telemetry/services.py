@@ -1,0 +1,380 @@
+"""Telemetry writes: batch ingest, heartbeats, machines.
+
+Ingest is the hottest path of the service (every agent, every few seconds), so
+it is plain Python over the parsed JSON rather than a DRF serializer per
+reading, it resolves every machine and sensor of a batch in one query, and it
+writes the batch in one INSERT statement whatever its size.
+
+Ingest and heartbeats are machine traffic, not changes an admin or user makes,
+so they are not written to the audit log (it would double every write).
+"""
+
+import json
+import math
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audit.services import audit_record
+from telemetry.models import AgentHeartbeat, Machine, Sensor, SensorReading, validate_identifier
+from tenants.models import Tenant
+
+MAX_BATCH_SIZE = 5000
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+READING_FIELDS = ("machine", "sensor", "ts", "value")
+_READING_FIELD_SET = frozenset(READING_FIELDS)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+# Messages an agent's developer reads; the index of the reading is added by the API.
+REQUIRED = "This field is required."
+UNKNOWN_FIELD = "Unknown field."
+NOT_AN_OBJECT = "Invalid data. Expected a dictionary, but got {type}."
+NOT_A_STRING = "Must be a string."
+BLANK = "This field may not be blank."
+NOT_A_NUMBER = "Must be a number."
+NOT_FINITE = "Must be a finite number (not NaN or infinite)."
+BAD_TS = "Must be an ISO 8601 datetime with a timezone, e.g. 2026-04-04T10:00:00Z."
+NO_TIMEZONE = "Must include a timezone (Z or an offset such as +00:00)."
+FUTURE_TS = "Must not be more than 5 minutes in the future."
+BEFORE_EPOCH_TS = "Must not be before 1970-01-01T00:00:00Z."
+UNKNOWN_MACHINE = "Unknown machine {machine!r}."
+UNKNOWN_SENSOR = "Unknown sensor {sensor!r} on machine {machine!r}."
+NOT_A_LIST = "Expected a list of readings."
+EMPTY_BATCH = "A batch needs at least one reading."
+BATCH_TOO_LARGE = "A batch holds at most {max} readings; this one has {count}."
+
+
+class BatchInvalid(Exception):
+    """The batch is refused as a whole.
+
+    `index` is the position of the first bad reading and `errors` its field
+    errors (`{"sensor": ["..."]}`); with `index` None, `errors` is about the
+    batch itself (a list of messages).
+    """
+
+    def __init__(self, errors: dict[str, list[str]] | list[str], index: int | None = None):
+        super().__init__(errors)
+        self.errors = errors
+        self.index = index
+
+
+class _BadReading(Exception):
+    def __init__(self, errors: dict[str, list[str]]):
+        self.errors = errors
+
+
+def _reading_errors(reading: Any, now_us: int) -> dict[str, list[str]]:
+    """Every field error of one reading (the slow path, only for a bad one)."""
+    if not isinstance(reading, dict):
+        return {"non_field_errors": [NOT_AN_OBJECT.format(type=type(reading).__name__)]}
+    errors: dict[str, list[str]] = {}
+    for name in reading:
+        if name not in _READING_FIELD_SET:
+            errors[name] = [UNKNOWN_FIELD]
+    for name in READING_FIELDS:
+        if name not in reading:
+            errors[name] = [REQUIRED]
+            continue
+        value = reading[name]
+        try:
+            if name in ("machine", "sensor"):
+                _check_identifier(name, value)
+            elif name == "ts":
+                _parse_ts(value, now_us)
+            else:
+                _check_value(value)
+        except _BadReading as exc:
+            errors.update(exc.errors)
+    return errors
+
+
+def _check_identifier(name: str, value: Any) -> None:
+    if type(value) is not str:
+        raise _BadReading({name: [NOT_A_STRING]})
+    if not value:
+        raise _BadReading({name: [BLANK]})
+
+
+def _parse_ts(value: Any, now_us: int) -> int:
+    """Microseconds since the epoch, UTC."""
+    if type(value) is not str:
+        raise _BadReading({"ts": [BAD_TS]})
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _BadReading({"ts": [BAD_TS]}) from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise _BadReading({"ts": [NO_TIMEZONE]})
+    micros = (parsed - _EPOCH) // _MICROSECOND
+    if micros > now_us:
+        raise _BadReading({"ts": [FUTURE_TS]})
+    # Telemetry predates no epoch; the floor also keeps 0001-01-01T00:00:00+01:00
+    # (before datetime.min in UTC) and negative epoch arithmetic out of the database.
+    if micros < 0:
+        raise _BadReading({"ts": [BEFORE_EPOCH_TS]})
+    return micros
+
+
+def _check_value(value: Any) -> float:
+    kind = type(value)
+    if kind is float:
+        if math.isfinite(value):
+            return value
+        raise _BadReading({"value": [NOT_FINITE]})
+    if kind is int:  # not bool: type() is exact
+        try:
+            return float(value)
+        except OverflowError:
+            raise _BadReading({"value": [NOT_FINITE]}) from None
+    raise _BadReading({"value": [NOT_A_NUMBER]})
+
+
+@dataclass(frozen=True)
+class _ParsedBatch:
+    machines: list[str]
+    sensors: list[str]
+    micros: list[int]
+    values: list[float]
+    first_bad: int | None
+    first_bad_errors: dict[str, list[str]]
+
+
+def _parse_batch(readings: Sequence[Any], now_us: int) -> _ParsedBatch:
+    """Check each reading on its own; stop at the first bad one."""
+    machines: list[str] = []
+    sensors: list[str] = []
+    micros: list[int] = []
+    values: list[float] = []
+    for index, reading in enumerate(readings):
+        try:
+            if type(reading) is not dict or reading.keys() != _READING_FIELD_SET:
+                raise _BadReading({})
+            machine, sensor = reading["machine"], reading["sensor"]
+            if type(machine) is not str or type(sensor) is not str or not machine or not sensor:
+                raise _BadReading({})
+            ts_micros = _parse_ts(reading["ts"], now_us)
+            value = _check_value(reading["value"])
+        except _BadReading:
+            return _ParsedBatch(machines, sensors, micros, values, index, _reading_errors(reading, now_us))
+        machines.append(machine)
+        sensors.append(sensor)
+        micros.append(ts_micros)
+        values.append(value)
+    return _ParsedBatch(machines, sensors, micros, values, None, {})
+
+
+def _sensor_ids_by_name(
+    *, tenant_id: uuid.UUID, machines: Iterable[str]
+) -> tuple[set[str], dict[tuple[str, str], int]]:
+    """The tenant's machines among `machines`, and their sensors: one query."""
+    known_machines: set[str] = set()
+    sensor_ids: dict[tuple[str, str], int] = {}
+    rows = Machine.objects.filter(tenant_id=tenant_id, external_id__in=set(machines)).values_list(
+        "external_id", "sensors__key", "sensors__id"
+    )
+    for external_id, key, sensor_id in rows:
+        known_machines.add(external_id)
+        if sensor_id is not None:
+            sensor_ids[(external_id, key)] = sensor_id
+    return known_machines, sensor_ids
+
+
+def readings_ingest(*, tenant_id: uuid.UUID, readings: Any) -> int:
+    """Validate a batch of readings as a whole and store it in one statement.
+
+    All or nothing: the first bad reading (in batch order) raises BatchInvalid
+    naming its index, and nothing is stored. A reading already stored (same
+    sensor and ts), or repeated within the batch, is skipped, the first one
+    kept. Returns the number of readings in the batch.
+    """
+    if not isinstance(readings, list):
+        raise BatchInvalid([NOT_A_LIST])
+    if not readings:
+        raise BatchInvalid([EMPTY_BATCH])
+    if len(readings) > MAX_BATCH_SIZE:
+        raise BatchInvalid([BATCH_TOO_LARGE.format(max=MAX_BATCH_SIZE, count=len(readings))])
+
+    now_us = (timezone.now() + MAX_FUTURE_SKEW - _EPOCH) // _MICROSECOND
+    batch = _parse_batch(readings, now_us)
+    # Only readings before the first bad one (or all) need their names resolved:
+    # an unknown name earlier than a malformed reading is the first error.
+    names = batch.machines
+    bad_reading = readings[batch.first_bad] if batch.first_bad is not None else None
+    if isinstance(bad_reading, dict) and isinstance(bad_reading.get("machine"), str):
+        names = [*names, bad_reading["machine"]]
+    known_machines, sensor_ids = _sensor_ids_by_name(tenant_id=tenant_id, machines=names)
+    resolved: list[int] = []
+    for index, (machine, sensor) in enumerate(zip(batch.machines, batch.sensors, strict=True)):
+        sensor_id = sensor_ids.get((machine, sensor))
+        if sensor_id is None:
+            if machine not in known_machines:
+                raise BatchInvalid({"machine": [UNKNOWN_MACHINE.format(machine=machine)]}, index=index)
+            raise BatchInvalid({"sensor": [UNKNOWN_SENSOR.format(sensor=sensor, machine=machine)]}, index=index)
+        resolved.append(sensor_id)
+    if batch.first_bad is not None:
+        errors = dict(batch.first_bad_errors)
+        # The bad reading may also name an unknown machine or sensor: say so too.
+        if isinstance(bad_reading, dict) and "machine" not in errors and "sensor" not in errors:
+            machine, sensor = bad_reading.get("machine"), bad_reading.get("sensor")
+            if isinstance(machine, str) and isinstance(sensor, str):
+                if machine not in known_machines:
+                    errors["machine"] = [UNKNOWN_MACHINE.format(machine=machine)]
+                elif (machine, sensor) not in sensor_ids:
+                    errors["sensor"] = [UNKNOWN_SENSOR.format(sensor=sensor, machine=machine)]
+        raise BatchInvalid(errors, index=batch.first_bad)
+
+    _insert_readings(tenant_id=tenant_id, sensor_ids=resolved, micros=batch.micros, values=batch.values)
+    return len(readings)
+
+
+def readings_bulk_insert(
+    *, tenant_id: uuid.UUID, rows: Iterable[tuple[int, datetime, float]], chunk_size: int = 50_000
+) -> None:
+    """Store trusted (sensor_id, aware ts, value) rows in bulk, skipping duplicates (seeding, backfills)."""
+    sensor_ids: list[int] = []
+    micros: list[int] = []
+    values: list[float] = []
+    for sensor_id, ts, value in rows:
+        sensor_ids.append(sensor_id)
+        micros.append((ts - _EPOCH) // _MICROSECOND)
+        values.append(float(value))
+        if len(sensor_ids) >= chunk_size:
+            _insert_readings(tenant_id=tenant_id, sensor_ids=sensor_ids, micros=micros, values=values)
+            sensor_ids, micros, values = [], [], []
+    if sensor_ids:
+        _insert_readings(tenant_id=tenant_id, sensor_ids=sensor_ids, micros=micros, values=values)
+
+
+def _insert_readings(*, tenant_id: uuid.UUID, sensor_ids: list[int], micros: list[int], values: list[float]) -> None:
+    """One INSERT ... ON CONFLICT DO NOTHING for the whole batch."""
+    table = connection.ops.quote_name(SensorReading._meta.db_table)
+    if connection.vendor == "postgresql":
+        # Three array parameters in text form, not 3 * N bound values: PostgreSQL
+        # parses them far faster than the driver would quote N values, and the
+        # statement stays the same size to plan whatever the batch size.
+        sql = (
+            f"INSERT INTO {table} (tenant_id, sensor_id, ts, value) "  # noqa: S608 - table from model meta
+            "SELECT %s, r.sensor_id, TIMESTAMPTZ 'epoch' + r.micros * INTERVAL '1 microsecond', r.value "
+            "FROM unnest(%s::bigint[], %s::bigint[], %s::float8[]) AS r(sensor_id, micros, value) "
+            "ON CONFLICT (sensor_id, ts) DO NOTHING"
+        )
+        params = [
+            tenant_id,
+            "{" + ",".join(map(str, sensor_ids)) + "}",
+            "{" + ",".join(map(str, micros)) + "}",
+            "{" + ",".join(map(repr, values)) + "}",
+        ]
+    elif connection.vendor == "sqlite":
+        # SQLite binds at most 999 values per statement in Django's bulk_create;
+        # one JSON parameter unpacked by json_each keeps the batch one statement.
+        # Timestamps go in the text form Django stores (naive UTC).
+        rows = json.dumps(
+            [
+                [sensor_id, str(_EPOCH.replace(tzinfo=None) + timedelta(microseconds=us)), value]
+                for sensor_id, us, value in zip(sensor_ids, micros, values, strict=True)
+            ]
+        )
+        sql = (
+            f"INSERT INTO {table} (tenant_id, sensor_id, ts, value) "  # noqa: S608 - table from model meta
+            "SELECT %s, json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]') "
+            "FROM json_each(%s) AS j WHERE true "  # WHERE: SQLite's upsert needs it after a SELECT
+            "ON CONFLICT (sensor_id, ts) DO NOTHING"
+        )
+        params = [uuid.UUID(str(tenant_id)).hex, rows]
+    else:  # pragma: no cover - the project runs on PostgreSQL and SQLite
+        SensorReading.objects.bulk_create(
+            [
+                SensorReading(tenant_id=tenant_id, sensor_id=s, ts=_EPOCH + timedelta(microseconds=us), value=v)
+                for s, us, v in zip(sensor_ids, micros, values, strict=True)
+            ],
+            ignore_conflicts=True,
+        )
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def heartbeat_record(
+    *,
+    tenant_id: uuid.UUID,
+    api_key_id: uuid.UUID,
+    agent_version: str = "",
+    hostname: str = "",
+    client_ip: str | None = None,
+) -> AgentHeartbeat:
+    """Record that an agent is alive, with what it says about itself (trimmed to fit)."""
+    return AgentHeartbeat.objects.create(
+        tenant_id=tenant_id,
+        api_key_id=api_key_id,
+        received_at=timezone.now(),
+        agent_version=_printable(agent_version)[: AgentHeartbeat._meta.get_field("agent_version").max_length],
+        hostname=_printable(hostname)[: AgentHeartbeat._meta.get_field("hostname").max_length],
+        client_ip=client_ip or None,
+    )
+
+
+def _printable(value: str) -> str:
+    return "".join(ch for ch in (value or "") if ch.isprintable()).strip()
+
+
+@transaction.atomic
+def machine_create(
+    *,
+    tenant: Tenant,
+    external_id: str,
+    name: str,
+    location: str = "",
+    sensors: Sequence[tuple[str, str]] = (),
+    actor=None,
+) -> Machine:
+    """Create a machine and its sensors ((key, kind) pairs). Raises ValidationError naming each problem."""
+    external_id, name, location = external_id.strip(), name.strip(), location.strip()
+    errors: dict[str, list[str]] = {}
+    machine = Machine(tenant=tenant, external_id=external_id, name=name, location=location)
+    try:
+        machine.full_clean(validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    if "external_id" not in errors and Machine.objects.filter(tenant=tenant, external_id=external_id).exists():
+        errors["external_id"] = [f"The tenant already has a machine with external id {external_id!r}."]
+    sensor_errors: list[str] = []
+    seen: set[str] = set()
+    for key, kind in sensors:
+        key = key.strip()
+        try:
+            validate_identifier(key)
+        except ValidationError as exc:
+            sensor_errors.append(f"{key!r}: {' '.join(exc.messages)}")
+        if len(key) > Sensor._meta.get_field("key").max_length:
+            sensor_errors.append(f"{key[:20]!r}…: a key has at most 100 characters.")
+        if kind not in Sensor.Kind.values:
+            sensor_errors.append(f"{key!r}: unknown kind {kind!r}; choose one of: {', '.join(Sensor.Kind.values)}.")
+        if key in seen:
+            sensor_errors.append(f"{key!r} is given twice.")
+        seen.add(key)
+    if sensor_errors:
+        errors["sensors"] = sensor_errors
+    if errors:
+        raise ValidationError(errors)
+    machine.save()
+    Sensor.objects.bulk_create([Sensor(machine=machine, key=key.strip(), kind=kind) for key, kind in sensors])
+    audit_record(
+        tenant_id=tenant.id,
+        action="machine.create",
+        actor=actor,
+        target=machine,
+        changes={
+            "external_id": external_id,
+            "name": name,
+            "location": location,
+            "sensors": [f"{key.strip()}:{kind}" for key, kind in sensors],
+        },
+    )
+    return machine
