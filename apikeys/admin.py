@@ -16,8 +16,28 @@ from django.utils import timezone
 from apikeys import scopes
 from apikeys.models import ApiKey
 from apikeys.services import ApiKeyAlreadyRevoked, api_key_create, api_key_revoke, api_key_update, api_key_validate
+from core.http import client_ip
 
 _ISSUED_SECRET_ATTR = "_apikeys_issued_secret"
+
+
+class _RevealedKey:
+    """The new key for the template: renders as itself, but its repr hides it.
+
+    Django logs a template context's repr at DEBUG (django.template, on every
+    failed variable lookup), so a plain string there would end up in the logs.
+    """
+
+    __slots__ = ("_secret",)
+
+    def __init__(self, secret: str):
+        self._secret = secret
+
+    def __str__(self) -> str:
+        return self._secret
+
+    def __repr__(self) -> str:
+        return "<API key, not shown in logs>"
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -129,7 +149,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             updates = {field: data[field] for field in ("name", "expires_at") if field in form.changed_data}
             if "scopes" in form.changed_data:
                 updates["scopes_requested"] = data["scopes"]
-            api_key_update(api_key=current, actor=request.user, client_ip=_client_ip(request), **updates)
+            api_key_update(api_key=current, actor=request.user, client_ip=client_ip(request), **updates)
             return
         issued = api_key_create(
             tenant=data["tenant"],
@@ -137,13 +157,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
             scopes_requested=data["scopes"],
             expires_at=data.get("expires_at"),
             created_by=request.user,
-            client_ip=_client_ip(request),
+            client_ip=client_ip(request),
         )
         # The admin goes on with the form's unsaved instance (log entry, redirect): make it the saved row.
         for field in ApiKey._meta.concrete_fields:
             setattr(obj, field.attname, getattr(issued.api_key, field.attname))
         obj._state.adding, obj._state.db = False, issued.api_key._state.db
-        setattr(request, _ISSUED_SECRET_ATTR, issued.secret)
+        setattr(request, _ISSUED_SECRET_ATTR, _RevealedKey(issued.secret))
 
     def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue=None) -> HttpResponse:
         secret = getattr(request, _ISSUED_SECRET_ATTR, None)
@@ -168,7 +188,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         revoked = 0
         for api_key in queryset.filter(revoked_at__isnull=True):
             try:
-                api_key_revoke(api_key=api_key, actor=request.user, client_ip=_client_ip(request))
+                api_key_revoke(api_key=api_key, actor=request.user, client_ip=client_ip(request))
             except ApiKeyAlreadyRevoked:
                 continue
             revoked += 1
@@ -177,7 +197,3 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if skipped:
             message += f" {skipped} {'was' if skipped == 1 else 'were'} already revoked."
         self.message_user(request, message, messages.SUCCESS)
-
-
-def _client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None

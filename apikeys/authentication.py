@@ -13,6 +13,7 @@ from rest_framework import authentication, exceptions
 
 from apikeys import keys, selectors, services
 from apikeys.models import ApiKey
+from core.http import client_ip
 
 INVALID_KEY = "Invalid API key."
 EXPIRED_KEY = "API key has expired."
@@ -76,7 +77,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(REVOKED_KEY, code="api_key_revoked")
         if api_key.is_expired(now):
             raise exceptions.AuthenticationFailed(EXPIRED_KEY, code="api_key_expired")
-        services.api_key_record_use(api_key=api_key, now=now, client_ip=request.META.get("REMOTE_ADDR") or None)
+        services.api_key_record_use(api_key=api_key, now=now, client_ip=client_ip(request))
         return ApiKeyPrincipal(api_key), api_key
 
     def authenticate_header(self, request) -> str:

@@ -7,12 +7,9 @@ from rest_framework.response import Response
 from apikeys.api.serializers import ApiKeyCreatedSerializer, ApiKeyCreateInputSerializer, ApiKeyOutputSerializer
 from apikeys.models import ApiKey
 from apikeys.services import ApiKeyAlreadyRevoked, api_key_create, api_key_revoke
+from core.http import client_ip
 from core.permissions import IsTenantAdmin, IsTenantAdminForWrites
 from core.tenancy import TenantScopedMixin
-
-
-def _client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
 
 
 @extend_schema_view(
@@ -49,7 +46,7 @@ class ApiKeyListCreateView(TenantScopedMixin, generics.ListCreateAPIView):
                 scopes_requested=payload.validated_data.get("scopes"),
                 expires_at=payload.validated_data.get("expires_at"),
                 created_by=request.user,
-                client_ip=_client_ip(request),
+                client_ip=client_ip(request),
             )
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.message_dict) from None
@@ -78,6 +75,6 @@ class ApiKeyRevokeView(TenantScopedMixin, generics.DestroyAPIView):
 
     def perform_destroy(self, instance: ApiKey) -> None:
         try:
-            api_key_revoke(api_key=instance, actor=self.request.user, client_ip=_client_ip(self.request))
+            api_key_revoke(api_key=instance, actor=self.request.user, client_ip=client_ip(self.request))
         except ApiKeyAlreadyRevoked:
             raise Http404 from None  # revoked by a concurrent request
