@@ -17,6 +17,14 @@ def frozen_now(monkeypatch) -> datetime:
 
 
 @pytest.fixture
+def eager_celery(monkeypatch):
+    """Run tasks in-process, as the embedded default does, even if a broker is configured."""
+    from haltless.celery import app
+
+    monkeypatch.setitem(app.conf, "task_always_eager", True)
+
+
+@pytest.fixture
 def sensor(tenant):
     return SensorFactory(machine=MachineFactory(tenant=tenant))
 
