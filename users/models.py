@@ -87,6 +87,11 @@ class User(AbstractBaseUser, PermissionsMixin):
         super().set_password(raw_password)
         self.token_version += 1
 
+    def set_unusable_password(self) -> None:
+        # Turning password login off (e.g. in the Django admin) ends the sessions too.
+        super().set_unusable_password()
+        self.token_version += 1
+
     def check_password(self, raw_password: str) -> bool:
         # Django re-hashes a correct password when the hasher's settings change.
         # The password itself is the same, so this must not revoke any session:

@@ -11,6 +11,8 @@ from users.admin import UserAdmin
 from users.models import Role, User
 from users.services import LAST_ADMIN_DEACTIVATION, LAST_ADMIN_DEMOTION, SELF_DEACTIVATION
 from users.tests.factories import UserFactory
+from users.tests.helpers import PROFILE_URL, bearer
+from users.tokens import token_pair_for
 
 pytestmark = pytest.mark.django_db
 
@@ -236,3 +238,22 @@ class TestServicesForPlatformStaff:
                 "1 user(s) deactivated.",
             ]
         )
+
+
+class TestPasswordInTheAdmin:
+    def password_url(self, user) -> str:
+        return f"/admin/users/user/{user.pk}/password/"
+
+    def test_setting_a_password_revokes_the_users_tokens(self, staff_client, operator_user):
+        access = token_pair_for(operator_user)["access"]
+        data = {"password1": "Brass-Pulley-Harbor-5", "password2": "Brass-Pulley-Harbor-5", "usable_password": "true"}
+        assert staff_client.post(self.password_url(operator_user), data).status_code == 302
+        assert bearer(access).get(PROFILE_URL).status_code == 401
+
+    def test_disabling_password_login_revokes_the_users_tokens(self, staff_client, operator_user):
+        access = token_pair_for(operator_user)["access"]
+        data = {"usable_password": "false", "unset-password": "1"}
+        assert staff_client.post(self.password_url(operator_user), data).status_code == 302
+        operator_user.refresh_from_db()
+        assert not operator_user.has_usable_password()
+        assert bearer(access).get(PROFILE_URL).status_code == 401
