@@ -181,3 +181,103 @@ class TestRetentionBudgets:
             response = admin_client.get(f"/api/v1/settings/admin/retention/runs/{past_runs[0].pk}")
         assert response.status_code == 200
         assert response.json()["id"] == str(past_runs[0].pk)
+
+
+ROLE_PERMISSIONS = {
+    "operator": {
+        "settings": ["tenant", "notifications", "units"],
+        "nav": ["dashboard", "machines", "alerts", "maintenance", "work-orders"],
+    },
+    # The docs' defaults, except that viewers also see reports: a real change.
+    "viewer": {"settings": ["tenant", "units"], "nav": ["dashboard", "machines", "alerts", "reports"]},
+}
+DASHBOARD_PRESET = {
+    "role": "operator",
+    "widgets": [
+        {"id": "stat-cards", "labelKey": "dashboard.stats", "visible": True, "size": "full"},
+        {"id": "at-risk-machines", "labelKey": "dashboard.atRisk", "visible": True, "size": "half"},
+    ],
+    "statMetrics": [{"metricId": "critical_count"}, {"metricId": "active_alerts"}],
+}
+
+
+class TestSettingsBudgets:
+    def test_me(self, operator_client, budget):
+        # Caller, tenant, the role's permissions, the caller's units.
+        with budget(4):
+            response = operator_client.get("/api/v1/me")
+        assert response.status_code == 200
+        assert response.json()["user"]["role"] == "operator"
+        assert response.json()["units"]["temperature"] == "celsius"
+
+    def test_role_permissions_read(self, viewer_client, budget):
+        # Caller, the tenant's rows (defaults fill the gaps).
+        with budget(2):
+            response = viewer_client.get("/api/v1/settings/role-permissions")
+        assert response.status_code == 200
+        assert set(response.json()) == {"operator", "viewer"}
+
+    def test_role_permissions_replace(self, admin_client, budget):
+        # Caller, tenant; savepoint, rows locked, an insert per role, audit, release; the result.
+        with budget(9):
+            response = admin_client.put("/api/v1/settings/role-permissions", ROLE_PERMISSIONS, format="json")
+        assert response.status_code == 200
+        assert response.json() == ROLE_PERMISSIONS
+
+    def test_ai_settings_read(self, operator_client, budget):
+        # Caller, the tenant's row.
+        with budget(2):
+            response = operator_client.get("/api/v1/settings/ai")
+        assert response.status_code == 200
+        assert response.json()["ai_provider"] == "platform"
+
+    def test_ai_settings_update(self, admin_client, budget):
+        # Saving a host name resolves nothing and connects nowhere (only a probe does).
+        changes = {
+            "ai_provider": "custom",
+            "custom_ai_url": "http://ollama.plant.test:11434",
+            "custom_ai_model": "llama3",
+        }
+        # Caller, tenant; savepoint, row locked, insert, audit, release.
+        with budget(7):
+            response = admin_client.patch("/api/v1/settings/ai", changes, format="json")
+        assert response.status_code == 200
+        assert response.json() == {**changes, "custom_ai_api_key_set": False}
+
+    def test_ai_models_of_the_platform(self, admin_client, budget):
+        # Provider `platform`: the configured list, no probe and so no network.
+        # Caller, the tenant's AI settings.
+        with budget(2):
+            response = admin_client.get("/api/v1/settings/ai/models")
+        assert response.status_code == 200
+        assert "models" in response.json()
+
+    def test_dashboard_presets_read(self, viewer_client, budget):
+        # Caller, the tenant's presets (defaults fill the gaps).
+        with budget(2):
+            response = viewer_client.get("/api/v1/settings/dashboard-presets")
+        assert response.status_code == 200
+        assert {"admin", "operator", "viewer"} <= set(response.json())
+
+    def test_dashboard_preset_save(self, admin_client, budget):
+        # Caller, tenant; savepoint, row locked, insert, audit, release.
+        with budget(7):
+            response = admin_client.put("/api/v1/settings/dashboard-presets", DASHBOARD_PRESET, format="json")
+        assert response.status_code == 200
+        assert [w["id"] for w in response.json()["widgets"]] == ["stat-cards", "at-risk-machines"]
+
+    def test_units_read(self, viewer_client, budget):
+        # Caller, the caller's row.
+        with budget(2):
+            response = viewer_client.get("/api/v1/settings/units")
+        assert response.status_code == 200
+        assert response.json()["temperature"] == "celsius"
+
+    def test_units_update(self, viewer_client, budget):
+        # Caller; savepoint, row locked, insert, audit, release.
+        with budget(6):
+            response = viewer_client.patch(
+                "/api/v1/settings/units", {"temperature": "fahrenheit", "pressure": "bar"}, format="json"
+            )
+        assert response.status_code == 200
+        assert response.json()["temperature"] == "fahrenheit"
