@@ -245,7 +245,11 @@ def address_refusal(address: IPAddress, *, allow_loopback: bool) -> str | None:
 
 
 def _refusal_message(host: str, address: IPAddress, reason: str) -> str:
-    where = f"{address} is" if str(address) == host else f"{host} resolves to {address},"
+    try:
+        is_literal = ipaddress.ip_address(host) == address
+    except ValueError:
+        is_literal = False
+    where = f"{host} is" if is_literal else f"{host} resolves to {address},"
     return f"Refused: {where} {reason}; the AI server must be reachable at a LAN or public address."
 
 

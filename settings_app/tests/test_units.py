@@ -1,0 +1,88 @@
+import pytest
+
+from audit.models import AuditEvent
+from settings_app.models import UnitPreference
+from settings_app.selectors import unit_preferences_for
+from settings_app.tests.factories import UnitPreferenceFactory
+
+pytestmark = pytest.mark.django_db
+URL = "/api/v1/settings/units"
+DEFAULTS = {"temperature": "celsius", "pressure": "bar", "vibration": "mm_s"}
+
+
+class TestRead:
+    @pytest.mark.parametrize("client_fixture", ["admin_client", "operator_client", "viewer_client"])
+    def test_defaults(self, request, client_fixture):
+        response = request.getfixturevalue(client_fixture).get(URL)
+        assert response.status_code == 200
+        assert response.json() == DEFAULTS
+
+    def test_own_preferences_only(self, viewer_client, viewer_user, admin_user):
+        UnitPreferenceFactory(user=admin_user, temperature="kelvin")
+        UnitPreferenceFactory(user=viewer_user, pressure="psi", temperature="celsius")
+        assert viewer_client.get(URL).json() == {**DEFAULTS, "pressure": "psi"}
+
+
+class TestUpdate:
+    def test_documented_example(self, viewer_client, viewer_user):
+        response = viewer_client.patch(URL, {"temperature": "fahrenheit", "pressure": "bar"}, format="json")
+        assert response.status_code == 200
+        assert response.json() == {**DEFAULTS, "temperature": "fahrenheit"}
+        assert unit_preferences_for(viewer_user) == {**DEFAULTS, "temperature": "fahrenheit"}
+        event = AuditEvent.objects.get(action="settings.units.update")
+        assert (event.tenant_id, event.actor_id) == (viewer_user.tenant_id, viewer_user.id)
+        # Only what changed: pressure was already bar.
+        assert event.changes == {"temperature": "fahrenheit"}
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"temperature": "kelvin"},
+            {"pressure": "psi"},
+            {"pressure": "kpa"},
+            {"pressure": "mpa"},
+            {"pressure": "atm"},
+            {"vibration": "in_s"},
+        ],
+    )
+    def test_every_choice(self, operator_client, change):
+        response = operator_client.patch(URL, change, format="json")
+        assert response.status_code == 200
+        assert response.json() == {**DEFAULTS, **change}
+
+    def test_does_not_touch_other_users(self, operator_client, viewer_user, other_tenant_admin):
+        operator_client.patch(URL, {"vibration": "in_s"}, format="json")
+        assert unit_preferences_for(viewer_user) == DEFAULTS
+        assert unit_preferences_for(other_tenant_admin) == DEFAULTS
+
+    def test_no_change_writes_nothing(self, viewer_client, viewer_user):
+        response = viewer_client.patch(URL, {"temperature": "celsius"}, format="json")
+        assert response.status_code == 200
+        assert not UnitPreference.objects.filter(user=viewer_user).exists()
+        assert not AuditEvent.objects.filter(action="settings.units.update").exists()
+
+    @pytest.mark.parametrize(
+        ("payload", "errors"),
+        [
+            (
+                {"temperature": "rankine"},
+                {"temperature": ['Unknown temperature unit "rankine"; choose one of: celsius, fahrenheit, kelvin.']},
+            ),
+            (
+                {"pressure": "mmhg"},
+                {"pressure": ['Unknown pressure unit "mmhg"; choose one of: bar, psi, kpa, mpa, atm.']},
+            ),
+            ({"vibration": "g"}, {"vibration": ['Unknown vibration unit "g"; choose one of: mm_s, in_s.']}),
+            ({"temperature": None}, {"temperature": ["This field may not be null."]}),
+            ({"speed": "rpm"}, {"speed": ["Unknown field."]}),
+            ({"temperature": "kelvin", "length": "m"}, {"length": ["Unknown field."]}),
+        ],
+    )
+    def test_unknown_is_400(self, viewer_client, viewer_user, payload, errors):
+        response = viewer_client.patch(URL, payload, format="json")
+        assert response.status_code == 400
+        assert response.json() == errors
+        assert unit_preferences_for(viewer_user) == DEFAULTS
+
+    def test_put_is_not_offered(self, viewer_client):
+        assert viewer_client.put(URL, DEFAULTS, format="json").status_code == 405
