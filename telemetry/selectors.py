@@ -65,7 +65,7 @@ def latest_readings(*, machine: Machine) -> list[dict]:
         .annotate(latest_ts=Subquery(newest.values("ts")[:1]), latest_value=Subquery(newest.values("value")[:1]))
         .filter(latest_ts__isnull=False)
         .order_by("key")
-        .values("key", "kind", "latest_ts", "latest_value")
+        .values("id", "key", "kind", "latest_ts", "latest_value")
     )
     return list(rows)
 

@@ -1,0 +1,82 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from core.permissions import API_KEY_REQUIRED, missing_scope_message
+from telemetry.models import AgentHeartbeat
+
+URL = "/api/v1/agent/heartbeat"
+pytestmark = pytest.mark.django_db
+
+
+class TestHeartbeat:
+    def test_answers_ok_with_server_time_tenant_and_key(self, key_client, api_key, tenant):
+        before = timezone.now()
+        response = key_client.get(URL)
+        assert response.status_code == 200
+        body = response.json()
+        assert set(body) == {"status", "server_time", "tenant_id", "key_id"}
+        assert body["status"] == "ok"
+        assert body["tenant_id"] == str(tenant.id)
+        assert body["key_id"] == str(api_key.api_key.id)
+        server_time = parse_datetime(body["server_time"])
+        assert server_time.utcoffset() == timedelta(0)
+        assert before <= server_time <= timezone.now()
+
+    def test_records_the_heartbeat_with_what_the_agent_says(self, key_client, api_key, tenant):
+        response = key_client.get(
+            URL, HTTP_X_AGENT_VERSION=" 2.4.1 ", HTTP_X_AGENT_HOSTNAME="edge-01.plant", REMOTE_ADDR="10.0.0.7"
+        )
+        assert response.status_code == 200
+        heartbeat = AgentHeartbeat.objects.get()
+        assert heartbeat.api_key_id == api_key.api_key.id
+        assert heartbeat.tenant_id == tenant.id
+        assert heartbeat.agent_version == "2.4.1"
+        assert heartbeat.hostname == "edge-01.plant"
+        assert heartbeat.client_ip == "10.0.0.7"
+        assert heartbeat.received_at == parse_datetime(response.json()["server_time"])
+
+    def test_headers_are_optional_and_overlong_values_are_cut(self, key_client):
+        assert key_client.get(URL).status_code == 200
+        assert key_client.get(URL, HTTP_X_AGENT_VERSION="v" * 500).status_code == 200
+        first, second = AgentHeartbeat.objects.order_by("id")
+        assert (first.agent_version, first.hostname) == ("", "")
+        assert second.agent_version == "v" * 64
+
+    def test_trailing_slash(self, key_client):
+        response = key_client.get(URL + "/")
+        assert response.status_code == 200
+        assert response.json()["status"] == "ok"
+
+
+class TestHeartbeatAccess:
+    def test_jwt_users_are_refused(self, admin_client):
+        response = admin_client.get(URL)
+        assert response.status_code == 403
+        assert response.json() == {"detail": API_KEY_REQUIRED}
+        assert not AgentHeartbeat.objects.exists()
+
+    def test_a_key_without_the_agent_scope_is_refused(self, reader_client):
+        response = reader_client.get(URL)
+        assert response.status_code == 403
+        assert response.json() == {"detail": missing_scope_message("agent")}
+        assert not AgentHeartbeat.objects.exists()
+
+    def test_an_ingest_only_key_is_refused(self, make_api_key):
+        from conftest import client_for_key
+
+        response = client_for_key(make_api_key(scopes=["ingest"]).secret).get(URL)
+        assert response.status_code == 403
+        assert response.json() == {"detail": missing_scope_message("agent")}
+
+    def test_no_credentials_is_401(self, api_client):
+        response = api_client.get(URL)
+        assert response.status_code == 401
+        assert set(response.json()) == {"detail"}
+
+    def test_post_is_405(self, key_client):
+        response = key_client.post(URL, {}, format="json")
+        assert response.status_code == 405
+        assert response.json() == {"detail": 'Method "POST" not allowed.'}
