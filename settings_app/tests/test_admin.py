@@ -1,0 +1,162 @@
+"""The Django admin pages of each setting: they save through the services (validated, audited)."""
+
+import pytest
+from django.test import Client
+
+from audit.models import AuditEvent
+from settings_app.crypto import decrypt_secret
+from settings_app.models import AiSettings, DashboardPreset, RolePermission, UnitPreference
+from settings_app.tests.factories import AiSettingsFactory, DashboardPresetFactory, RolePermissionFactory
+from users.models import User
+
+pytestmark = pytest.mark.django_db
+BASE = "/admin/settings_app"
+
+
+@pytest.fixture
+def staff_client() -> Client:
+    staff = User.objects.create_superuser("staff@haltless.test", "Staff-Password-42!")
+    client = Client()
+    client.force_login(staff)
+    return client
+
+
+class TestPagesRender:
+    @pytest.mark.parametrize("model", ["rolepermission", "aisettings", "dashboardpreset", "unitpreference"])
+    def test_list_and_add(self, staff_client, model):
+        assert staff_client.get(f"{BASE}/{model}/").status_code == 200
+        assert staff_client.get(f"{BASE}/{model}/add/").status_code == 200
+
+    def test_change_pages(self, staff_client, tenant, viewer_user):
+        pages = [
+            f"{BASE}/rolepermission/{RolePermissionFactory(tenant=tenant).pk}/change/",
+            f"{BASE}/aisettings/{AiSettingsFactory(tenant=tenant).pk}/change/",
+            f"{BASE}/dashboardpreset/{DashboardPresetFactory(tenant=tenant).pk}/change/",
+            f"{BASE}/unitpreference/{UnitPreference.objects.create(user=viewer_user).pk}/change/",
+        ]
+        for page in pages:
+            assert staff_client.get(page).status_code == 200, page
+
+
+class TestRolePermissionAdmin:
+    def test_add_is_audited(self, staff_client, tenant):
+        response = staff_client.post(
+            f"{BASE}/rolepermission/add/",
+            {"tenant": tenant.pk, "role": "viewer", "settings_tabs": ["units"], "nav_pages": ["dashboard", "alerts"]},
+        )
+        assert response.status_code == 302
+        row = RolePermission.objects.get(tenant=tenant, role="viewer")
+        assert (row.settings_tabs, row.nav_pages) == (["units"], ["dashboard", "alerts"])
+        event = AuditEvent.objects.get(action="settings.role_permissions.update")
+        assert event.actor_label == "staff@haltless.test"
+
+    def test_unknown_tab_is_refused(self, staff_client, tenant):
+        response = staff_client.post(
+            f"{BASE}/rolepermission/add/",
+            {"tenant": tenant.pk, "role": "viewer", "settings_tabs": ["billing"], "nav_pages": []},
+        )
+        assert response.status_code == 200
+        assert "Select a valid choice" in response.content.decode()
+        assert not RolePermission.objects.exists()
+
+
+class TestAiSettingsAdmin:
+    def test_key_is_write_only(self, staff_client, tenant):
+        response = staff_client.post(
+            f"{BASE}/aisettings/add/",
+            {
+                "tenant": tenant.pk,
+                "ai_provider": "custom",
+                "custom_ai_url": "http://192.168.1.50:11434",
+                "custom_ai_model": "llama3",
+                "new_custom_ai_api_key": "sk-admin-secret",
+            },
+        )
+        assert response.status_code == 302
+        ai = AiSettings.objects.get(tenant=tenant)
+        assert decrypt_secret(ai.custom_ai_api_key_encrypted) == "sk-admin-secret"
+        page = staff_client.get(f"{BASE}/aisettings/{ai.pk}/change/").content.decode()
+        assert "sk-admin-secret" not in page
+        assert ai.custom_ai_api_key_encrypted not in page
+        assert "sk-admin-secret" not in str(AuditEvent.objects.get(action="settings.ai.update").changes)
+
+    def test_refused_url_is_a_form_error(self, staff_client, tenant):
+        response = staff_client.post(
+            f"{BASE}/aisettings/add/",
+            {
+                "tenant": tenant.pk,
+                "ai_provider": "custom",
+                "custom_ai_url": "http://169.254.169.254/",
+                "custom_ai_model": "llama3",
+            },
+        )
+        assert response.status_code == 200
+        assert "cloud metadata address" in response.content.decode()
+        assert not AiSettings.objects.exists()
+
+    def test_clear_key(self, staff_client, tenant):
+        from settings_app.services import ai_settings_update
+
+        ai = ai_settings_update(
+            tenant=tenant,
+            changes={
+                "ai_provider": "custom",
+                "custom_ai_url": "http://192.168.1.50:11434",
+                "custom_ai_model": "llama3",
+                "custom_ai_api_key": "sk-1",
+            },
+        )
+        response = staff_client.post(
+            f"{BASE}/aisettings/{ai.pk}/change/",
+            {
+                "ai_provider": "custom",
+                "custom_ai_url": "http://192.168.1.50:11434",
+                "custom_ai_model": "llama3",
+                "clear_custom_ai_api_key": "on",
+            },
+        )
+        assert response.status_code == 302
+        assert AiSettings.objects.get(pk=ai.pk).custom_ai_api_key_set is False
+
+
+class TestDashboardPresetAdmin:
+    def test_malformed_widgets_are_refused(self, staff_client, tenant):
+        response = staff_client.post(
+            f"{BASE}/dashboardpreset/add/",
+            {
+                "tenant": tenant.pk,
+                "role": "viewer",
+                "widgets": '[{"id": "a", "labelKey": "k", "visible": "yes", "size": "full"}]',
+                "stat_metrics": "[]",
+            },
+        )
+        assert response.status_code == 200
+        assert "Must be true or false." in response.content.decode()
+        assert not DashboardPreset.objects.exists()
+
+    def test_valid_preset_is_saved_and_audited(self, staff_client, tenant):
+        response = staff_client.post(
+            f"{BASE}/dashboardpreset/add/",
+            {
+                "tenant": tenant.pk,
+                "role": "viewer",
+                "widgets": '[{"id": "a", "labelKey": "k", "visible": false, "size": "third"}]',
+                "stat_metrics": '[{"metricId": "critical_count"}]',
+            },
+        )
+        assert response.status_code == 302
+        preset = DashboardPreset.objects.get(tenant=tenant, role="viewer")
+        assert preset.widgets == [{"id": "a", "labelKey": "k", "visible": False, "size": "third"}]
+        assert AuditEvent.objects.filter(action="settings.dashboard_preset.update").count() == 1
+
+
+class TestUnitPreferenceAdmin:
+    def test_add(self, staff_client, viewer_user):
+        response = staff_client.post(
+            f"{BASE}/unitpreference/add/",
+            {"user": viewer_user.pk, "temperature": "kelvin", "pressure": "bar", "vibration": "in_s"},
+        )
+        assert response.status_code == 302
+        pref = UnitPreference.objects.get(user=viewer_user)
+        assert pref.as_dict() == {"temperature": "kelvin", "pressure": "bar", "vibration": "in_s"}
+        assert AuditEvent.objects.get(action="settings.units.update").tenant_id == viewer_user.tenant_id
