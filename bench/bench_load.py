@@ -9,10 +9,12 @@ generator is the ceiling of the stack: every endpoint's requests per second
 is read as a share of it. Everything runs on 127.0.0.1 and stops by itself.
 """
 
+import itertools
 import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,6 +45,7 @@ TIMESTAMPS_PER_INGEST = 100
 LOCUSTFILE = REPO_ROOT / "bench" / "locustfile.py"
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT = 30
+ALONE_REQUESTS = 20
 HTTP_TIMEOUT = 30
 
 HEARTBEAT = "GET /api/v1/agent/heartbeat"
@@ -74,7 +77,7 @@ def run(ctx: Context) -> list[Measurement]:
             ctx,
             app="bench.trivial_wsgi:application",
             ready_path="/",
-            warm_up=lambda base: None,
+            prepare=lambda base: {TRIVIAL: one_at_a_time(lambda: http(base, "GET", "/", expect=200))},
             user_class="CeilingUser",
             seconds=ceiling_seconds,
             fixture=fixture,
@@ -84,7 +87,7 @@ def run(ctx: Context) -> list[Measurement]:
             ctx,
             app="haltless.wsgi:application",
             ready_path="/healthz",
-            warm_up=lambda base: warm_up_app(base, agents),
+            prepare=lambda base: prepare_app(base, agents),
             user_class="AgentMixUser",
             seconds=load_seconds,
             fixture=fixture,
@@ -112,15 +115,9 @@ def create_agents() -> list[dict]:
     return agents
 
 
-def warm_up_app(base_url: str, agents: list[dict]) -> None:
-    """One ingest per agent (so each sensor has a page of readings), then a few of each request.
-
-    Also the check that every endpoint answers as the contract says before
-    locust starts: a wrong status here fails the module with the body.
-    """
-    origin = datetime.now(UTC) - timedelta(hours=3)
-    for agent in agents:
-        readings = [
+def ingest_body(agent: dict, origin: datetime) -> dict:
+    return {
+        "readings": [
             {
                 "machine": agent["machine"],
                 "sensor": sensor,
@@ -130,19 +127,63 @@ def warm_up_app(base_url: str, agents: list[dict]) -> None:
             for step in range(TIMESTAMPS_PER_INGEST)
             for sensor in agent["sensors"]
         ]
-        http(base_url, "POST", "/api/v1/ingest", agent["key"], {"readings": readings}, expect=202)
-    for agent in agents[:10]:
-        http(base_url, "GET", "/api/v1/agent/heartbeat", agent["key"], expect=200)
-        query = f"/api/v1/sensor-data/readings?machine={agent['machine']}&sensor={agent['sensors'][0]}"
-        page = http(base_url, "GET", query, agent["key"], expect=200)
-        if len(page.get("results", [])) != TIMESTAMPS_PER_INGEST:
-            raise AssertionError(f"{query} returned {len(page.get('results', []))} readings, expected 100")
+    }
 
 
-def http(base_url: str, method: str, path: str, key: str, body: dict | None = None, *, expect: int) -> dict:
+def prepare_app(base_url: str, agents: list[dict]) -> dict[str, float]:
+    """Fill and warm the app, then time each endpoint alone; the median latency of each.
+
+    One ingest per agent first, so each sensor has a full page of readings; it
+    is also the check that every endpoint answers as the contract says before
+    locust starts: a wrong status fails the module with the body.
+    """
+    origin = datetime.now(UTC) - timedelta(hours=4)
+    for agent in agents:
+        http(base_url, "POST", "/api/v1/ingest", agent["key"], ingest_body(agent, origin), expect=202)
+    page = http(base_url, "GET", readings_path(agents[0]), agents[0]["key"], expect=200)
+    if len(page.get("results", [])) != TIMESTAMPS_PER_INGEST:
+        raise AssertionError(f"{readings_path(agents[0])} gave {len(page.get('results', []))} readings, expected 100")
+    batches = itertools.count(1)
+    calls = {
+        HEARTBEAT: lambda: http(base_url, "GET", "/api/v1/agent/heartbeat", agents[0]["key"], expect=200),
+        READINGS: lambda: http(base_url, "GET", readings_path(agents[1]), agents[0]["key"], expect=200),
+        # Each batch 2 minutes before the last (a batch spans 100 s), so none repeats a stored reading.
+        INGEST: lambda: http(
+            base_url,
+            "POST",
+            "/api/v1/ingest",
+            agents[2]["key"],
+            ingest_body(agents[2], origin - timedelta(minutes=2 * next(batches))),
+            expect=202,
+        ),
+    }
+    for call in calls.values():  # warm-up: each worker's first requests pay for lazy imports
+        for _ in range(WORKERS * 2):
+            call()
+    return {name: one_at_a_time(call) for name, call in calls.items()}
+
+
+def readings_path(agent: dict) -> str:
+    return f"/api/v1/sensor-data/readings?machine={agent['machine']}&sensor={agent['sensors'][0]}"
+
+
+def one_at_a_time(call: Callable[[], object]) -> float:
+    """The median latency, in ms, of `call` made ALONE_REQUESTS times in a row (no concurrency)."""
+    times = []
+    for _ in range(ALONE_REQUESTS):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def http(
+    base_url: str, method: str, path: str, key: str | None = None, body: dict | None = None, *, expect: int
+) -> dict:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(base_url + path, data=data, method=method)
-    request.add_header("Authorization", f"Bearer {key}")
+    if key is not None:
+        request.add_header("Authorization", f"Bearer {key}")
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
@@ -169,13 +210,13 @@ def serve_and_drive(
     *,
     app: str,
     ready_path: str,
-    warm_up: Callable[[str], None],
+    prepare: Callable[[str], dict[str, float]],
     user_class: str,
     seconds: int,
     fixture: Path,
     workdir: Path,
 ) -> dict:
-    """Serve `app` with gunicorn, warm it up, run locust against it; locust's figures."""
+    """Serve `app` with gunicorn, prepare it (warm-up, requests one at a time), run locust against it."""
     port = free_port()
     base_url = f"http://{HOST}:{port}"
     server_log = workdir / f"gunicorn-{user_class}.log"
@@ -208,8 +249,9 @@ def serve_and_drive(
     )
     try:
         wait_until_serving(server, base_url + ready_path, server_log)
-        warm_up(base_url)
+        alone = prepare(base_url)
         result = drive(base_url, user_class=user_class, seconds=seconds, fixture=fixture, workdir=workdir)
+        result["alone_ms"] = alone
         result["server_errors"] = server_log.read_text().count("Traceback")
         return result
     finally:
@@ -282,10 +324,19 @@ def measurements(ctx: Context, *, ceiling: dict, load: dict, load_seconds: int) 
     trivial = ceiling["endpoints"][TRIVIAL]
     ceiling_rps = trivial["count"] / ceiling["seconds"]
     ceiling_name = "trivial WSGI"
+    trivial_alone = ceiling["alone_ms"][TRIVIAL]
     figures = [
         Measurement("ceiling: trivial WSGI, no database", ceiling_rps, "req/s"),
         Measurement("ceiling: p50", trivial["p50_ms"], "ms"),
         Measurement("ceiling: p99", trivial["p99_ms"], "ms"),
+        Measurement("ceiling: one request alone", trivial_alone, "ms"),
+    ]
+    # Service time without queueing: one request at a time, before the load.
+    figures += [
+        Measurement(
+            f"{name} alone", load["alone_ms"][name], "ms", baseline="trivial alone", baseline_value=trivial_alone
+        )
+        for name in (HEARTBEAT, INGEST, READINGS)
     ]
     total = sum(e["count"] for e in load["endpoints"].values())
     figures.append(

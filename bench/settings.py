@@ -7,7 +7,7 @@ lines is not what gets measured.
 """
 
 from haltless.settings.test import *  # noqa: F403
-from haltless.settings.test import LOGGING
+from haltless.settings.test import ALLOWED_HOSTS, LOGGING
 
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
@@ -16,5 +16,8 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
     "django.contrib.auth.hashers.ScryptPasswordHasher",
 ]
+
+# Benchmarks drive the app in-process with django.test.Client, whose host is "testserver".
+ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]
 
 LOGGING = {**LOGGING, "root": {**LOGGING["root"], "level": "WARNING"}}
