@@ -1,0 +1,134 @@
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+
+from telemetry.models import AgentHeartbeat, Machine, Sensor, SensorReading
+from telemetry.services import heartbeat_record, readings_bulk_insert
+from telemetry.tests.conftest import T0
+from users.models import User
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client(db):
+    client = Client()
+    client.force_login(User.objects.create_superuser("staff@haltless.test", "Staff-Password-42!"))
+    return client
+
+
+@pytest.fixture
+def readings(machine):
+    sensor = machine.sensors.get(key="bearing_temp")
+    readings_bulk_insert(
+        tenant_id=machine.tenant_id, rows=[(sensor.pk, T0 + timedelta(minutes=i), i) for i in range(5)]
+    )
+    return SensorReading.objects.order_by("ts")
+
+
+class TestMachineAdmin:
+    def test_list_shows_the_last_reading_time(self, staff_client, readings, machine):
+        page = staff_client.get("/admin/telemetry/machine/").content.decode()
+        assert "Press 1" in page
+        assert "March 1, 2026, 12:04" in page
+
+    def test_change_page_has_the_sensors_inline(self, staff_client, machine):
+        response = staff_client.get(f"/admin/telemetry/machine/{machine.pk}/change/")
+        assert response.status_code == 200
+        page = response.content.decode()
+        for key in ("bearing_temp", "oil_pressure", "door_count"):
+            assert f'value="{key}"' in page
+        assert "mm_s" in page  # the canonical unit of the vibration sensor
+
+    def test_add_with_sensors(self, staff_client, tenant):
+        data = {
+            "tenant": str(tenant.pk),
+            "external_id": "press-7",
+            "name": "Press 7",
+            "location": "",
+            "sensors-TOTAL_FORMS": "1",
+            "sensors-INITIAL_FORMS": "0",
+            "sensors-0-key": "temp",
+            "sensors-0-kind": "temperature",
+        }
+        response = staff_client.post("/admin/telemetry/machine/add/", data)
+        assert response.status_code == 302
+        machine = Machine.objects.get(external_id="press-7")
+        assert list(machine.sensors.values_list("key", "kind")) == [("temp", "temperature")]
+
+    def test_a_duplicate_external_id_is_a_form_error(self, staff_client, machine, tenant):
+        data = {
+            "tenant": str(tenant.pk),
+            "external_id": "m1",
+            "name": "Again",
+            "sensors-TOTAL_FORMS": "0",
+            "sensors-INITIAL_FORMS": "0",
+        }
+        response = staff_client.post("/admin/telemetry/machine/add/", data)
+        assert response.status_code == 200
+        assert Machine.objects.count() == 1
+
+    def test_delete_confirmation_counts_readings_instead_of_listing_them(self, staff_client, readings, machine):
+        url = f"/admin/telemetry/machine/{machine.pk}/delete/"
+        page = staff_client.get(url).content.decode()
+        assert "Sensor readings: 5" in page
+        assert staff_client.post(url, {"post": "yes"}).status_code == 302
+        assert not Machine.objects.exists()
+        assert not Sensor.objects.exists()
+        assert not SensorReading.objects.exists()
+
+
+class TestReadingAdmin:
+    def test_list_is_viewable(self, staff_client, readings):
+        response = staff_client.get("/admin/telemetry/sensorreading/")
+        assert response.status_code == 200
+        assert "m1/bearing_temp" in response.content.decode()
+
+    def test_search_by_machine_external_id(self, staff_client, readings):
+        response = staff_client.get("/admin/telemetry/sensorreading/", {"q": "m1"})
+        assert response.status_code == 200
+        assert response.context["cl"].result_count == 5
+
+    def test_readings_are_read_only(self, staff_client, readings):
+        reading = readings.first()
+        assert staff_client.get("/admin/telemetry/sensorreading/add/").status_code == 403
+        page = staff_client.get(f"/admin/telemetry/sensorreading/{reading.pk}/change/")
+        assert page.status_code == 200
+        assert 'name="value"' not in page.content.decode()
+        staff_client.post(f"/admin/telemetry/sensorreading/{reading.pk}/change/", {"value": "99"})
+        reading.refresh_from_db()
+        assert reading.value == 0.0
+        assert (
+            staff_client.post(f"/admin/telemetry/sensorreading/{reading.pk}/delete/", {"post": "yes"}).status_code
+            == 403
+        )
+        assert SensorReading.objects.count() == 5
+
+    def test_the_count_is_bounded(self, staff_client, readings, monkeypatch):
+        from telemetry.admin import BoundedCountPaginator
+
+        monkeypatch.setattr(BoundedCountPaginator, "LIMIT", 3)
+        response = staff_client.get("/admin/telemetry/sensorreading/")
+        assert response.context["cl"].result_count == 3
+
+
+class TestHeartbeatAdmin:
+    def test_shows_the_latest_heartbeat_of_each_key_by_default(self, staff_client, api_key, make_api_key, tenant):
+        other = make_api_key(name="line 2")
+        for version in ("1.0", "1.1"):
+            heartbeat_record(tenant_id=tenant.id, api_key_id=api_key.api_key.id, agent_version=version)
+        heartbeat_record(tenant_id=tenant.id, api_key_id=other.api_key.id, agent_version="2.0")
+        response = staff_client.get("/admin/telemetry/agentheartbeat/")
+        assert response.status_code == 200
+        shown = sorted(hb.agent_version for hb in response.context["cl"].result_list)
+        assert shown == ["1.1", "2.0"]
+        everything = staff_client.get("/admin/telemetry/agentheartbeat/", {"show": "all"})
+        assert sorted(hb.agent_version for hb in everything.context["cl"].result_list) == ["1.0", "1.1", "2.0"]
+
+    def test_heartbeats_are_read_only(self, staff_client, api_key, tenant):
+        heartbeat = heartbeat_record(tenant_id=tenant.id, api_key_id=api_key.api_key.id)
+        assert staff_client.get("/admin/telemetry/agentheartbeat/add/").status_code == 403
+        delete_url = f"/admin/telemetry/agentheartbeat/{heartbeat.pk}/delete/"
+        assert staff_client.post(delete_url, {"post": "yes"}).status_code == 403
+        assert AgentHeartbeat.objects.count() == 1
