@@ -1,0 +1,55 @@
+"""The OpenAPI schema class every endpoint shares: the error answers, documented once.
+
+drf-spectacular documents only the success answer unless a view says more, so
+a client (or schemathesis) reading the schema would not know that any
+endpoint can answer 401, or that a body can be refused with 400. This adds,
+to every operation that does not document them itself, the errors the shared
+conventions (core.permissions, core.exceptions, DRF's parsers and paginators)
+can produce, with DRF's error shapes.
+"""
+
+from drf_spectacular.openapi import AutoSchema
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import AllowAny
+
+DETAIL_SCHEMA = {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}
+# Field errors nest as the body does (a list item's errors under its index), so any object.
+VALIDATION_SCHEMA = {"type": "object", "additionalProperties": {}}
+
+ERRORS = {
+    "400": (VALIDATION_SCHEMA, 'Invalid input: `{"field": ["message", ...]}`, or `{"detail": "..."}`.'),
+    "401": (DETAIL_SCHEMA, "No credentials, or invalid, expired or revoked ones."),
+    "403": (DETAIL_SCHEMA, "Authenticated, but the role or the API key's scopes do not allow this."),
+    "404": (DETAIL_SCHEMA, "Not found, or it belongs to another tenant (or the page does not exist)."),
+    "415": (DETAIL_SCHEMA, "The body is not `application/json`."),
+    "429": (DETAIL_SCHEMA, "Too many requests; `Retry-After` says when to try again."),
+}
+
+
+class ApiAutoSchema(AutoSchema):
+    def get_operation(self, path, path_regex, path_prefix, method, registry):
+        operation = super().get_operation(path, path_regex, path_prefix, method, registry)
+        if operation is None:
+            return None
+        responses = operation.setdefault("responses", {})
+        for code in self._error_codes(operation):
+            if code not in responses:
+                schema, description = ERRORS[code]
+                responses[code] = {"content": {"application/json": {"schema": schema}}, "description": description}
+        return operation
+
+    def _error_codes(self, operation: dict) -> list[str]:
+        locations = {parameter.get("in") for parameter in operation.get("parameters", [])}
+        codes = ["401"]  # no credentials, or (at login) wrong ones
+        if not all(isinstance(permission, AllowAny) for permission in self.view.get_permissions()):
+            codes.append("403")
+        if "requestBody" in operation:
+            codes += ["400", "415"]
+        elif "query" in locations:
+            codes.append("400")
+        paginator = getattr(self.view, "pagination_class", None)
+        if "path" in locations or (paginator and issubclass(paginator, PageNumberPagination)):
+            codes.append("404")
+        if self.view.get_throttles():
+            codes.append("429")
+        return codes
