@@ -57,8 +57,8 @@ TRIVIAL = "GET / (trivial WSGI)"
 def run(ctx: Context) -> list[Measurement]:
     ctx.truncate_all()
     agents = create_agents()
-    load_seconds = ctx.scale(40, 8)
-    ceiling_seconds = ctx.scale(15, 5)
+    load_seconds = ctx.scale(30, 8)
+    ceiling_seconds = ctx.scale(10, 5)
     with tempfile.TemporaryDirectory(prefix="haltless-load-") as tmp:
         workdir = Path(tmp)
         fixture = workdir / "fixture.json"
