@@ -10,12 +10,20 @@ ago (so authentication is the single indexed lookup). Transaction statements
 When a count changes on purpose, change its budget here and say why.
 """
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
+from conftest import client_for_key
+from retention.tests.factories import RetentionRunFactory
+from telemetry.models import SensorReading
+from telemetry.tests.factories import MachineFactory, SensorFactory
 from users.models import Role
 from users.tests.factories import DEFAULT_PASSWORD, UserFactory
+from users.tokens import token_pair_for
 
 ROWS = 5  # rows of each kind a typical call works on
+KINDS = ["temperature", "pressure", "vibration", "current", "speed", "other"]
 
 
 @pytest.fixture
@@ -44,8 +52,6 @@ class TestAuthBudgets:
         assert set(response.json()) == {"access", "refresh"}
 
     def test_token_refresh(self, api_client, admin_client, admin_user, budget):
-        from users.tokens import token_pair_for
-
         refresh = token_pair_for(admin_user)["refresh"]
         with budget(1):
             response = api_client.post("/api/v1/auth/token/refresh", {"refresh": refresh}, format="json")
@@ -156,8 +162,6 @@ class TestAuditLogBudgets:
 class TestRetentionBudgets:
     @pytest.fixture
     def past_runs(self, tenant, admin_user):
-        from retention.tests.factories import RetentionRunFactory
-
         return [RetentionRunFactory(tenant=tenant, requested_by=admin_user) for _ in range(ROWS)]
 
     def test_run_request(self, admin_client, past_runs, budget):
@@ -281,3 +285,107 @@ class TestSettingsBudgets:
             )
         assert response.status_code == 200
         assert response.json()["temperature"] == "fahrenheit"
+
+
+@pytest.fixture
+def plant(tenant):
+    """ROWS machines of the tenant, each with one sensor of every kind and a few readings per sensor."""
+    machines = [MachineFactory(tenant=tenant, external_id=f"press-{n}") for n in range(ROWS)]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for machine in machines:
+        for kind in KINDS:
+            sensor = SensorFactory(machine=machine, key=f"{kind}_1", kind=kind)
+            SensorReading.objects.bulk_create(
+                SensorReading(tenant_id=tenant.pk, sensor=sensor, ts=start + timedelta(minutes=m), value=float(m))
+                for m in range(ROWS)
+            )
+    return machines
+
+
+def key_client(make_api_key, scopes):
+    """A client with a fresh key, after one call that writes its `last_used_at` (the steady state)."""
+    client = client_for_key(make_api_key(scopes=scopes, name=f"budget {scopes}").secret)
+    client.get("/api/v1/agent/heartbeat")
+    return client
+
+
+class TestTelemetryBudgets:
+    @pytest.fixture
+    def agent(self, make_api_key):
+        return key_client(make_api_key, ["ingest", "agent"])
+
+    @pytest.fixture
+    def reader(self, make_api_key):
+        return key_client(make_api_key, ["read:machines", "read:sensors", "agent"])
+
+    @pytest.mark.parametrize("size", [1, 500])
+    def test_ingest(self, agent, plant, budget, size):
+        # The same count for 1 and 500 readings: key, the batch's machines with their sensors, one insert.
+        start = datetime(2026, 2, 1, tzinfo=UTC)
+        sensors = ["temperature_1", "pressure_1", "vibration_1", "current_1", "speed_1"]
+        readings = [
+            {
+                "machine": plant[n % ROWS].external_id,
+                "sensor": sensors[n % len(sensors)],
+                "ts": (start + timedelta(seconds=n)).isoformat(),
+                "value": n,
+            }
+            for n in range(size)
+        ]
+        with budget(3):
+            response = agent.post("/api/v1/ingest", {"readings": readings}, format="json")
+        assert response.status_code == 202
+        assert response.json() == {"accepted": size}
+
+    def test_heartbeat(self, agent, budget):
+        # Key, heartbeat insert.
+        with budget(2):
+            response = agent.get("/api/v1/agent/heartbeat")
+        assert response.status_code == 200
+        assert response.json()["status"] == "ok"
+
+    def test_machine_list(self, reader, plant, budget):
+        # Key, count, page, the page's sensors (one prefetch).
+        with budget(4):
+            response = reader.get("/api/v1/machines")
+        assert response.status_code == 200
+        assert response.json()["count"] == ROWS
+        assert all(len(m["sensors"]) == len(KINDS) for m in response.json()["results"])
+
+    def test_machine_detail(self, reader, plant, budget):
+        # Key, machine, its sensors.
+        with budget(3):
+            response = reader.get(f"/api/v1/machines/{plant[0].pk}")
+        assert response.status_code == 200
+        assert response.json()["external_id"] == plant[0].external_id
+
+    def test_readings_by_key(self, reader, plant, budget):
+        # Key, machine, its sensors, the page.
+        with budget(4):
+            response = reader.get("/api/v1/sensor-data/readings?machine=press-0&sensor=temperature_1")
+        assert response.status_code == 200
+        assert len(response.json()["results"]) == ROWS
+
+    def test_readings_by_user(self, operator_client, plant, budget):
+        # A user's units cost one query more than a key's canonical units.
+        with budget(5):
+            response = operator_client.get("/api/v1/sensor-data/readings?machine=press-0&sensor=temperature_1")
+        assert response.status_code == 200
+        assert response.json()["results"][0]["unit"] == "celsius"
+
+    def test_latest(self, reader, plant, budget):
+        # Key, machine, its sensors, the latest reading of each (one query, subqueries per sensor).
+        with budget(4):
+            response = reader.get("/api/v1/sensor-data/latest?machine=press-0")
+        assert response.status_code == 200
+        assert len(response.json()) == len(KINDS)
+
+    def test_aggregate(self, reader, plant, budget):
+        # Key, machine, its sensors, the buckets (grouped in the database).
+        with budget(4):
+            response = reader.get(
+                "/api/v1/sensor-data/aggregate?machine=press-0&sensor=temperature_1&bucket=1h"
+                "&from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z"
+            )
+        assert response.status_code == 200
+        assert response.json()["buckets"][0]["count"] == ROWS
