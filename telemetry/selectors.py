@@ -38,19 +38,81 @@ def machine_resolve(*, tenant_id: uuid.UUID, ref: str) -> Machine:
     return machines[0]
 
 
+@dataclass(frozen=True)
+class ReadingWindow:
+    """Which readings a query wants: some sensors' readings in [since, until)."""
+
+    sensor_ids: tuple[int, ...]
+    since: datetime | None = None
+    until: datetime | None = None
+
+
 def reading_list(
     *, sensor_ids: list[int], since: datetime | None = None, until: datetime | None = None
 ) -> QuerySet[SensorReading]:
-    """Readings of the given sensors in [since, until), as dicts; order is the paginator's."""
+    """Readings of the given sensors in [since, until), as dicts; order is the caller's."""
     queryset = SensorReading.objects.all()
-    queryset = (
-        queryset.filter(sensor_id=sensor_ids[0]) if len(sensor_ids) == 1 else queryset.filter(sensor_id__in=sensor_ids)
-    )
+    if len(sensor_ids) == 1:
+        queryset = queryset.filter(sensor_id=sensor_ids[0])
+    else:
+        queryset = queryset.filter(sensor_id__in=sensor_ids)
     if since is not None:
         queryset = queryset.filter(ts__gte=since)
     if until is not None:
         queryset = queryset.filter(ts__lt=until)
-    return queryset.values("sensor_id", "ts", "value")
+    return queryset.values("id", "sensor_id", "ts", "value")
+
+
+def reading_page(
+    *, window: ReadingWindow, limit: int, after: tuple[datetime, int] | None = None, newer: bool = False
+) -> list[dict]:
+    """Up to `limit` readings of `window` beyond the keyset position `after` (ts, sensor_id).
+
+    Newest first (older than `after`), or with `newer` oldest first (newer than
+    `after`). Keyset, not offset: a deep page costs what the first one does.
+
+    Each sensor's readings come from its own walk down the (sensor, ts) index,
+    `limit` at most, merged by one UNION ALL: a single `sensor_id IN (...)`
+    query would have the database gather and sort every reading of the machine
+    in the window to return the newest hundred.
+    """
+    if not window.sensor_ids:
+        return []
+    parts = _reading_page_parts(window=window, limit=limit, after=after, newer=newer)
+    if len(parts) == 1:
+        return list(parts[0])
+    sql, params = _merged_sql(parts, limit=limit, newer=newer)
+    # raw() applies the backend's converters (SQLite keeps datetimes as text).
+    return [
+        {"id": row.id, "sensor_id": row.sensor_id, "ts": row.ts, "value": row.value}
+        for row in SensorReading.objects.raw(sql, params)
+    ]
+
+
+def _reading_page_parts(
+    *, window: ReadingWindow, limit: int, after: tuple[datetime, int] | None, newer: bool
+) -> list[QuerySet]:
+    parts = []
+    for sensor_id in window.sensor_ids:
+        queryset = reading_list(sensor_ids=[sensor_id], since=window.since, until=window.until)
+        if after is not None:
+            ts, after_sensor = after
+            # `ts <= T` bounds the index walk; the exclusion drops at most the ties at T.
+            if newer:
+                queryset = queryset.filter(ts__gte=ts).exclude(ts=ts, sensor_id__lte=after_sensor)
+            else:
+                queryset = queryset.filter(ts__lte=ts).exclude(ts=ts, sensor_id__gte=after_sensor)
+        parts.append(queryset.order_by(*(("ts", "sensor_id") if newer else ("-ts", "-sensor_id")))[:limit])
+    return parts
+
+
+def _merged_sql(parts: list[QuerySet], *, limit: int, newer: bool) -> tuple[str, list]:
+    direction = "ASC" if newer else "DESC"
+    compiled = [part.query.sql_with_params() for part in parts]
+    # Only SQL compiled by the ORM and integers are spliced in; values stay parameters.
+    sql = " UNION ALL ".join(f"SELECT * FROM ({part_sql}) AS p{i}" for i, (part_sql, _) in enumerate(compiled))  # noqa: S608
+    sql += f" ORDER BY ts {direction}, sensor_id {direction} LIMIT {int(limit)}"
+    return sql, [param for _, part_params in compiled for param in part_params]
 
 
 def latest_readings(*, machine: Machine) -> list[dict]:

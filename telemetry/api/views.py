@@ -1,3 +1,8 @@
+import binascii
+from base64 import b64decode, b64encode
+from datetime import datetime
+from urllib.parse import parse_qs, urlencode
+
 from django.db.models import Q
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
@@ -5,6 +10,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 
 from core.pagination import NewestFirstCursorPagination, StandardPageNumberPagination
 from core.permissions import ApiAccess
@@ -187,18 +193,57 @@ class MachineDetailView(_MachineEndpoint, generics.RetrieveAPIView):
 
 
 class ReadingCursorPagination(NewestFirstCursorPagination):
-    # The sensor breaks ties between readings of one machine taken at the same time;
-    # with one sensor it is constant, and (sensor, ts) is the index scanned backwards.
-    ordering = ("-ts", "-sensor_id")
+    """Keyset cursor over (ts, sensor_id), newest first, for a ReadingWindow.
 
-    def decode_cursor(self, request):
-        cursor = super().decode_cursor(request)
-        if cursor is not None and cursor.position is not None:
-            try:
-                SensorReading._meta.get_field("ts").to_python(cursor.position)
-            except Exception:
-                raise NotFound(self.invalid_cursor_message) from None
-        return cursor
+    DRF's CursorPagination filters one queryset on its first ordering field and
+    skips ties by offset; readings are instead fetched per sensor and merged
+    (see selectors.reading_page), so the cursor carries the exact position of
+    the last reading shown. The response shape is DRF's: next, previous, results.
+    """
+
+    def paginate_queryset(self, window: selectors.ReadingWindow, request, view=None):
+        self.request = request
+        self.base_url = request.build_absolute_uri()
+        self.page_size = self.get_page_size(request)
+        position, newer = self.decode_position(request)
+        rows = selectors.reading_page(window=window, limit=self.page_size + 1, after=position, newer=newer)
+        more = len(rows) > self.page_size
+        rows = rows[: self.page_size]
+        if newer:
+            rows.reverse()
+            self.has_next, self.has_previous = True, more
+        else:
+            self.has_next, self.has_previous = more, position is not None and bool(rows)
+        self.first = (rows[0]["ts"], rows[0]["sensor_id"]) if rows else None
+        self.last = (rows[-1]["ts"], rows[-1]["sensor_id"]) if rows else None
+        return rows
+
+    def decode_position(self, request) -> tuple[tuple[datetime, int] | None, bool]:
+        encoded = request.query_params.get(self.cursor_query_param)
+        if encoded is None:
+            return None, False
+        try:
+            tokens = parse_qs(b64decode(encoded.encode("ascii"), validate=True).decode("ascii"), strict_parsing=True)
+            ts = datetime.fromisoformat(tokens["t"][0])
+            sensor_id = int(tokens["s"][0])
+            newer = {"0": False, "1": True}[tokens["r"][0]]
+            if ts.tzinfo is None:
+                raise ValueError("naive position")
+        except (ValueError, KeyError, UnicodeError, binascii.Error):
+            raise NotFound(self.invalid_cursor_message) from None
+        return (ts, sensor_id), newer
+
+    def _link(self, position: tuple[datetime, int] | None, newer: bool) -> str | None:
+        if position is None:
+            return None
+        token = urlencode({"t": position[0].isoformat(), "s": position[1], "r": int(newer)})
+        return replace_query_param(self.base_url, self.cursor_query_param, b64encode(token.encode()).decode())
+
+    def get_next_link(self) -> str | None:
+        return self._link(self.last, newer=False) if self.has_next else None
+
+    def get_previous_link(self) -> str | None:
+        return self._link(self.first, newer=True) if self.has_previous else None
 
 
 class _SensorDataEndpoint(_UnitsContextMixin, generics.GenericAPIView):
@@ -248,17 +293,16 @@ class ReadingListView(_SensorDataEndpoint, generics.ListAPIView):
     query_serializer_class = ReadingsQuerySerializer
     filter_backends: list = []
 
-    def get_queryset(self):
+    def get_queryset(self) -> selectors.ReadingWindow:
+        # Not a queryset: the window the paginator reads, sensor by sensor.
         if getattr(self, "swagger_fake_view", False):
             return SensorReading.objects.none()
         machine = self.get_machine()
         sensors = self.get_sensors(machine)
         self.sensors_by_id = {sensor.pk: sensor for sensor in sensors}
-        if not sensors:
-            return SensorReading.objects.none().values("sensor_id", "ts", "value")
         query = self.get_query()
-        return selectors.reading_list(
-            sensor_ids=[sensor.pk for sensor in sensors], since=query.get("from"), until=query.get("to")
+        return selectors.ReadingWindow(
+            sensor_ids=tuple(sensor.pk for sensor in sensors), since=query.get("from"), until=query.get("to")
         )
 
     def get_serializer_context(self):

@@ -117,19 +117,45 @@ class TestReadings:
     def test_pagination_to_the_end_visits_every_reading_once(self, reader_client, machine):
         store(machine, "bearing_temp", [float(i) for i in range(250)])
         store(machine, "oil_pressure", [float(i) for i in range(250)])  # same timestamps: ties
-        items, pages = all_pages(reader_client, READINGS_URL, {"machine": "m1", "page_size": 30})
-        assert pages == 17
-        assert len(items) == 500
-        assert len({(i["sensor"], i["ts"]) for i in items}) == 500
-        keys = [(parse_datetime(i["ts"]), i["sensor"]) for i in items]
-        assert keys == sorted(keys, key=lambda k: (k[0], k[1] == "oil_pressure"), reverse=True)
+        store(machine, "spindle_vib", [float(i) for i in range(10)], start=T0 + timedelta(seconds=30))
+        # An odd page size splits ties between sensors across pages.
+        items, pages = all_pages(reader_client, READINGS_URL, {"machine": "m1", "page_size": 7})
+        assert pages == 73
+        assert len(items) == 510
+        assert len({(i["sensor"], i["ts"]) for i in items}) == 510
+        sensor_ids = {s.key: s.pk for s in machine.sensors.all()}
+        keys = [(parse_datetime(i["ts"]), sensor_ids[i["sensor"]]) for i in items]
+        assert keys == sorted(keys, reverse=True)
 
-    def test_a_page_can_be_walked_back_with_previous(self, reader_client, machine):
+    def test_one_sensor_pages_to_the_end(self, reader_client, machine):
+        store(machine, "bearing_temp", [float(i) for i in range(25)])
+        items, pages = all_pages(
+            reader_client, READINGS_URL, {"machine": "m1", "sensor": "bearing_temp", "page_size": 10}
+        )
+        assert pages == 3
+        assert [i["value"] for i in items] == [float(i) for i in reversed(range(25))]
+
+    @pytest.mark.parametrize("params", [{"sensor": "bearing_temp"}, {}])
+    def test_previous_walks_back_page_by_page(self, reader_client, machine, params):
+        store(machine, "bearing_temp", [float(i) for i in range(10)])
+        store(machine, "oil_pressure", [float(i) for i in range(10)])
+        pages = [reader_client.get(READINGS_URL, {"machine": "m1", "page_size": 3, **params}).json()]
+        while pages[-1]["next"]:
+            pages.append(reader_client.get(pages[-1]["next"]).json())
+        assert pages[0]["previous"] is None
+        back = pages[-1]
+        for expected in reversed(pages[:-1]):
+            back = reader_client.get(back["previous"]).json()
+            assert back["results"] == expected["results"]
+        assert back["previous"] is None
+
+    def test_a_cursor_is_stable_while_new_readings_arrive(self, reader_client, machine):
         store(machine, "bearing_temp", [float(i) for i in range(10)])
         first = reader_client.get(READINGS_URL, {"machine": "m1", "page_size": 4}).json()
+        store(machine, "bearing_temp", [100.0, 101.0], start=T0 + timedelta(hours=1))
         second = reader_client.get(first["next"]).json()
-        back = reader_client.get(second["previous"]).json()
-        assert back["results"] == first["results"]
+        assert [r["value"] for r in first["results"]] == [9.0, 8.0, 7.0, 6.0]
+        assert [r["value"] for r in second["results"]] == [5.0, 4.0, 3.0, 2.0]
 
     def test_a_machine_without_readings_is_an_empty_page(self, reader_client, machine):
         response = reader_client.get(READINGS_URL, {"machine": "m1"})

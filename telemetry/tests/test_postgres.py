@@ -1,0 +1,61 @@
+"""What only PostgreSQL can show: the plans of the hot queries."""
+
+import re
+
+import pytest
+from django.db import connection
+
+from telemetry import selectors
+from telemetry.services import readings_bulk_insert
+from telemetry.tests.conftest import T0
+
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+
+
+def plan_of(queryset) -> str:
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        # Tiny test tables make a sequential scan cheapest; forbid it (and sorting) to see
+        # whether the index alone can answer, as it must on a big table.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute("EXPLAIN " + sql, params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+@pytest.fixture
+def sensor(machine):
+    sensor = machine.sensors.get(key="bearing_temp")
+    readings_bulk_insert(tenant_id=machine.tenant_id, rows=[(sensor.pk, T0, 1.0)])
+    return sensor
+
+
+class TestPlans:
+    def test_newest_readings_of_one_sensor_walk_the_unique_index_backwards(self, sensor):
+        # What the readings endpoint's cursor paginator asks for.
+        queryset = selectors.reading_list(sensor_ids=[sensor.pk], since=T0).order_by("-ts", "-sensor_id")[:101]
+        plan = plan_of(queryset)
+        assert "Index Scan Backward using telemetry_reading_sensor_ts_unique" in plan
+        assert "Sort" not in plan
+
+    def test_the_aggregate_reads_one_sensors_range_from_the_index(self, sensor):
+        rows = selectors.SensorReading.objects.filter(sensor_id=sensor.pk, ts__gte=T0, ts__lt=T0)
+        plan = plan_of(rows)
+        assert "telemetry_reading_sensor_ts_unique" in plan
+
+    def test_a_machine_wide_page_walks_each_sensors_index_with_a_limit(self, machine):
+        from telemetry.selectors import ReadingWindow, _merged_sql, _reading_page_parts
+
+        sensors = list(machine.sensors.values_list("pk", flat=True))
+        window = ReadingWindow(sensor_ids=tuple(sensors))
+        parts = _reading_page_parts(window=window, limit=101, after=(T0, sensors[0]), newer=False)
+        sql, params = _merged_sql(parts, limit=101, newer=False)
+        with connection.cursor() as cursor:
+            for setting in ("enable_seqscan", "enable_bitmapscan"):
+                cursor.execute(f"SET LOCAL {setting} = off")
+            cursor.execute("EXPLAIN " + sql, params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        # One bounded backward walk per sensor; only the merged page (sensors x limit) is sorted.
+        assert plan.count("Index Scan Backward using telemetry_reading_sensor_ts_unique") == len(sensors)
+        assert plan.count("Limit") == len(sensors) + 1
+        assert len(re.findall(r"(?:^|->  )(?:Incremental )?Sort  \(", plan, flags=re.MULTILINE)) <= 1
