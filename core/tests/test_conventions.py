@@ -46,7 +46,9 @@ class TestStrictBodies:
         assert "JSON parse error" in response.json()["detail"]
 
     def test_wrong_content_type_is_415(self, admin_client):
-        response = admin_client.post("/api/v1/test/echo", data="name=x", content_type="application/x-www-form-urlencoded")
+        response = admin_client.post(
+            "/api/v1/test/echo", data="name=x", content_type="application/x-www-form-urlencoded"
+        )
         assert response.status_code == 415
 
 
@@ -119,3 +121,15 @@ class TestSitePages:
 
     def test_admin_login_page(self, client):
         assert client.get("/admin/login/").status_code == 200
+
+
+class TestDjangoValidationErrorFromAService:
+    def test_is_a_400_in_drf_shape(self, rf):
+        from django.core.exceptions import ValidationError
+
+        from core.exceptions import api_exception_handler
+
+        field_error = api_exception_handler(ValidationError({"name": "Bad name."}), {})
+        assert (field_error.status_code, field_error.data) == (400, {"name": ["Bad name."]})
+        plain_error = api_exception_handler(ValidationError("Not allowed."), {})
+        assert (plain_error.status_code, plain_error.data) == (400, {"detail": ["Not allowed."]})
