@@ -34,6 +34,6 @@ def api_exception_handler(exc, context):
     elif isinstance(exc, DjangoValidationError):
         # Services validate with Django's ValidationError; a view that lets one
         # through still answers 400 in DRF's shape, never 500.
-        detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": " ".join(exc.messages)}
         exc = exceptions.ValidationError(detail)
     return exception_handler(exc, context)

@@ -132,4 +132,4 @@ class TestDjangoValidationErrorFromAService:
         field_error = api_exception_handler(ValidationError({"name": "Bad name."}), {})
         assert (field_error.status_code, field_error.data) == (400, {"name": ["Bad name."]})
         plain_error = api_exception_handler(ValidationError("Not allowed."), {})
-        assert (plain_error.status_code, plain_error.data) == (400, {"detail": ["Not allowed."]})
+        assert (plain_error.status_code, plain_error.data) == (400, {"detail": "Not allowed."})
