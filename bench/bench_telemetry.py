@@ -173,13 +173,18 @@ def _readings_latency(client: Client, secret: str, count: int, params: dict) -> 
     header = f"Bearer {secret}"
     for _ in range(5):
         client.get(READINGS_PATH, params, HTTP_AUTHORIZATION=header)
-    times = []
-    for _ in range(count):
-        start = time.perf_counter()
-        response = client.get(READINGS_PATH, params, HTTP_AUTHORIZATION=header)
-        times.append(time.perf_counter() - start)
-        if response.status_code != 200 or len(response.json()["results"]) != 100:
-            raise RuntimeError(f"readings answered {response.status_code}: {response.content[:300]!r}")
+    # Best of 5 rounds' medians: the small and the big table are timed minutes apart,
+    # and a burst of load on a shared machine must not pass for the table's size.
+    round_medians = []
+    for _ in range(5):
+        times = []
+        for _ in range(count):
+            start = time.perf_counter()
+            response = client.get(READINGS_PATH, params, HTTP_AUTHORIZATION=header)
+            times.append(time.perf_counter() - start)
+            if response.status_code != 200 or len(response.json()["results"]) != 100:
+                raise RuntimeError(f"readings answered {response.status_code}: {response.content[:300]!r}")
+        round_medians.append(statistics.median(times))
     from django.db import connection
 
     with CaptureQueriesContext(connection) as captured:
@@ -188,14 +193,14 @@ def _readings_latency(client: Client, secret: str, count: int, params: dict) -> 
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + sql)
         plan = [row[0] for row in cursor.fetchall()]
-    return statistics.median(times), plan
+    return min(round_medians), plan
 
 
 def _readings_figures(ctx: Context, tenant, sensor_ids, secret) -> list[Measurement]:
     from telemetry.models import SensorReading
 
     client = Client()
-    requests = ctx.scale(100, 20)
+    requests = ctx.scale(20, 5)
     total = ctx.scale(1_000_000, 50_000)
     small = 10_000
     one_sensor = {"machine": MACHINE, "sensor": "s3"}
@@ -213,7 +218,7 @@ def _readings_figures(ctx: Context, tenant, sensor_ids, secret) -> list[Measurem
     sorts = any("Sort" in line for line in plan)
     walks = sum("Index Scan Backward" in line for line in plan_all)
     ctx.notes.append(
-        f"Readings latency: median of {requests} requests for the first page (100 readings) through "
+        f"Readings latency: best of 5 rounds' median of {requests} requests for the first page (100 readings) through "
         f"django.test.Client with a read_only key, at {small:,} and at {rows:,} rows ({SENSOR_COUNT} sensors). "
         "One sensor, plan: " + " / ".join(line.strip() for line in plan[:3]) + ". Whole machine: a UNION ALL "
         f"of one bounded backward index walk per sensor ({walks} in the plan), merged."
