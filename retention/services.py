@@ -14,7 +14,7 @@ How a run deletes (see docs/notes/retention.md for why):
   counter, so a run killed half-way has deleted whole batches and counted
   exactly those; the next run carries on where it stopped.
 - Rows never become Python objects and Django's deletion collector is never
-  used (`QuerySet._raw_delete`): one statement per batch, whatever the size.
+  used: plain SQL, one DELETE per batch, whatever the size.
 """
 
 import logging
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -187,10 +187,25 @@ def _claim(run_id: UUID) -> tuple[RetentionRun, UUID] | None:
     return run, token
 
 
+def _db_uuid(value: UUID):
+    return RetentionRun._meta.pk.get_db_prep_value(value, connection)
+
+
+def _db_datetime(value: datetime):
+    return connection.ops.adapt_datetimefield_value(value)
+
+
 def _record_progress(*, run_id: UUID, token: UUID, counter: str, deleted: int) -> None:
-    progressed = RetentionRun.objects.filter(pk=run_id, status=Status.RUNNING, execution_token=token).update(
-        **{counter: F(counter) + deleted}, updated_at=timezone.now()
-    )
+    """Add a batch to the run's count, in the batch's transaction, if the run is still ours."""
+    qn = connection.ops.quote_name
+    run_table, count = qn(RetentionRun._meta.db_table), qn(counter)
+    sql = f"UPDATE {run_table} SET {count} = {count} + %s, updated_at = %s WHERE id = %s AND status = %s"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"{sql} AND execution_token = %s",
+            [deleted, _db_datetime(timezone.now()), _db_uuid(run_id), Status.RUNNING.value, _db_uuid(token)],
+        )
+        progressed = cursor.rowcount
     if not progressed:
         raise _RunLost(f"Retention run {run_id} was taken over by another worker.")
 
@@ -205,18 +220,40 @@ def _delete_batch(
     after: datetime | None,
     size: int,
 ) -> tuple[int, datetime | None]:
-    """Delete the next batch above `after`: (rows deleted, its upper boundary or None if it was the last)."""
-    time = table.time_field
-    expired = table.model.objects.filter(tenant_id=tenant_id, **{f"{time}__lt": cutoff})
+    """Delete the next batch above `after`: (rows deleted, its upper boundary or None if it was the last).
+
+    Plain SQL on the (tenant, time) index, so that a batch allocates no ORM
+    objects: the worker's memory stays the same however many batches it runs.
+    Only quoted model identifiers are interpolated; every value is a parameter.
+    """
+    qn = connection.ops.quote_name
+    meta = table.model._meta
+    time = qn(meta.get_field(table.time_field).column)
+    where = f"{qn(meta.get_field('tenant').column)} = %s AND {time} < %s"
+    params = [meta.get_field("tenant").get_db_prep_value(tenant_id, connection), _db_datetime(cutoff)]
     if after is not None:
-        expired = expired.filter(**{f"{time}__gt": after})
-    # The n-th expired row's time, read from the index: one value, not n rows.
-    boundary = next(iter(expired.order_by(time).values_list(time, flat=True)[size - 1 : size]), None)
-    # Rows sharing the boundary's time go with this batch, so the next one starts
-    # strictly above it (a batch may exceed `size` by those ties, never loop).
-    batch = expired if boundary is None else expired.filter(**{f"{time}__lte": boundary})
-    with transaction.atomic(using=batch.db):
-        deleted = batch._raw_delete(batch.db)
+        where += f" AND {time} > %s"
+        params.append(_db_datetime(after))
+    with connection.cursor() as cursor:
+        # The n-th expired row's time, read from the index: one value, not n rows.
+        cursor.execute(
+            f"SELECT {time} FROM {qn(meta.db_table)} WHERE {where} ORDER BY {time} LIMIT 1 OFFSET %s",  # noqa: S608
+            [*params, size - 1],
+        )
+        row = cursor.fetchone()
+    boundary = row[0] if row else None
+    if boundary is not None:
+        # Rows sharing the boundary's time go with this batch, so the next one starts
+        # strictly above it (a batch may exceed `size` by those ties, never loop).
+        where += f" AND {time} <= %s"
+        params.append(_db_datetime(boundary))
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # A batch lost in a server crash just after its commit is redone by the next
+            # run (its count goes with it), so it need not wait for the WAL flush.
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        cursor.execute(f"DELETE FROM {qn(meta.db_table)} WHERE {where}", params)  # noqa: S608
+        deleted = cursor.rowcount
         _record_progress(run_id=run_id, token=token, counter=table.counter, deleted=deleted)
     return deleted, boundary
 
