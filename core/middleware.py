@@ -1,4 +1,5 @@
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 
 class OptionalTrailingSlashMiddleware:
@@ -18,4 +19,30 @@ class OptionalTrailingSlashMiddleware:
         path = request.path_info
         if len(path) > 1 and path.endswith("/") and path.startswith(self.prefixes):
             request.path_info = path.rstrip("/") or "/"
+        return self.get_response(request)
+
+
+class RequestBodyLimitMiddleware:
+    """Refuse an API request whose body is over DATA_UPLOAD_MAX_MEMORY_SIZE: 413, body unread.
+
+    Django's limit guards only `request.body`; DRF's parsers read the stream
+    whatever its size, so without this one request could make a worker hold
+    any amount of memory. Endpoints that need a tighter limit (ingest) set it
+    in their own parser.
+    """
+
+    prefixes = ("/api/",)
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if limit is not None and request.path_info.startswith(self.prefixes):
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0  # Django reads no body for a malformed length either
+            if length > limit:
+                return JsonResponse({"detail": f"The request body is larger than {limit} bytes."}, status=413)
         return self.get_response(request)

@@ -21,6 +21,7 @@ ERRORS = {
     "401": (DETAIL_SCHEMA, "No credentials, or invalid, expired or revoked ones."),
     "403": (DETAIL_SCHEMA, "Authenticated, but the role or the API key's scopes do not allow this."),
     "404": (DETAIL_SCHEMA, "Not found, or it belongs to another tenant (or the page does not exist)."),
+    "413": (DETAIL_SCHEMA, "The body is larger than the server accepts."),
     "415": (DETAIL_SCHEMA, "The body is not `application/json`."),
     "429": (DETAIL_SCHEMA, "Too many requests; `Retry-After` says when to try again."),
 }
@@ -44,7 +45,7 @@ class ApiAutoSchema(AutoSchema):
         if not all(isinstance(permission, AllowAny) for permission in self.view.get_permissions()):
             codes.append("403")
         if "requestBody" in operation:
-            codes += ["400", "415"]
+            codes += ["400", "413", "415"]
         elif "query" in locations:
             codes.append("400")
         paginator = getattr(self.view, "pagination_class", None)

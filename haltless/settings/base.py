@@ -53,6 +53,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.middleware.OptionalTrailingSlashMiddleware",
+    "core.middleware.RequestBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -143,10 +144,10 @@ REST_FRAMEWORK = {
     ],
     # The gate every endpoint inherits: API keys only where a scope is declared.
     "DEFAULT_PERMISSION_CLASSES": ["core.permissions.ApiAccess"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["core.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.JSONParser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    # drf-spectacular's, plus the 400/401/403/404/415/429 answers every endpoint can give.
+    # drf-spectacular's, plus the 400/401/403/404/413/415/429 answers every endpoint can give.
     "DEFAULT_SCHEMA_CLASS": "core.openapi.ApiAutoSchema",
     "DEFAULT_PAGINATION_CLASS": None,
     "EXCEPTION_HANDLER": "core.exceptions.api_exception_handler",
