@@ -32,7 +32,10 @@ class RetentionRunRequestView(GenericAPIView):
     @extend_schema(
         operation_id="retention_run_create",
         request=RetentionRunRequestSerializer,
-        responses={202: OpenApiResponse(RetentionRunAcceptedSerializer, description="The run, new or already active.")},
+        responses={
+            202: OpenApiResponse(RetentionRunAcceptedSerializer, description="The run, new or already active."),
+            400: OpenApiResponse(description="The body has a field; the request takes none."),
+        },
     )
     def post(self, request):
         self.get_serializer(data=request.data).is_valid(raise_exception=True)
