@@ -38,6 +38,7 @@ UNKNOWN_FIELD = "Unknown field."
 NOT_AN_OBJECT = "Invalid data. Expected a dictionary, but got {type}."
 NOT_A_STRING = "Must be a string."
 BLANK = "This field may not be blank."
+UNSTORABLE = "Must not contain NUL characters or unpaired surrogates."
 NOT_A_NUMBER = "Must be a number."
 NOT_FINITE = "Must be a finite number (not NaN or infinite)."
 BAD_TS = "Must be an ISO 8601 datetime with a timezone, e.g. 2026-04-04T10:00:00Z."
@@ -100,6 +101,21 @@ def _check_identifier(name: str, value: Any) -> None:
         raise _BadReading({name: [NOT_A_STRING]})
     if not value:
         raise _BadReading({name: [BLANK]})
+    if not _storable(value):
+        raise _BadReading({name: [UNSTORABLE]})
+
+
+def _storable(text: str) -> bool:
+    """Whether PostgreSQL can take the text: no NUL, and encodable as UTF-8."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _parse_ts(value: Any, now_us: int) -> int:
@@ -115,8 +131,8 @@ def _parse_ts(value: Any, now_us: int) -> int:
     micros = (parsed - _EPOCH) // _MICROSECOND
     if micros > now_us:
         raise _BadReading({"ts": [FUTURE_TS]})
-    # Telemetry predates no epoch; the floor also keeps 0001-01-01T00:00:00+01:00
-    # (before datetime.min in UTC) and negative epoch arithmetic out of the database.
+    # No telemetry is older than the Unix epoch; the floor also keeps values such as
+    # 0001-01-01T00:00:00+01:00 (before datetime.min in UTC) out of the database.
     if micros < 0:
         raise _BadReading({"ts": [BEFORE_EPOCH_TS]})
     return micros
@@ -152,6 +168,8 @@ def _parse_batch(readings: Sequence[Any], now_us: int) -> _ParsedBatch:
     sensors: list[str] = []
     micros: list[int] = []
     values: list[float] = []
+    # A batch names few machines and sensors, each thousands of times: check each name once.
+    checked_names: set[str] = set()
     for index, reading in enumerate(readings):
         try:
             if type(reading) is not dict or reading.keys() != _READING_FIELD_SET:
@@ -159,6 +177,11 @@ def _parse_batch(readings: Sequence[Any], now_us: int) -> _ParsedBatch:
             machine, sensor = reading["machine"], reading["sensor"]
             if type(machine) is not str or type(sensor) is not str or not machine or not sensor:
                 raise _BadReading({})
+            for name in (machine, sensor):
+                if name not in checked_names:
+                    if not _storable(name):
+                        raise _BadReading({})
+                    checked_names.add(name)
             ts_micros = _parse_ts(reading["ts"], now_us)
             value = _check_value(reading["value"])
         except _BadReading:
@@ -207,7 +230,11 @@ def readings_ingest(*, tenant_id: uuid.UUID, readings: Any) -> int:
     # an unknown name earlier than a malformed reading is the first error.
     names = batch.machines
     bad_reading = readings[batch.first_bad] if batch.first_bad is not None else None
-    if isinstance(bad_reading, dict) and isinstance(bad_reading.get("machine"), str):
+    if (
+        isinstance(bad_reading, dict)
+        and isinstance(bad_reading.get("machine"), str)
+        and _storable(bad_reading["machine"])
+    ):
         names = [*names, bad_reading["machine"]]
     known_machines, sensor_ids = _sensor_ids_by_name(tenant_id=tenant_id, machines=names)
     resolved: list[int] = []
@@ -223,7 +250,7 @@ def readings_ingest(*, tenant_id: uuid.UUID, readings: Any) -> int:
         # The bad reading may also name an unknown machine or sensor: say so too.
         if isinstance(bad_reading, dict) and "machine" not in errors and "sensor" not in errors:
             machine, sensor = bad_reading.get("machine"), bad_reading.get("sensor")
-            if isinstance(machine, str) and isinstance(sensor, str):
+            if isinstance(machine, str) and isinstance(sensor, str) and _storable(machine) and _storable(sensor):
                 if machine not in known_machines:
                     errors["machine"] = [UNKNOWN_MACHINE.format(machine=machine)]
                 elif (machine, sensor) not in sensor_ids:
@@ -342,6 +369,9 @@ def machine_create(
         machine.full_clean(validate_unique=False, validate_constraints=False)
     except ValidationError as exc:
         errors.update(exc.message_dict)
+    for field, value in (("name", name), ("location", location), ("external_id", external_id)):
+        if field not in errors and not _storable(value):
+            errors[field] = [UNSTORABLE]
     if "external_id" not in errors and Machine.objects.filter(tenant=tenant, external_id=external_id).exists():
         errors["external_id"] = [f"The tenant already has a machine with external id {external_id!r}."]
     sensor_errors: list[str] = []
@@ -352,6 +382,8 @@ def machine_create(
             validate_identifier(key)
         except ValidationError as exc:
             sensor_errors.append(f"{key!r}: {' '.join(exc.messages)}")
+        if not _storable(key):
+            sensor_errors.append(f"{key!r}: {UNSTORABLE}")
         if len(key) > Sensor._meta.get_field("key").max_length:
             sensor_errors.append(f"{key[:20]!r}…: a key has at most 100 characters.")
         if kind not in Sensor.Kind.values:

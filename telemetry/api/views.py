@@ -57,7 +57,8 @@ class IngestView(generics.GenericAPIView):
         description=(
             f"1 to {MAX_BATCH_SIZE} readings, values in canonical units (°C, bar, mm/s, A, rpm). "
             "All or nothing: the first bad reading (unknown machine or sensor, value that is not a finite "
-            "number, ts without timezone or more than 5 minutes in the future, missing or unknown field) "
+            "number, ts without timezone, more than 5 minutes in the future or before 1970, missing or unknown "
+            "field) "
             "gives 400 naming its index, and nothing is stored. A reading already stored (same sensor "
             "and ts) is skipped, so a batch can be resent safely; within one batch the first of two "
             "readings with the same sensor and ts is kept. Readings older than the retention window are "
@@ -143,8 +144,11 @@ class HeartbeatView(generics.GenericAPIView):
 
 
 class MachineFilter(filters.FilterSet):
-    external_id = filters.CharFilter(field_name="external_id", help_text="Exact external_id.")
-    search = filters.CharFilter(method="filter_search", help_text="Part of the name, external_id or location.")
+    # Bounded: an unbounded LIKE pattern is a 500 on SQLite ("pattern too complex").
+    external_id = filters.CharFilter(field_name="external_id", max_length=100, help_text="Exact external_id.")
+    search = filters.CharFilter(
+        method="filter_search", max_length=200, help_text="Part of the name, external_id or location."
+    )
 
     class Meta:
         model = Machine

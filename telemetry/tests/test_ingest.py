@@ -158,6 +158,16 @@ BAD_READINGS = [
     pytest.param(reading(machine=""), {"machine": ["This field may not be blank."]}, id="blank-machine"),
     pytest.param(reading(sensor=7), {"sensor": ["Must be a string."]}, id="numeric-sensor"),
     pytest.param(
+        reading(machine="m\x001"),
+        {"machine": ["Must not contain NUL characters or unpaired surrogates."]},
+        id="nul-machine",
+    ),
+    pytest.param(
+        reading(sensor="bearing\ud800"),
+        {"sensor": ["Must not contain NUL characters or unpaired surrogates."]},
+        id="surrogate-sensor",
+    ),
+    pytest.param(
         "m1,bearing_temp,1.0",
         {"non_field_errors": ["Invalid data. Expected a dictionary, but got str."]},
         id="not-an-object",

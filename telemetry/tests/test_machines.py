@@ -63,6 +63,22 @@ class TestMachineList:
         response = reader_client.get(URL, {"search": term})
         assert [m["external_id"] for m in response.json()["results"]] == ["m1"]
 
+    @pytest.mark.parametrize(
+        ("params", "errors"),
+        [
+            ({"search": "x" * 201}, {"search": ["Ensure this value has at most 200 characters (it has 201)."]}),
+            (
+                {"external_id": "x" * 101},
+                {"external_id": ["Ensure this value has at most 100 characters (it has 101)."]},
+            ),
+            ({"search": "a\x00b"}, {"search": ["Null characters are not allowed."]}),
+        ],
+    )
+    def test_bad_filters_are_400(self, reader_client, machine, params, errors):
+        response = reader_client.get(URL, params)
+        assert response.status_code == 400
+        assert response.json() == errors
+
     def test_another_tenants_machines_are_not_listed(self, reader_client, machine, other_machine):
         response = reader_client.get(URL)
         assert [m["id"] for m in response.json()["results"]] == [str(machine.id)]
