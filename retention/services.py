@@ -166,10 +166,15 @@ def _claim(run_id: UUID) -> tuple[RetentionRun, UUID] | None:
     try:
         cutoff, days = (run.cutoff, run.retention_days) if run.cutoff else retention_cutoff(tenant=run.tenant, now=now)
     except RetentionError as exc:
-        RetentionRun.objects.filter(pk=run.pk, status=run.status, updated_at=run.updated_at).update(
+        # Nothing is deleted without a window to go by.
+        failed = RetentionRun.objects.filter(pk=run.pk, status=run.status, updated_at=run.updated_at).update(
             status=Status.FAILED, started_at=now, finished_at=now, updated_at=now, error=str(exc)
         )
-        logger.error("retention run %s failed: %s", run_id, exc)
+        if failed:
+            logger.error("retention run %s failed: %s", run_id, exc)
+            audit_record(
+                tenant_id=run.tenant_id, action="retention.run_failed", target=run, changes={"error": str(exc)}
+            )
         return None
     claimed = RetentionRun.objects.filter(pk=run.pk, status=run.status, updated_at=run.updated_at).update(
         status=Status.RUNNING,

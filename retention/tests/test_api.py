@@ -146,7 +146,7 @@ class TestAccess:
         response = getattr(api_client, method)(url, format="json")
 
         assert response.status_code == 401
-        assert "detail" in response.json()
+        assert response.json() == {"detail": "Authentication credentials were not provided."}
 
 
 @pytest.mark.django_db

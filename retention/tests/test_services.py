@@ -85,6 +85,8 @@ class TestCutoff:
         assert run.error == "Tenant tier 'professional' has no retention window configured."
         assert run.cutoff is None
         assert reading_times(tenant.pk) == days_ago(400)
+        event = AuditEvent.objects.get(action="retention.run_failed")
+        assert event.changes == {"error": "Tenant tier 'professional' has no retention window configured."}
 
 
 @pytest.mark.usefixtures("frozen_now")
