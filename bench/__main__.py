@@ -11,6 +11,7 @@
    figures, notes), and drops the database, also on failure or Ctrl-C.
 
 BENCH_QUICK=1 (or --quick) runs every module at its small sizes, as a smoke test.
+BENCH_SETTINGS_MODULE runs on other settings than bench.settings (an experiment).
 Exit status: 0 when every module ran (a missed target is reported, not fatal),
 1 when a module failed.
 """
@@ -276,6 +277,7 @@ def machine_facts() -> list[tuple[str, str]]:
         ("psycopg", version("psycopg")),
         ("gunicorn / locust", f"{version('gunicorn')} / {version('locust')}"),
         ("Commit", _git_commit()),
+        ("Settings", os.environ.get("DJANGO_SETTINGS_MODULE", "")),
     ]
 
 
@@ -401,7 +403,8 @@ def main(argv: list[str]) -> int:
     database_url = database_url_for(server_url, db_name)
     # Before Django is imported: it reads both once, at setup.
     os.environ["DATABASE_URL"] = database_url
-    os.environ["DJANGO_SETTINGS_MODULE"] = SETTINGS_MODULE
+    # BENCH_SETTINGS_MODULE: measure a settings change against bench.settings (before/after).
+    os.environ["DJANGO_SETTINGS_MODULE"] = os.environ.get("BENCH_SETTINGS_MODULE", SETTINGS_MODULE)
     if quick:
         os.environ["BENCH_QUICK"] = "1"
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
