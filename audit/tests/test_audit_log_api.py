@@ -155,9 +155,21 @@ class TestFilters:
         response = admin_client.get(AUDIT_LOG_URL, {"from": "2026-03-01T14:00:00Z"})
         assert self.ids(response) == [str(events["by_system"].id)]
 
+    def test_offsets_postgresql_cannot_hold_are_converted_to_utc(self, admin_client, events):
+        # Python accepts offsets up to ±23:59, PostgreSQL only ±15:59.
+        response = admin_client.get(AUDIT_LOG_URL, {"from": "2026-03-02T11:30:00+23:00"})  # 12:30 UTC on the 1st
+        assert self.ids(response) == [str(events["by_system"].id), str(events["by_key"].id)]
+
     @pytest.mark.parametrize(
         ("param", "value"),
-        [("actor", "not-a-uuid"), ("actor_type", "robot"), ("from", "yesterday"), ("to", "2026-13-45")],
+        [
+            ("actor", "not-a-uuid"),
+            ("actor_type", "robot"),
+            ("from", "yesterday"),
+            ("to", "2026-13-45"),
+            ("from", "0001-01-01T00:00:00+01:00"),  # before year 1 in UTC
+            ("to", "9999-12-31T23:00:00-02:00"),  # after 9999 in UTC
+        ],
     )
     def test_malformed_filter_is_400_naming_it(self, admin_client, events, param, value):
         response = admin_client.get(AUDIT_LOG_URL, {param: value})

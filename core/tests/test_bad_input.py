@@ -20,6 +20,9 @@ pytestmark = pytest.mark.django_db
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 NOT_FOUND = {"detail": "Not found."}
+# Valid ISO 8601 that databases cannot hold: PostgreSQL's offsets stop at ±15:59, and an
+# offset can carry year 1 or 9999 out of range once converted to UTC.
+EXTREME_DATETIMES = ["2026-01-01T00:00:00-23:59", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"]
 
 # 500s found in other apps and reported to their owners: (test, "METHOD /path"[, bad_text]) -> the defect.
 # Not strict, so that the owner's fix lands without touching this file; remove the entry then.
@@ -214,7 +217,7 @@ class TestHugeQueryParameters:
         names = [*query_parameters().get((entry.method, _shape(entry.path)), []), "unknown"]
         base = valid_query(world, entry)
         for name in names:
-            for value in ["x" * 100_000, "9" * 5000, "-1", "%00"]:
+            for value in ["x" * 100_000, "9" * 5000, "-1", "%00", *EXTREME_DATETIMES]:
                 query = "&".join(f"{k}={v}" for k, v in {**base, name: value}.items())
                 body = json.dumps(valid_body(world, entry)) if entry.method in BODY_METHODS else b""
                 response = request(client(world, entry), entry, world.url(entry), data=body, query=query)
@@ -242,6 +245,20 @@ class TestNonUtf8:
         body = valid_body(world, entry)
         for field in body:
             for value in [bad_text, [bad_text], {bad_text: bad_text}]:
+                data = json.dumps({**body, field: value})
+                assert_no_server_error(request(client(world, entry), entry, world.url(entry), data=data))
+
+    @rows(methods=BODY_METHODS, with_body_fields=True)
+    def test_extreme_datetimes_in_every_field_are_refused_or_stored(self, world, entry):
+        body = valid_body(world, entry)
+        for field in body:
+            for value in EXTREME_DATETIMES:
+                nested_value = body[field]
+                if isinstance(nested_value, list) and nested_value and isinstance(nested_value[0], dict):
+                    # A list of objects (ingest readings): put the datetime into each of their fields too.
+                    for key in nested_value[0]:
+                        data = json.dumps({**body, field: [{**nested_value[0], key: value}]})
+                        assert_no_server_error(request(client(world, entry), entry, world.url(entry), data=data))
                 data = json.dumps({**body, field: value})
                 assert_no_server_error(request(client(world, entry), entry, world.url(entry), data=data))
 
