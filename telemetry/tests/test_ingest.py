@@ -50,6 +50,12 @@ class TestIngestAccepts:
         assert response.status_code == 202
         assert SensorReading.objects.get().ts == datetime(2026, 3, 1, 12, 0, 0, 1, tzinfo=UTC)
 
+    def test_nanosecond_timestamps_are_truncated_to_microseconds(self, key_client, machine):
+        # Go agents format RFC 3339 with up to nine fractional digits.
+        response = post(key_client, [reading(ts="2026-03-01T12:00:00.123456789Z")])
+        assert response.status_code == 202
+        assert SensorReading.objects.get().ts == datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
     def test_x_api_key_header_works_too(self, api_key, machine, api_client):
         response = api_client.post(URL, {"readings": [reading()]}, format="json", HTTP_X_API_KEY=api_key.secret)
         assert response.status_code == 202
