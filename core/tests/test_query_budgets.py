@@ -51,7 +51,7 @@ class TestAuthBudgets:
         assert response.status_code == 200
         assert set(response.json()) == {"access", "refresh"}
 
-    def test_token_refresh(self, api_client, admin_client, admin_user, budget):
+    def test_token_refresh(self, api_client, admin_user, budget):
         refresh = token_pair_for(admin_user)["refresh"]
         with budget(1):
             response = api_client.post("/api/v1/auth/token/refresh", {"refresh": refresh}, format="json")
