@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from audit.services import audit_record
@@ -64,6 +64,10 @@ class BatchInvalid(Exception):
         super().__init__(errors)
         self.errors = errors
         self.index = index
+
+
+class BatchConflict(Exception):
+    """A machine or sensor of the batch was deleted while the batch was being stored."""
 
 
 class _BadReading(Exception):
@@ -257,7 +261,11 @@ def readings_ingest(*, tenant_id: uuid.UUID, readings: Any) -> int:
                     errors["sensor"] = [UNKNOWN_SENSOR.format(sensor=sensor, machine=machine)]
         raise BatchInvalid(errors, index=batch.first_bad)
 
-    _insert_readings(tenant_id=tenant_id, sensor_ids=resolved, micros=batch.micros, values=batch.values)
+    try:
+        _insert_readings(tenant_id=tenant_id, sensor_ids=resolved, micros=batch.micros, values=batch.values)
+    except IntegrityError:
+        # Only the sensor foreign key can fail (conflicts are skipped): deleted since resolved.
+        raise BatchConflict() from None
     return len(readings)
 
 

@@ -12,6 +12,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
+from core.exceptions import Conflict
 from core.pagination import NewestFirstCursorPagination, StandardPageNumberPagination
 from core.permissions import ApiAccess
 from core.tenancy import TenantScopedMixin, request_tenant_id
@@ -31,8 +32,9 @@ from telemetry.api.serializers import (
 )
 from telemetry.api.units import DisplayUnits
 from telemetry.models import Machine, Sensor, SensorReading
-from telemetry.services import MAX_BATCH_SIZE, BatchInvalid, heartbeat_record, readings_ingest
+from telemetry.services import MAX_BATCH_SIZE, BatchConflict, BatchInvalid, heartbeat_record, readings_ingest
 
+BATCH_CONFLICT = "A machine or sensor of this batch was deleted while it was being stored; nothing was stored."
 # Ingest and heartbeat take API keys only.
 API_KEY_AUTH = [{"apiKeyBearer": []}, {"apiKeyHeader": []}]
 DETAIL = OpenApiResponse(
@@ -82,6 +84,7 @@ class IngestView(generics.GenericAPIView):
             ),
             401: DETAIL,
             403: DETAIL,
+            409: OpenApiResponse(DETAIL.response, description="A sensor of the batch was deleted meanwhile."),
             413: DETAIL,
         },
     )
@@ -93,6 +96,8 @@ class IngestView(generics.GenericAPIView):
         except BatchInvalid as exc:
             errors = exc.errors if exc.index is None else {str(exc.index): exc.errors}
             raise ValidationError({"readings": errors}) from None
+        except BatchConflict:
+            raise Conflict(BATCH_CONFLICT) from None
         return Response({"accepted": accepted}, status=status.HTTP_202_ACCEPTED)
 
 

@@ -343,3 +343,26 @@ class TestIngestQueryCount:
         with CaptureQueriesContext(connection) as queries:
             assert post(client, readings).status_code == 202
         assert len(queries) == 3
+
+
+class TestIngestRace:
+    @pytest.mark.django_db(transaction=True)
+    def test_a_sensor_deleted_while_the_batch_is_stored_is_409_and_nothing_is_stored(
+        self, key_client, machine, monkeypatch
+    ):
+        from telemetry import services
+
+        resolve = services._sensor_ids_by_name
+
+        def resolve_then_delete(**kwargs):
+            found = resolve(**kwargs)
+            machine.sensors.filter(key="bearing_temp").delete()  # an admin, meanwhile
+            return found
+
+        monkeypatch.setattr(services, "_sensor_ids_by_name", resolve_then_delete)
+        response = post(key_client, [reading(sensor="oil_pressure"), reading()])
+        assert response.status_code == 409
+        assert response.json() == {
+            "detail": "A machine or sensor of this batch was deleted while it was being stored; nothing was stored."
+        }
+        assert SensorReading.objects.count() == 0
