@@ -1,6 +1,6 @@
 import binascii
 from base64 import b64decode, b64encode
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlencode
 
 from django.db.models import Q
@@ -234,11 +234,14 @@ class ReadingCursorPagination(NewestFirstCursorPagination):
         try:
             tokens = parse_qs(b64decode(encoded.encode("ascii"), validate=True).decode("ascii"), strict_parsing=True)
             ts = datetime.fromisoformat(tokens["t"][0])
-            sensor_id = int(tokens["s"][0])
-            newer = {"0": False, "1": True}[tokens["r"][0]]
             if ts.tzinfo is None:
                 raise ValueError("naive position")
-        except (ValueError, KeyError, UnicodeError, binascii.Error):
+            ts = ts.astimezone(UTC)
+            sensor_id = int(tokens["s"][0])
+            if not 0 < sensor_id < 2**63:
+                raise ValueError("sensor id out of range")
+            newer = {"0": False, "1": True}[tokens["r"][0]]
+        except (ValueError, KeyError, UnicodeError, OverflowError, binascii.Error):
             raise NotFound(self.invalid_cursor_message) from None
         return (ts, sensor_id), newer
 

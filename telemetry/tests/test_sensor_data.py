@@ -162,9 +162,25 @@ class TestReadings:
         assert response.status_code == 200
         assert response.json() == {"next": None, "previous": None, "results": []}
 
-    def test_a_tampered_cursor_is_404(self, reader_client, stored):
-        cursor = base64.b64encode(b"p=not-a-date").decode()
+    @pytest.mark.parametrize(
+        "token",
+        [
+            "p=not-a-date",
+            "t=not-a-date&s=1&r=0",
+            "t=2026-03-01T12:00:00&s=1&r=0",
+            "t=0001-01-01T00:00:00%2B05:00&s=1&r=0",
+            "t=2026-03-01T12:00:00%2B00:00&s=99999999999999999999&r=0",
+            "t=2026-03-01T12:00:00%2B00:00&s=1&r=2",
+        ],
+    )
+    def test_a_tampered_cursor_is_404(self, reader_client, stored, token):
+        cursor = base64.b64encode(token.encode()).decode()
         response = reader_client.get(READINGS_URL, {"machine": "m1", "cursor": cursor})
+        assert response.status_code == 404
+        assert response.json() == {"detail": "Invalid cursor"}
+
+    def test_a_cursor_that_is_not_base64_is_404(self, reader_client, stored):
+        response = reader_client.get(READINGS_URL, {"machine": "m1", "cursor": "%%%"})
         assert response.status_code == 404
         assert response.json() == {"detail": "Invalid cursor"}
 
