@@ -48,7 +48,8 @@ class LoginAccountThrottle(FailedLoginThrottle):
             return None
         return self.cache_format % {
             "scope": self.scope,
-            "ident": hashlib.sha256(normalize_email(email).encode()).hexdigest(),
+            # surrogatepass: a lone surrogate in a hostile body must not become a 500.
+            "ident": hashlib.sha256(normalize_email(email).encode("utf-8", "surrogatepass")).hexdigest(),
         }
 
 
