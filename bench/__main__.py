@@ -8,7 +8,8 @@
    argument) in a process of its own with a time limit, so that a module that
    fails or hangs is reported without losing the others' figures.
 3. Prints the table, writes docs/performance.md (machine, command, date,
-   figures, notes), and drops the database, also on failure or Ctrl-C.
+   figures, notes; only for a run of every module, unless --output says
+   where), and drops the database, also on failure or Ctrl-C.
 
 BENCH_QUICK=1 (or --quick) runs every module at its small sizes, as a smoke test.
 BENCH_SETTINGS_MODULE runs on other settings than bench.settings (an experiment).
@@ -370,7 +371,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("topics", nargs="*", help="run only bench_<topic> modules whose topic contains one of these")
     parser.add_argument("--quick", action="store_true", help="small sizes (same as BENCH_QUICK=1)")
     parser.add_argument("--list", action="store_true", help="list the modules and exit")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="the report (docs/performance.md)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="where to write the report; default docs/performance.md, and for a run of some topics only, nowhere",
+    )
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     parser.add_argument(
         "--budget",
@@ -452,8 +458,10 @@ def main(argv: list[str]) -> int:
     print(
         f"\n{len(rows)} figures in {seconds / 60:.1f} min; {len(missed)} miss their target; failed: {failed or 'none'}"
     )
-    if not args.no_write:
-        args.output.write_text(
+    # A run of some topics must not replace the full report with a partial one.
+    output = args.output or (None if args.topics else DEFAULT_OUTPUT)
+    if output is not None and not args.no_write:
+        output.write_text(
             performance_markdown(
                 reports=reports,
                 facts=facts,
@@ -463,7 +471,7 @@ def main(argv: list[str]) -> int:
                 quick=quick,
             )
         )
-        print(f"wrote {args.output.relative_to(REPO_ROOT) if args.output.is_relative_to(REPO_ROOT) else args.output}")
+        print(f"wrote {output.relative_to(REPO_ROOT) if output.is_relative_to(REPO_ROOT) else output}")
     return 1 if failed else 0
 
 
