@@ -24,26 +24,6 @@ NOT_FOUND = {"detail": "Not found."}
 # offset can carry year 1 or 9999 out of range once converted to UTC.
 EXTREME_DATETIMES = ["2026-01-01T00:00:00-23:59", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"]
 
-# 500s found in other apps and reported to their owners: (test, "METHOD /path"[, bad_text]) -> the defect.
-# Not strict, so that the owner's fix lands without touching this file; remove the entry then.
-KNOWN_DEFECTS = {
-    ("test_unstorable_text_in_every_field_is_refused", "POST /auth/token", "\ud800"): (
-        "users: the login throttle hashes the email with .encode(); a lone surrogate "
-        '(POST /api/v1/auth/token {"email": "\\ud800", "password": "x"}) is a UnicodeEncodeError (500).'
-    ),
-}
-
-
-@pytest.fixture(autouse=True)
-def _known_defects(request):
-    entry = request.node.callspec.params.get("entry") if hasattr(request.node, "callspec") else None
-    if entry is not None:
-        key = (request.node.originalname, f"{entry.method} {entry.path}")
-        bad_text = request.node.callspec.params.get("bad_text")
-        reason = KNOWN_DEFECTS.get(key) or KNOWN_DEFECTS.get((*key, bad_text))
-        if reason:
-            request.applymarker(pytest.mark.xfail(reason=reason, strict=False))
-
 
 @pytest.fixture
 def world(tenant, other_tenant, admin_user, operator_user, viewer_user, other_tenant_admin, make_api_key) -> World:
