@@ -270,3 +270,41 @@ class TestNonUtf8:
         else:
             # The login endpoints read no credentials from headers.
             assert_no_server_error(response)
+
+
+class TestCoreDefences:
+    """The core pieces the sweep relies on, each on its own."""
+
+    def test_renderer_escapes_what_utf8_cannot_carry(self):
+        from core.renderers import JSONRenderer
+
+        rendered = JSONRenderer().render({"temperature": ['"\ud800" is not a valid choice.']})
+        assert json.loads(rendered) == {"temperature": ['"\ud800" is not a valid choice.']}
+        assert JSONRenderer().render({"name": "Zürich"}) == '{"name":"Zürich"}'.encode()  # plain UTF-8 otherwise
+
+    def test_parser_turns_deep_nesting_into_a_parse_error(self):
+        import io
+
+        from rest_framework.exceptions import ParseError
+
+        from core.parsers import JSONParser
+
+        with pytest.raises(ParseError, match="nested too deeply"):
+            JSONParser().parse(io.BytesIO(b"[" * 100_000 + b"]" * 100_000))
+        assert JSONParser().parse(io.BytesIO(b'{"a": [1]}')) == {"a": [1]}
+
+    def test_body_limit_applies_to_the_api_only(self, client, admin_user):
+        client.force_login(admin_user)
+        big = settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1
+        response = client.generic("POST", "/admin/login/", data=b"x", CONTENT_LENGTH=str(big))
+        assert response.status_code != 413  # Django's own limit governs the admin's forms
+
+    def test_malformed_content_length_is_no_body(self, admin_client):
+        response = admin_client.generic("GET", "/api/v1/settings/profile", CONTENT_LENGTH="lots")
+        assert response.status_code == 200
+
+    def test_bad_request_outside_the_api_keeps_djangos_page(self, client):
+        query = "&".join(f"p{i}=1" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+        response = client.get("/admin/login/", QUERY_STRING=query)
+        assert response.status_code == 400
+        assert response["Content-Type"].startswith("text/html")
