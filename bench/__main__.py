@@ -310,8 +310,8 @@ def command_line(argv: list[str], quick: bool) -> str:
     if quick and "--quick" not in argv:
         command = f"BENCH_QUICK=1 {command}"
     if os.environ.get("MAKELEVEL"):
-        command = f"make bench ({command})"
-    return command
+        return f"`make bench`, which runs `{command}`"
+    return f"`{command}`"
 
 
 def performance_markdown(
@@ -334,7 +334,7 @@ def performance_markdown(
         "",
         "## Run",
         "",
-        f"- **Command:** `{command}`",
+        f"- **Command:** {command}",
         f"- **Date:** {date}",
         f"- **Took:** {seconds / 60:.1f} min",
         "",
