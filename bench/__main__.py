@@ -169,6 +169,8 @@ def _signal_group(pgid: int, sig: int) -> bool:
 def fmt_number(value: float | None) -> str:
     if value is None:
         return ""
+    if isinstance(value, int):  # counts: queries, errors
+        return f"{value:,}"
     magnitude = abs(value)
     if magnitude >= 1000:
         return f"{value:,.0f}"
