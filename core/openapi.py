@@ -53,4 +53,6 @@ class ApiAutoSchema(AutoSchema):
             codes.append("404")
         if self.view.get_throttles():
             codes.append("429")
+        # A view whose throttle or rule is applied by hand names its extra answers.
+        codes += [code for code in getattr(self.view, "extra_error_codes", ()) if code not in codes]
         return codes

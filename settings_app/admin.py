@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 
+from core.http import client_ip
 from settings_app import access, services
 from settings_app.api.serializers import DashboardPresetInputSerializer
 from settings_app.models import AiSettings, DashboardPreset, RolePermission, UnitPreference
@@ -11,9 +12,6 @@ from settings_app.models import AiSettings, DashboardPreset, RolePermission, Uni
 
 class _ServiceSavedAdmin(admin.ModelAdmin):
     """The form validates through the service's rules; save_model calls the service."""
-
-    def _client_ip(self, request) -> str | None:
-        return request.META.get("REMOTE_ADDR")
 
 
 class RolePermissionForm(forms.ModelForm):
@@ -45,7 +43,7 @@ class RolePermissionAdmin(_ServiceSavedAdmin):
             tenant=obj.tenant,
             permissions={obj.role: {"settings": obj.settings_tabs, "nav": obj.nav_pages}},
             actor=request.user,
-            client_ip=self._client_ip(request),
+            client_ip=client_ip(request),
         )
         saved = RolePermission.objects.get(tenant=obj.tenant, role=obj.role)
         obj.pk, obj._state.adding = saved.pk, False
@@ -104,7 +102,7 @@ class AiSettingsAdmin(_ServiceSavedAdmin):
 
     def save_model(self, request, obj, form, change):
         saved = services.ai_settings_update(
-            tenant=obj.tenant, changes=form.changes(), actor=request.user, client_ip=self._client_ip(request)
+            tenant=obj.tenant, changes=form.changes(), actor=request.user, client_ip=client_ip(request)
         )
         if saved.pk is None:  # nothing differed from the defaults: keep a row so the admin has one
             saved.save()
@@ -152,7 +150,7 @@ class DashboardPresetAdmin(_ServiceSavedAdmin):
             widgets=form.cleaned_data["widgets"],
             stat_metrics=form.cleaned_data["stat_metrics"],
             actor=request.user,
-            client_ip=self._client_ip(request),
+            client_ip=client_ip(request),
         )
         obj.pk, obj._state.adding = saved.pk, False
 
@@ -173,7 +171,7 @@ class UnitPreferenceAdmin(_ServiceSavedAdmin):
             user=obj.user,
             changes={kind: getattr(obj, kind) for kind in ("temperature", "pressure", "vibration")},
             actor=request.user,
-            client_ip=self._client_ip(request),
+            client_ip=client_ip(request),
         )
         saved = UnitPreference.objects.filter(user=obj.user).first() or UnitPreference.objects.create(user=obj.user)
         obj.pk, obj._state.adding = saved.pk, False

@@ -11,6 +11,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import BaseUserCreationForm, UserChangeForm
 from django.core.exceptions import ValidationError
 
+from core.http import client_ip
 from users import services
 from users.models import Role, User, normalize_email
 from users.selectors import user_active_admin_count
@@ -95,7 +96,7 @@ class UserAdmin(DjangoUserAdmin):
                 full_name=obj.full_name,
                 role=obj.role,
                 actor=request.user,
-                client_ip=request.META.get("REMOTE_ADDR"),
+                client_ip=client_ip(request),
             )
             # The admin goes on with `obj` (history entry, redirect): make it the saved row.
             obj.pk, obj.password, obj.token_version = created.pk, created.password, created.token_version
@@ -134,7 +135,7 @@ class UserAdmin(DjangoUserAdmin):
         done = 0
         for user in queryset.order_by("email"):
             try:
-                service(user=user, actor=request.user, client_ip=request.META.get("REMOTE_ADDR"))
+                service(user=user, actor=request.user, client_ip=client_ip(request))
             except ValidationError as exc:
                 self.message_user(request, f"{user}: {' '.join(exc.messages)}", messages.ERROR)
             else:

@@ -48,6 +48,11 @@ class TestSharedErrorResponses:
         assert "429" in responses("POST", "/auth/token")
         assert "429" not in responses("GET", "/settings/audit-log")
 
+    def test_throttles_applied_by_hand_are_named_by_the_view(self):
+        # users' wrong-current-password throttle is not a DRF throttle class.
+        assert "429" in responses("POST", "/settings/change-password")
+        assert "429" in responses("PATCH", "/settings/profile")
+
     def test_what_a_view_documents_itself_is_kept(self):
         # The AI probe documents its own 502; the shared errors are added beside it.
         ai_models = responses("GET", "/settings/ai/models")

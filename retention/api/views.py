@@ -4,6 +4,7 @@ from rest_framework.generics import GenericAPIView, ListAPIView, RetrieveAPIView
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
+from core.http import client_ip
 from core.permissions import IsTenantAdmin
 from core.tenancy import TenantScopedMixin
 from retention import selectors
@@ -43,7 +44,7 @@ class RetentionRunRequestView(GenericAPIView):
             tenant=request.user.tenant,
             trigger=RetentionRun.Trigger.MANUAL,
             requested_by=request.user,
-            client_ip=request.META.get("REMOTE_ADDR") or None,
+            client_ip=client_ip(request),
         )
         if created:
             retention_run_enqueue(run_id=run.id)

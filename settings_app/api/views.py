@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 
 from core.exceptions import BadGateway
+from core.http import client_ip
 from core.permissions import ApiAccess, IsTenantAdmin, IsTenantAdminForWrites
 from settings_app import probe, selectors, services
 from settings_app.api.serializers import (
@@ -40,10 +41,6 @@ def _service_errors():
         yield
     except DjangoValidationError as exc:
         raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}) from None
-
-
-def _client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR")
 
 
 class MeView(GenericAPIView):
@@ -81,7 +78,7 @@ class RolePermissionsView(GenericAPIView):
                 tenant=request.user.tenant,
                 permissions=serializer.validated_data,
                 actor=request.user,
-                client_ip=_client_ip(request),
+                client_ip=client_ip(request),
             )
         return Response(selectors.role_permissions_for_tenant(tenant_id=request.user.tenant_id))
 
@@ -111,7 +108,7 @@ class AiSettingsView(GenericAPIView):
                 tenant=request.user.tenant,
                 changes=serializer.validated_data,
                 actor=request.user,
-                client_ip=_client_ip(request),
+                client_ip=client_ip(request),
             )
         return Response(AiSettingsOutputSerializer(ai).data)
 
@@ -190,7 +187,7 @@ class DashboardPresetsView(GenericAPIView):
                 widgets=[dict(w) for w in data["widgets"]],
                 stat_metrics=[dict(m) for m in data["statMetrics"]],
                 actor=request.user,
-                client_ip=_client_ip(request),
+                client_ip=client_ip(request),
             )
         return Response({"role": preset.role, **preset.as_dict()})
 
@@ -211,6 +208,6 @@ class UnitPreferencesView(GenericAPIView):
         serializer.is_valid(raise_exception=True)
         with _service_errors():
             units = services.unit_preferences_update(
-                user=request.user, changes=dict(serializer.validated_data), client_ip=_client_ip(request)
+                user=request.user, changes=dict(serializer.validated_data), client_ip=client_ip(request)
             )
         return Response(units)

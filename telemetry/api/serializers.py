@@ -38,7 +38,10 @@ class IngestAcceptedSerializer(serializers.Serializer):
 
 
 class IngestErrorSerializer(serializers.Serializer):
+    # Not required: an unknown top-level field or a non-object body is reported
+    # under its own key (`{"x": ["Unknown field."]}`, `{"non_field_errors": [...]}`).
     readings = serializers.JSONField(
+        required=False,
         help_text=(
             "Either a list of messages about the batch as a whole (missing, empty, too many), "
             'or an object with one key, the index of the first bad reading (a string, e.g. "3"), '

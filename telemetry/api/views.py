@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
 from core.exceptions import Conflict
+from core.http import client_ip
 from core.pagination import NewestFirstCursorPagination, StandardPageNumberPagination
 from core.permissions import ApiAccess
 from core.tenancy import TenantScopedMixin, request_tenant_id
@@ -134,7 +135,7 @@ class HeartbeatView(generics.GenericAPIView):
             api_key_id=request.user.pk,
             agent_version=request.headers.get("X-Agent-Version", ""),
             hostname=request.headers.get("X-Agent-Hostname", ""),
-            client_ip=request.META.get("REMOTE_ADDR"),
+            client_ip=client_ip(request),
         )
         data = {
             "status": "ok",

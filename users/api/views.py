@@ -11,6 +11,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.http import client_ip
 from core.permissions import IsTenantAdmin
 from core.tenancy import TenantScopedMixin
 from users import services
@@ -51,10 +52,6 @@ def service_errors() -> Iterator[None]:
         raise exceptions.PermissionDenied(str(exc) or None) from None
 
 
-def client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
-
-
 def _is_wrong_current_password(exc: DjangoValidationError) -> bool:
     errors = getattr(exc, "error_dict", {}).get("current_password", [])
     return any(error.code == "password_incorrect" for error in errors)
@@ -62,6 +59,9 @@ def _is_wrong_current_password(exc: DjangoValidationError) -> bool:
 
 class CurrentPasswordCheckMixin:
     """Throttle repeated wrong `current_password` answers of one user (429)."""
+
+    # The wrong-current-password throttle is checked by hand, so the schema is told.
+    extra_error_codes = ("429",)
 
     def check_current_password_throttle(self, request) -> CurrentPasswordThrottle:
         throttle = CurrentPasswordThrottle()
