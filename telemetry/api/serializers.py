@@ -46,7 +46,7 @@ class IngestErrorSerializer(serializers.Serializer):
             "Either a list of messages about the batch as a whole (missing, empty, too many), "
             'or an object with one key, the index of the first bad reading (a string, e.g. "3"), '
             "whose value maps each bad field of that reading to its messages."
-        )
+        ),
     )
 
 
