@@ -316,8 +316,8 @@ def resolve_checked(target: ProbeTarget, deadline: _Deadline, *, allow_loopback:
 # --- The connection -----------------------------------------------------------------
 
 
-class _DeadlineSocket(socket.socket):
-    """A socket whose every read and write waits only for what is left of the deadline."""
+class _DeadlineIO:
+    """Every read and write waits only for what is left of the probe's deadline."""
 
     deadline: _Deadline
 
@@ -334,20 +334,12 @@ class _DeadlineSocket(socket.socket):
         return super().sendall(*args, **kwargs)
 
 
-class _DeadlineSSLSocket(ssl.SSLSocket):
-    deadline: _Deadline
+class _DeadlineSocket(_DeadlineIO, socket.socket):
+    pass
 
-    def recv_into(self, *args, **kwargs):
-        self.settimeout(self.deadline.remaining())
-        return super().recv_into(*args, **kwargs)
 
-    def recv(self, *args, **kwargs):
-        self.settimeout(self.deadline.remaining())
-        return super().recv(*args, **kwargs)
-
-    def sendall(self, *args, **kwargs):
-        self.settimeout(self.deadline.remaining())
-        return super().sendall(*args, **kwargs)
+class _DeadlineSSLSocket(_DeadlineIO, ssl.SSLSocket):
+    pass
 
 
 def _tls_context() -> ssl.SSLContext:
