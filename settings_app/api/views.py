@@ -1,8 +1,5 @@
 """Tenant settings endpoints: thin, each a selector to read and a service to write."""
 
-from contextlib import contextmanager
-
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
@@ -32,15 +29,6 @@ _ERRORS = {
     401: OpenApiResponse(description="No or bad credentials."),
     403: OpenApiResponse(description="Not allowed for this role, or an API key (these endpoints need a user login)."),
 }
-
-
-@contextmanager
-def _service_errors():
-    """A service's Django ValidationError becomes DRF's 400 `{field: [messages]}`."""
-    try:
-        yield
-    except DjangoValidationError as exc:
-        raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}) from None
 
 
 class MeView(GenericAPIView):
@@ -73,13 +61,12 @@ class RolePermissionsView(GenericAPIView):
     def put(self, request):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        with _service_errors():
-            services.role_permissions_update(
-                tenant=request.user.tenant,
-                permissions=serializer.validated_data,
-                actor=request.user,
-                client_ip=client_ip(request),
-            )
+        services.role_permissions_update(
+            tenant=request.user.tenant,
+            permissions=serializer.validated_data,
+            actor=request.user,
+            client_ip=client_ip(request),
+        )
         return Response(selectors.role_permissions_for_tenant(tenant_id=request.user.tenant_id))
 
 
@@ -103,13 +90,12 @@ class AiSettingsView(GenericAPIView):
     def patch(self, request):
         serializer = AiSettingsPatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        with _service_errors():
-            ai = services.ai_settings_update(
-                tenant=request.user.tenant,
-                changes=serializer.validated_data,
-                actor=request.user,
-                client_ip=client_ip(request),
-            )
+        ai = services.ai_settings_update(
+            tenant=request.user.tenant,
+            changes=serializer.validated_data,
+            actor=request.user,
+            client_ip=client_ip(request),
+        )
         return Response(AiSettingsOutputSerializer(ai).data)
 
 
@@ -180,15 +166,14 @@ class DashboardPresetsView(GenericAPIView):
         serializer = DashboardPresetInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        with _service_errors():
-            preset = services.dashboard_preset_save(
-                tenant=request.user.tenant,
-                role=data["role"],
-                widgets=[dict(w) for w in data["widgets"]],
-                stat_metrics=[dict(m) for m in data["statMetrics"]],
-                actor=request.user,
-                client_ip=client_ip(request),
-            )
+        preset = services.dashboard_preset_save(
+            tenant=request.user.tenant,
+            role=data["role"],
+            widgets=[dict(w) for w in data["widgets"]],
+            stat_metrics=[dict(m) for m in data["statMetrics"]],
+            actor=request.user,
+            client_ip=client_ip(request),
+        )
         return Response({"role": preset.role, **preset.as_dict()})
 
 
@@ -206,8 +191,7 @@ class UnitPreferencesView(GenericAPIView):
     def patch(self, request):
         serializer = UnitPreferencesSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        with _service_errors():
-            units = services.unit_preferences_update(
-                user=request.user, changes=dict(serializer.validated_data), client_ip=client_ip(request)
-            )
+        units = services.unit_preferences_update(
+            user=request.user, changes=dict(serializer.validated_data), client_ip=client_ip(request)
+        )
         return Response(units)

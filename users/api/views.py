@@ -2,10 +2,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.contrib.auth.models import update_last_login
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import exceptions, generics, status
+from rest_framework import generics, status
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -29,27 +28,6 @@ from users.api.serializers import (
 from users.models import User
 from users.throttling import CurrentPasswordThrottle, LoginAccountThrottle, LoginAddressThrottle
 from users.tokens import token_pair_for
-
-
-class RuleViolation(exceptions.APIException):
-    """A request that is well-formed but breaks a rule (e.g. the last admin): 400 `{"detail"}`."""
-
-    status_code = status.HTTP_400_BAD_REQUEST
-    default_detail = "This change is not allowed."
-    default_code = "invalid"
-
-
-@contextmanager
-def service_errors() -> Iterator[None]:
-    """Translate a service's Django exceptions into the API's error shapes."""
-    try:
-        yield
-    except DjangoValidationError as exc:
-        if hasattr(exc, "error_dict"):
-            raise exceptions.ValidationError(exc.message_dict) from None
-        raise RuleViolation(" ".join(exc.messages), code=getattr(exc, "code", None)) from None
-    except DjangoPermissionDenied as exc:
-        raise exceptions.PermissionDenied(str(exc) or None) from None
 
 
 def _is_wrong_current_password(exc: DjangoValidationError) -> bool:
@@ -151,12 +129,11 @@ class ProfileView(CurrentPasswordCheckMixin, generics.GenericAPIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         throttle = self.check_current_password_throttle(request) if "current_password" in data else None
-        with service_errors():
-            if throttle is None:
+        if throttle is None:
+            user = services.user_profile_update(user=request.user, client_ip=client_ip(request), **data)
+        else:
+            with self.counting_wrong_password(throttle):
                 user = services.user_profile_update(user=request.user, client_ip=client_ip(request), **data)
-            else:
-                with self.counting_wrong_password(throttle):
-                    user = services.user_profile_update(user=request.user, client_ip=client_ip(request), **data)
         return Response(UserOutputSerializer(user).data)
 
 
@@ -174,7 +151,7 @@ class PasswordChangeView(CurrentPasswordCheckMixin, generics.GenericAPIView):
         serializer = PasswordChangeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         throttle = self.check_current_password_throttle(request)
-        with service_errors(), self.counting_wrong_password(throttle):
+        with self.counting_wrong_password(throttle):
             user = services.user_password_change(
                 user=request.user, client_ip=client_ip(request), **serializer.validated_data
             )
@@ -206,13 +183,12 @@ class UserListCreateView(_TenantUsersEndpoint, generics.ListAPIView):
     def post(self, request):
         serializer = UserCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        with service_errors():
-            user = services.user_create(
-                tenant=request.user.tenant,
-                actor=request.user,
-                client_ip=client_ip(request),
-                **serializer.validated_data,
-            )
+        user = services.user_create(
+            tenant=request.user.tenant,
+            actor=request.user,
+            client_ip=client_ip(request),
+            **serializer.validated_data,
+        )
         return Response(UserOutputSerializer(user).data, status=status.HTTP_201_CREATED)
 
 
@@ -227,8 +203,7 @@ class UserDetailView(_TenantUsersEndpoint, generics.RetrieveDestroyAPIView):
         return super().delete(request, *args, **kwargs)
 
     def perform_destroy(self, instance: User) -> None:
-        with service_errors():
-            services.user_deactivate(user=instance, actor=self.request.user, client_ip=client_ip(self.request))
+        services.user_deactivate(user=instance, actor=self.request.user, client_ip=client_ip(self.request))
 
 
 class UserRoleView(_TenantUsersEndpoint):
@@ -242,8 +217,7 @@ class UserRoleView(_TenantUsersEndpoint):
         user = self.get_object()
         serializer = UserRoleInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        with service_errors():
-            user = services.user_role_change(
-                user=user, role=serializer.validated_data["role"], actor=request.user, client_ip=client_ip(request)
-            )
+        user = services.user_role_change(
+            user=user, role=serializer.validated_data["role"], actor=request.user, client_ip=client_ip(request)
+        )
         return Response(UserOutputSerializer(user).data)
