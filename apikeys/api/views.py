@@ -1,7 +1,6 @@
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import generics, serializers, status
+from rest_framework import generics, status
 from rest_framework.response import Response
 
 from apikeys.api.serializers import ApiKeyCreatedSerializer, ApiKeyCreateInputSerializer, ApiKeyOutputSerializer
@@ -39,17 +38,14 @@ class ApiKeyListCreateView(TenantScopedMixin, generics.ListCreateAPIView):
     def create(self, request, *args, **kwargs):
         payload = ApiKeyCreateInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        try:
-            issued = api_key_create(
-                tenant=request.user.tenant,
-                name=payload.validated_data["name"],
-                scopes_requested=payload.validated_data.get("scopes"),
-                expires_at=payload.validated_data.get("expires_at"),
-                created_by=request.user,
-                client_ip=client_ip(request),
-            )
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError(exc.message_dict) from None
+        issued = api_key_create(
+            tenant=request.user.tenant,
+            name=payload.validated_data["name"],
+            scopes_requested=payload.validated_data.get("scopes"),
+            expires_at=payload.validated_data.get("expires_at"),
+            created_by=request.user,
+            client_ip=client_ip(request),
+        )
         response = Response(ApiKeyCreatedSerializer(issued).data, status=status.HTTP_201_CREATED)
         # The plaintext must not linger in any cache between here and the client.
         response["Cache-Control"] = "no-store"
