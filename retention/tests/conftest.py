@@ -4,9 +4,9 @@ from types import SimpleNamespace
 import pytest
 
 from retention import services
-from retention.tests.factories import MachineFactory, SensorFactory
 from retention.tests.helpers import NOW
 from telemetry.models import AgentHeartbeat, SensorReading
+from telemetry.tests.factories import MachineFactory, SensorFactory
 
 
 @pytest.fixture

@@ -9,9 +9,10 @@ from audit.models import AuditEvent
 from retention import services
 from retention.models import RetentionRun
 from retention.services import RetentionRunBusy, retention_run_execute, retention_run_request
-from retention.tests.factories import MachineFactory, RetentionRunFactory, SensorFactory
+from retention.tests.factories import RetentionRunFactory
 from retention.tests.helpers import NOW, heartbeat_times, reading_times
 from telemetry.models import SensorReading
+from telemetry.tests.factories import MachineFactory, SensorFactory
 
 pytestmark = pytest.mark.django_db
 
