@@ -24,11 +24,7 @@ from settings_app.api.serializers import (
     UnitPreferencesSerializer,
 )
 
-_ERRORS = {
-    400: OpenApiResponse(description="Validation error: `{field: [messages]}`."),
-    401: OpenApiResponse(description="No or bad credentials."),
-    403: OpenApiResponse(description="Not allowed for this role, or an API key (these endpoints need a user login)."),
-}
+# 400/401/403 with DRF's error shapes come from core.openapi for every operation.
 
 
 class MeView(GenericAPIView):
@@ -37,7 +33,7 @@ class MeView(GenericAPIView):
     permission_classes = [ApiAccess]
     serializer_class = MeSerializer
 
-    @extend_schema(responses={200: MeSerializer, **_ERRORS}, operation_id="me_retrieve")
+    @extend_schema(responses={200: MeSerializer}, operation_id="me_retrieve")
     def get(self, request):
         return Response(self.get_serializer(selectors.me_for(request.user)).data)
 
@@ -48,13 +44,13 @@ class RolePermissionsView(GenericAPIView):
     permission_classes = [IsTenantAdminForWrites]
     serializer_class = RolePermissionsSerializer
 
-    @extend_schema(responses={200: RolePermissionsSerializer, **_ERRORS})
+    @extend_schema(responses={200: RolePermissionsSerializer})
     def get(self, request):
         return Response(selectors.role_permissions_for_tenant(tenant_id=request.user.tenant_id))
 
     @extend_schema(
         request=RolePermissionsSerializer,
-        responses={200: RolePermissionsSerializer, **_ERRORS},
+        responses={200: RolePermissionsSerializer},
         description="Admin only. Replaces the mapping; both `operator` and `viewer` are required. "
         "Lists are stored de-duplicated, in the catalogue order.",
     )
@@ -76,14 +72,14 @@ class AiSettingsView(GenericAPIView):
     permission_classes = [IsTenantAdminForWrites]
     serializer_class = AiSettingsOutputSerializer
 
-    @extend_schema(responses={200: AiSettingsOutputSerializer, **_ERRORS})
+    @extend_schema(responses={200: AiSettingsOutputSerializer})
     def get(self, request):
         ai = selectors.ai_settings_for_tenant(tenant_id=request.user.tenant_id)
         return Response(AiSettingsOutputSerializer(ai).data)
 
     @extend_schema(
         request=AiSettingsPatchSerializer,
-        responses={200: AiSettingsOutputSerializer, **_ERRORS},
+        responses={200: AiSettingsOutputSerializer},
         description="Admin only. Provider `custom` needs an http(s) URL and a model (checked on the state "
         "after the patch). URLs follow the probe's address rules; host names are resolved when probed, not here.",
     )
@@ -123,7 +119,6 @@ class AiModelsView(GenericAPIView):
         ],
         responses={
             200: AiModelsSerializer,
-            **_ERRORS,
             429: OpenApiResponse(description="Too many probes."),
             502: OpenApiResponse(description="Unreachable, too slow, too large, a redirect, non-2xx, no model list."),
         },
@@ -152,13 +147,13 @@ class DashboardPresetsView(GenericAPIView):
     permission_classes = [IsTenantAdminForWrites]
     serializer_class = DashboardPresetsSerializer
 
-    @extend_schema(responses={200: DashboardPresetsSerializer, **_ERRORS})
+    @extend_schema(responses={200: DashboardPresetsSerializer})
     def get(self, request):
         return Response(selectors.dashboard_presets_for_tenant(tenant_id=request.user.tenant_id))
 
     @extend_schema(
         request=DashboardPresetInputSerializer,
-        responses={200: DashboardPresetSerializer, **_ERRORS},
+        responses={200: DashboardPresetSerializer},
         description="Admin only. Saves one role's preset: widgets need `id` (unique), `labelKey`, `visible` "
         "(a boolean) and `size` (full, half, third, quarter); statMetrics items need `metricId` (unique).",
     )
@@ -183,11 +178,11 @@ class UnitPreferencesView(GenericAPIView):
     permission_classes = [ApiAccess]
     serializer_class = UnitPreferencesOutputSerializer
 
-    @extend_schema(responses={200: UnitPreferencesOutputSerializer, **_ERRORS})
+    @extend_schema(responses={200: UnitPreferencesOutputSerializer})
     def get(self, request):
         return Response(selectors.unit_preferences_for(request.user))
 
-    @extend_schema(request=UnitPreferencesSerializer, responses={200: UnitPreferencesOutputSerializer, **_ERRORS})
+    @extend_schema(request=UnitPreferencesSerializer, responses={200: UnitPreferencesOutputSerializer})
     def patch(self, request):
         serializer = UnitPreferencesSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -57,7 +57,6 @@ class CurrentPasswordCheckMixin:
             raise
 
 
-BAD_REQUEST = OpenApiResponse(description='Validation error: `{"field": ["message", ...]}`.')
 RULE_VIOLATION = OpenApiResponse(
     description='Validation error `{"field": [...]}`, or a rule violation `{"detail": "..."}` '
     "(self-deactivation, the tenant's last active admin)."
@@ -120,7 +119,7 @@ class ProfileView(CurrentPasswordCheckMixin, generics.GenericAPIView):
 
     @extend_schema(
         request=ProfileUpdateInputSerializer,
-        responses={200: UserOutputSerializer, 400: BAD_REQUEST},
+        responses={200: UserOutputSerializer},
         description="Change `full_name` and/or `email`. An email change needs the correct `current_password`; "
         "role, tenant and activity cannot be changed here (unknown fields are rejected).",
     )
@@ -144,7 +143,7 @@ class PasswordChangeView(CurrentPasswordCheckMixin, generics.GenericAPIView):
 
     @extend_schema(
         request=PasswordChangeInputSerializer,
-        responses={200: TokenPairSerializer, 400: BAD_REQUEST},
+        responses={200: TokenPairSerializer},
         description="Returns a fresh token pair; all tokens issued before are refused (401) from now on.",
     )
     def post(self, request):
@@ -176,7 +175,7 @@ class UserListCreateView(_TenantUsersEndpoint, generics.ListAPIView):
 
     @extend_schema(
         request=UserCreateInputSerializer,
-        responses={201: UserOutputSerializer, 400: BAD_REQUEST},
+        responses={201: UserOutputSerializer},
         description="Create a user in the caller's tenant. `role` defaults to `viewer`. "
         "Emails are unique across all tenants, in any case.",
     )
