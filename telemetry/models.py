@@ -67,6 +67,36 @@ class Sensor(models.Model):
         return CANONICAL_UNITS[self.kind]
 
 
+# The values a reading of each kind may have, in its canonical unit (contract, Part 2):
+# physics where it has a floor (absolute zero, vacuum), generous ceilings otherwise.
+# Bounded values also keep every unit conversion and aggregate finite.
+VALUE_BOUNDS: dict[str, tuple[float, float]] = {
+    Sensor.Kind.TEMPERATURE: (-273.15, 5_000.0),
+    Sensor.Kind.PRESSURE: (-1.01325, 10_000.0),
+    Sensor.Kind.VIBRATION: (0.0, 10_000.0),
+    Sensor.Kind.CURRENT: (-1e6, 1e6),
+    Sensor.Kind.SPEED: (-1e6, 1e6),
+    Sensor.Kind.OTHER: (-1e12, 1e12),
+}
+
+
+def value_bounds(kind: str) -> tuple[float, float]:
+    """The bounds of a sensor kind; the widest for a kind this code does not know (a hand-edited row)."""
+    return VALUE_BOUNDS.get(kind) or VALUE_BOUNDS[Sensor.Kind.OTHER]
+
+
+def value_saturate(kind: str, value: float) -> float | None:
+    """A stored value within its kind's bounds: one stored before the bounds existed is clamped, NaN is None."""
+    low, high = value_bounds(kind)
+    if value < low:
+        return low
+    if value > high:
+        return high
+    if value != value:  # NaN compares false with everything
+        return None
+    return value
+
+
 class SensorReading(models.Model):
     """One value of one sensor at one time, in the canonical unit of its kind.
 

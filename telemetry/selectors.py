@@ -4,11 +4,25 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.db.models import Avg, Count, F, FloatField, Func, IntegerField, Max, Min, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Cast
+from django.db.models import (
+    Avg,
+    Count,
+    F,
+    FloatField,
+    Func,
+    IntegerField,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
+from django.db.models.functions import Cast, Greatest, Least
 
 from apikeys.models import ApiKey
-from telemetry.models import AgentHeartbeat, Machine, Sensor, SensorReading
+from telemetry.models import AgentHeartbeat, Machine, Sensor, SensorReading, value_bounds
 
 # Aggregation buckets: name -> seconds.
 BUCKETS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
@@ -169,16 +183,25 @@ class Bucket:
     count: int
 
 
-def reading_aggregates(*, sensor_id: int, bucket_seconds: int, since: datetime, until: datetime) -> list[Bucket]:
-    """Min, max, avg and count per time bucket, computed in the database, oldest first."""
+def reading_aggregates(
+    *, sensor_id: int, kind: str, bucket_seconds: int, since: datetime, until: datetime
+) -> list[Bucket]:
+    """Min, max, avg and count per time bucket, computed in the database, oldest first.
+
+    Values are clamped to their kind's bounds first (a no-op for anything ingest
+    accepted): a sum of values stored before the bounds existed could overflow a
+    double, which PostgreSQL refuses ("value out of range") and SQLite makes infinite.
+    """
+    low, high = value_bounds(kind)
+    value = Least(Greatest(Cast("value", FloatField()), Value(low)), Value(high))
     rows = (
         SensorReading.objects.filter(sensor_id=sensor_id, ts__gte=since, ts__lt=until)
         .annotate(bucket=EpochBucket(F("ts"), bucket_seconds))
         .values("bucket")
         .annotate(
-            v_min=Min("value"),
-            v_max=Max("value"),
-            v_avg=Avg(Cast("value", FloatField())),
+            v_min=Min(value),
+            v_max=Max(value),
+            v_avg=Avg(value),
             v_count=Count("id"),
         )
         .order_by("bucket")

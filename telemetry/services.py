@@ -22,7 +22,8 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from audit.services import audit_record
-from telemetry.models import AgentHeartbeat, Machine, Sensor, SensorReading, validate_identifier
+from settings_app.units import CANONICAL_UNITS
+from telemetry.models import VALUE_BOUNDS, AgentHeartbeat, Machine, Sensor, SensorReading, validate_identifier
 from tenants.models import Tenant
 
 MAX_BATCH_SIZE = 5000
@@ -50,6 +51,18 @@ UNKNOWN_SENSOR = "Unknown sensor {sensor!r} on machine {machine!r}."
 NOT_A_LIST = "Expected a list of readings."
 EMPTY_BATCH = "A batch needs at least one reading."
 BATCH_TOO_LARGE = "A batch holds at most {max} readings; this one has {count}."
+OUT_OF_RANGE = "Must be between {low} and {high} ({unit}) for a {kind} sensor."
+_UNIT_SYMBOLS = {"celsius": "°C", "bar": "bar", "mm_s": "mm/s", "A": "A", "rpm": "rpm", "": "no unit"}
+
+
+def _number_text(number: float) -> str:
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
+def out_of_range_message(kind: str) -> str:
+    low, high = VALUE_BOUNDS[kind]
+    unit = _UNIT_SYMBOLS[CANONICAL_UNITS[kind]]
+    return OUT_OF_RANGE.format(low=_number_text(low), high=_number_text(high), unit=unit, kind=kind)
 
 
 class BatchInvalid(Exception):
@@ -199,17 +212,17 @@ def _parse_batch(readings: Sequence[Any], now_us: int) -> _ParsedBatch:
 
 def _sensor_ids_by_name(
     *, tenant_id: uuid.UUID, machines: Iterable[str]
-) -> tuple[set[str], dict[tuple[str, str], int]]:
-    """The tenant's machines among `machines`, and their sensors: one query."""
+) -> tuple[set[str], dict[tuple[str, str], tuple[int, str]]]:
+    """The tenant's machines among `machines`, and their sensors' ids and kinds: one query."""
     known_machines: set[str] = set()
-    sensor_ids: dict[tuple[str, str], int] = {}
+    sensor_ids: dict[tuple[str, str], tuple[int, str]] = {}
     rows = Machine.objects.filter(tenant_id=tenant_id, external_id__in=set(machines)).values_list(
-        "external_id", "sensors__key", "sensors__id"
+        "external_id", "sensors__key", "sensors__id", "sensors__kind"
     )
-    for external_id, key, sensor_id in rows:
+    for external_id, key, sensor_id, kind in rows:
         known_machines.add(external_id)
         if sensor_id is not None:
-            sensor_ids[(external_id, key)] = sensor_id
+            sensor_ids[(external_id, key)] = (sensor_id, kind)
     return known_machines, sensor_ids
 
 
@@ -242,16 +255,20 @@ def readings_ingest(*, tenant_id: uuid.UUID, readings: Any) -> int:
         names = [*names, bad_reading["machine"]]
     known_machines, sensor_ids = _sensor_ids_by_name(tenant_id=tenant_id, machines=names)
     resolved: list[int] = []
-    for index, (machine, sensor) in enumerate(zip(batch.machines, batch.sensors, strict=True)):
-        sensor_id = sensor_ids.get((machine, sensor))
-        if sensor_id is None:
+    for index, (machine, sensor, value) in enumerate(zip(batch.machines, batch.sensors, batch.values, strict=True)):
+        found = sensor_ids.get((machine, sensor))
+        if found is None:
             if machine not in known_machines:
                 raise BatchInvalid({"machine": [UNKNOWN_MACHINE.format(machine=machine)]}, index=index)
             raise BatchInvalid({"sensor": [UNKNOWN_SENSOR.format(sensor=sensor, machine=machine)]}, index=index)
+        sensor_id, kind = found
+        low, high = VALUE_BOUNDS[kind]
+        if not low <= value <= high:
+            raise BatchInvalid({"value": [out_of_range_message(kind)]}, index=index)
         resolved.append(sensor_id)
     if batch.first_bad is not None:
         errors = dict(batch.first_bad_errors)
-        # The bad reading may also name an unknown machine or sensor: say so too.
+        # The bad reading may also name an unknown machine or sensor, or a value out of range: say so too.
         if isinstance(bad_reading, dict) and "machine" not in errors and "sensor" not in errors:
             machine, sensor = bad_reading.get("machine"), bad_reading.get("sensor")
             if isinstance(machine, str) and isinstance(sensor, str) and _storable(machine) and _storable(sensor):
@@ -259,6 +276,11 @@ def readings_ingest(*, tenant_id: uuid.UUID, readings: Any) -> int:
                     errors["machine"] = [UNKNOWN_MACHINE.format(machine=machine)]
                 elif (machine, sensor) not in sensor_ids:
                     errors["sensor"] = [UNKNOWN_SENSOR.format(sensor=sensor, machine=machine)]
+                elif "value" not in errors:
+                    kind = sensor_ids[(machine, sensor)][1]
+                    low, high = VALUE_BOUNDS[kind]
+                    if not low <= bad_reading.get("value") <= high:
+                        errors["value"] = [out_of_range_message(kind)]
         raise BatchInvalid(errors, index=batch.first_bad)
 
     try:

@@ -18,7 +18,13 @@ class IngestReadingSerializer(serializers.Serializer):
     machine = serializers.CharField(help_text="The machine's external_id.")
     sensor = serializers.CharField(help_text="The sensor's key on that machine.")
     ts = serializers.DateTimeField(help_text="ISO 8601 with a timezone; at most 5 minutes in the future.")
-    value = serializers.FloatField(help_text="A finite number in the canonical unit: °C, bar, mm/s, A or rpm.")
+    value = serializers.FloatField(
+        help_text=(
+            "A finite number in the canonical unit of the sensor's kind, within its bounds (inclusive): "
+            "temperature -273.15 to 5,000 °C; pressure -1.01325 to 10,000 bar; vibration 0 to 10,000 mm/s; "
+            "current ±1,000,000 A; speed ±1,000,000 rpm; other ±1e12. Outside → 400 naming the reading."
+        )
+    )
 
 
 @extend_schema_field(IngestReadingSerializer(many=True))

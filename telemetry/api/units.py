@@ -6,6 +6,7 @@ request, which unit each sensor kind is shown in.
 
 from settings_app.selectors import unit_preferences_for
 from settings_app.units import CANONICAL_UNITS, convert, display_unit
+from telemetry.models import value_saturate
 
 
 class DisplayUnits:
@@ -31,6 +32,14 @@ class DisplayUnits:
         return self._units.get(kind)
 
     def value(self, kind: str, value: float | None) -> float | None:
+        """The value in this caller's unit; always finite, or None.
+
+        A value stored before ingest bounded them is clamped to its kind's bounds
+        first, so no conversion can overflow to infinity (which JSON cannot carry).
+        """
+        if value is None:
+            return None
+        value = value_saturate(kind, value)
         unit = self._units.get(kind)
         if value is None or unit is None or unit == CANONICAL_UNITS.get(kind):
             return value

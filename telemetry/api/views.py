@@ -60,8 +60,8 @@ class IngestView(generics.GenericAPIView):
         description=(
             f"1 to {MAX_BATCH_SIZE} readings, values in canonical units (°C, bar, mm/s, A, rpm). "
             "All or nothing: the first bad reading (unknown machine or sensor, value that is not a finite "
-            "number, ts without timezone, more than 5 minutes in the future or before 1970, missing or unknown "
-            "field) "
+            "number or is outside its sensor kind's bounds (see `value`), ts without timezone, more than "
+            "5 minutes in the future or before 1970, missing or unknown field) "
             "gives 400 naming its index, and nothing is stored. A reading already stored (same sensor "
             "and ts) is skipped, so a batch can be resent safely; within one batch the first of two "
             "readings with the same sensor and ts is kept. Readings older than the retention window are "
@@ -79,6 +79,14 @@ class IngestView(generics.GenericAPIView):
                     OpenApiExample(
                         "Unknown sensor in reading 3",
                         value={"readings": {"3": {"sensor": ["Unknown sensor 'x' on machine 'm1'."]}}},
+                    ),
+                    OpenApiExample(
+                        "Value of reading 0 outside its kind's bounds",
+                        value={
+                            "readings": {
+                                "0": {"value": ["Must be between -273.15 and 5000 (°C) for a temperature sensor."]}
+                            }
+                        },
                     ),
                     OpenApiExample("Empty batch", value={"readings": ["A batch needs at least one reading."]}),
                 ],
@@ -377,6 +385,7 @@ class AggregateView(_SensorDataEndpoint):
         units = self.get_serializer_context()["units"]
         buckets = selectors.reading_aggregates(
             sensor_id=sensor.pk,
+            kind=sensor.kind,
             bucket_seconds=selectors.BUCKETS[query["bucket"]],
             since=query["from"],
             until=query["to"],
