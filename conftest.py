@@ -5,6 +5,7 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from apikeys.services import IssuedApiKey, api_key_create
+from core.tests.browser import AdminBrowser, save_failure_artefacts, start_driver
 from tenants.tests.factories import TenantFactory
 from users.models import Role
 from users.tests.factories import DEFAULT_PASSWORD, UserFactory
@@ -131,3 +132,38 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL)"))
         if "celery_worker" in item.keywords and not (on_postgres and has_broker):
             item.add_marker(pytest.mark.skip(reason="needs DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL"))
+
+
+def pytest_configure(config):
+    import os
+
+    # Live servers (the admin over HTTP, the browser suite) listen on loopback, on a free port.
+    os.environ.setdefault("DJANGO_LIVE_TEST_SERVER_ADDRESS", "127.0.0.1")
+
+
+# --- The browser suite (marker `browser`): headless Chromium at a live server ----------------
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    # Keep each phase's report on the test, so the browser fixture knows whether it failed.
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@pytest.fixture(scope="session")
+def _chromium():
+    driver = start_driver()
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def browser(request, _chromium, live_server, transactional_db) -> AdminBrowser:
+    """Headless Chromium at the live server, with no cookies from an earlier test."""
+    _chromium.get(live_server.url + "/healthz")
+    _chromium.delete_all_cookies()
+    yield AdminBrowser(_chromium, live_server.url)
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        path = save_failure_artefacts(_chromium, request.node.nodeid)
+        print(f"browser: screenshot and page of the failure in {path.parent}")

@@ -4,10 +4,21 @@ from users.models import User, normalize_email
 
 
 class EmailBackend(ModelBackend):
-    """Log in by email, in any case; inactive users are refused (ModelBackend's rule)."""
+    """Log in by email, in any case; inactive users are refused (ModelBackend's rule).
 
-    def authenticate(self, request, email: str | None = None, password: str | None = None, **kwargs):
-        email = email or kwargs.get(User.USERNAME_FIELD)
+    The API passes `email=`; Django's own forms (the admin login among them) pass
+    the identifier as `username=` whatever USERNAME_FIELD is, so both are read.
+    """
+
+    def authenticate(
+        self,
+        request,
+        username: str | None = None,
+        password: str | None = None,
+        email: str | None = None,
+        **kwargs,
+    ):
+        email = email or username or kwargs.get(User.USERNAME_FIELD)
         if not email or password is None:
             return None
         try:
