@@ -14,10 +14,20 @@ from users.tokens import token_pair_for
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
-    # Throttle histories and similar live in the cache; tests must not share them.
-    cache.clear()
+    # Throttle histories, rate-limit windows and similar live in the cache and in
+    # process-local state; tests must not share them.
+    from apikeys import observed, ratelimit, redis_store, sampling
+
+    def clear():
+        cache.clear()
+        ratelimit.local_window.clear()
+        sampling.clear()
+        observed.local_buffer.take()
+        redis_store.reset()
+
+    clear()
     yield
-    cache.clear()
+    clear()
 
 
 @pytest.fixture

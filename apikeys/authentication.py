@@ -5,13 +5,20 @@ request carries both). A malformed key (wrong length, alphabet or checksum)
 never reaches the database; a well-formed one costs one indexed query and a
 constant-time comparison (see apikeys.selectors), plus a `last_used_at` write
 at most once a minute per key.
+
+The order of checks is the contract's: the secret (401), revoked, expired
+(401), the network allowlist (403), the request rate (429); scopes are the
+permission classes' (403), the machine scope the views' (400/404) and the
+readings rate ingest's (429). Each check is a small function of its own module
+(apikeys.network, apikeys.ratelimit). Only a request that passes the allowlist
+counts as a use: `last_used_at`, observed addresses, rate counters.
 """
 
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from apikeys import keys, selectors, services
+from apikeys import keys, network, observed, ratelimit, selectors, services
 from apikeys.models import ApiKey
 from core.http import client_ip
 
@@ -32,10 +39,16 @@ class ApiKeyPrincipal:
     is_tenant_admin = False
     role = None
 
-    def __init__(self, api_key: ApiKey):
+    def __init__(self, api_key: ApiKey, rate_check: "ratelimit.RequestCheck | None" = None):
         self.api_key = api_key
         self.pk = self.id = api_key.pk
         self.tenant_id = api_key.tenant_id
+        self.rate_check = rate_check
+
+    @property
+    def machine_ids(self) -> list[str] | None:
+        """The machines this key may touch (ids), or None for every machine of the tenant."""
+        return self.api_key.machine_ids
 
     @property
     def scopes(self) -> list[str]:
@@ -77,8 +90,20 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(REVOKED_KEY, code="api_key_revoked")
         if api_key.is_expired(now):
             raise exceptions.AuthenticationFailed(EXPIRED_KEY, code="api_key_expired")
-        services.api_key_record_use(api_key=api_key, now=now, client_ip=client_ip(request))
-        return ApiKeyPrincipal(api_key), api_key
+        address = client_ip(request)
+        if not network.is_allowed(address, api_key.allowed_cidrs):
+            services.api_key_ip_denied(api_key=api_key, client_ip=address)
+            raise exceptions.PermissionDenied(network.DENIED.format(ip=address))
+        # Past the allowlist, the request is a use of the key, whatever comes next.
+        services.api_key_record_use(api_key=api_key, now=now, client_ip=address)
+        observed.record_use(api_key_id=api_key.pk, client_ip=address)
+        check = ratelimit.check_request(api_key)
+        if api_key.has_rate_limit:
+            # Read by core.middleware.ResponseHeadersMiddleware, so that every answer carries them.
+            request._request.extra_response_headers = ratelimit.headers(check)
+        if not check.outcome.allowed:
+            raise ratelimit.RateLimited(limit=check.outcome.refused_by, unit="requests", wait=check.outcome.retry_after)
+        return ApiKeyPrincipal(api_key, check), api_key
 
     def authenticate_header(self, request) -> str:
         # Makes DRF answer 401 (not 403) to a request without credentials.

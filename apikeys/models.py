@@ -33,6 +33,13 @@ class ApiKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     last_used_ip = models.GenericIPAddressField(null=True, blank=True)
+    # Restrictions (see apikeys.network, apikeys.ratelimit). Machine scope is stored by
+    # machine id (a machine re-created under the same external id is not in scope);
+    # null means every machine of the tenant.
+    machine_ids = models.JSONField(null=True, blank=True, default=None)
+    allowed_cidrs = models.JSONField(default=list, blank=True)
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    readings_per_minute = models.PositiveIntegerField(null=True, blank=True)
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -50,3 +57,29 @@ class ApiKey(models.Model):
 
     def is_expired(self, now=None) -> bool:
         return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+    @property
+    def has_rate_limit(self) -> bool:
+        return self.requests_per_minute is not None or self.readings_per_minute is not None
+
+
+class ObservedIp(models.Model):
+    """Where a key was used from (allowed uses only), to help an admin write its allowlist.
+
+    Written in batches from a buffer (Redis or in-process, see apikeys.observed),
+    never once per request. `network` is an IPv4 address or an IPv6 /64.
+    """
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="observed_ips")
+    network = models.CharField(max_length=64)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    requests = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-last_seen"]
+        verbose_name = "observed IP"
+        constraints = [models.UniqueConstraint(fields=["api_key", "network"], name="apikeys_observed_ip_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.network} ({self.requests})"

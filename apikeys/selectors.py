@@ -17,7 +17,8 @@ def api_key_find_by_secret(*, secret: str) -> ApiKey | None:
     bits and are not unique, hence the loop (almost always over one row).
     """
     # order_by(): the model's default ordering would only add a sort to the hot path.
-    for api_key in ApiKey.objects.filter(prefix=keys.display_prefix(secret)).order_by():
+    # The tenant comes in the same query: its tier caps the key's rate limits.
+    for api_key in ApiKey.objects.filter(prefix=keys.display_prefix(secret)).select_related("tenant").order_by():
         if keys.matches(secret, api_key.key_digest):
             return api_key
     return None

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from apikeys import keys, scopes
+from apikeys import keys, machine_scope, network, ratelimit, sampling, scopes
 from apikeys.models import ApiKey
 from audit.services import audit_record
 from tenants.models import Tenant
@@ -65,6 +65,36 @@ def _clean_expires_at(expires_at: datetime | None, errors: dict[str, list[str]])
         errors["expires_at"] = ["The expiry must be in the future."]
 
 
+def _clean_restrictions(
+    *,
+    tenant: Tenant,
+    machines: list[str] | None = _UNSET,
+    allowed_cidrs: list[str] = _UNSET,
+    rate_limit: dict | None = _UNSET,
+    errors: dict[str, list[str]],
+) -> dict[str, Any]:
+    """The model fields for `machines`, `allowed_cidrs` and `rate_limit` (those given), errors by field."""
+    values: dict[str, Any] = {}
+    if machines is not _UNSET:
+        try:
+            values["machine_ids"] = machine_scope.resolve_machines(tenant_id=tenant.id, value=machines)
+        except ValueError as exc:
+            errors["machines"] = exc.args[0]
+    if allowed_cidrs is not _UNSET:
+        try:
+            values["allowed_cidrs"] = network.parse_allowed_cidrs([] if allowed_cidrs is None else allowed_cidrs)
+        except ValueError as exc:
+            errors["allowed_cidrs"] = exc.args[0]
+    if rate_limit is not _UNSET:
+        try:
+            limits = ratelimit.validate_rate_limit({} if rate_limit is None else rate_limit, tier=tenant.tier)
+        except ValueError as exc:
+            errors["rate_limit"] = exc.args[0]
+        else:
+            values.update(limits)
+    return values
+
+
 def api_key_validate(
     *, name: str, scopes_requested: str | list[str] | None, expires_at: datetime | None
 ) -> tuple[str, list[str]]:
@@ -89,11 +119,31 @@ def api_key_create(
     name: str,
     scopes_requested: str | list[str] | None = None,
     expires_at: datetime | None = None,
+    machines: list[str] | None = None,
+    allowed_cidrs: list[str] | None = None,
+    rate_limit: dict | None = None,
     created_by=None,
     client_ip: str | None = None,
 ) -> IssuedApiKey:
-    """Issue a key. `scopes_requested` may be scope and preset names; None means the default."""
-    name, granted = api_key_validate(name=name, scopes_requested=scopes_requested, expires_at=expires_at)
+    """Issue a key. `scopes_requested` may be scope and preset names; None means the default.
+
+    `machines` (external ids; None = every machine), `allowed_cidrs` (None or
+    [] = anywhere) and `rate_limit` (None = the tier's caps) restrict it.
+    """
+    errors: dict[str, list[str]] = {}
+    try:
+        name, granted = api_key_validate(name=name, scopes_requested=scopes_requested, expires_at=expires_at)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    restrictions = _clean_restrictions(
+        tenant=tenant,
+        machines=machines,
+        allowed_cidrs=allowed_cidrs or [],
+        rate_limit=rate_limit,
+        errors=errors,
+    )
+    if errors:
+        raise ValidationError(errors)
     secret = keys.generate_key()
     api_key = ApiKey.objects.create(
         tenant=tenant,
@@ -103,6 +153,7 @@ def api_key_create(
         scopes=granted,
         expires_at=expires_at,
         created_by=_actor_user(created_by),
+        **restrictions,
     )
     audit_record(
         tenant_id=tenant.id,
@@ -114,6 +165,7 @@ def api_key_create(
             "prefix": api_key.prefix,
             "scopes": granted,
             "expires_at": expires_at.isoformat() if expires_at else None,
+            **{field: value for field, value in restrictions.items() if value not in (None, [])},
         },
         client_ip=client_ip,
     )
@@ -127,14 +179,27 @@ def api_key_update(
     name: str = _UNSET,
     scopes_requested: str | list[str] = _UNSET,
     expires_at: datetime | None = _UNSET,
+    machines: list[str] | None = _UNSET,
+    allowed_cidrs: list[str] = _UNSET,
+    rate_limit: dict | None = _UNSET,
     actor=None,
     client_ip: str | None = None,
 ) -> ApiKey:
-    """Rename a key, change its scopes or expiry (the admin's change form). The secret stays."""
+    """Change a key's name, scopes, expiry or restrictions (PATCH, the admin's change form). The secret stays.
+
+    Only what is given changes; `rate_limit` is replaced as a whole (a member
+    left out is null, the tier's cap).
+    """
     if api_key.is_revoked:
         raise ValidationError("A revoked key cannot be changed.")
     errors: dict[str, list[str]] = {}
-    new_values: dict[str, Any] = {}
+    new_values: dict[str, Any] = _clean_restrictions(
+        tenant=api_key.tenant,
+        machines=machines,
+        allowed_cidrs=allowed_cidrs,
+        rate_limit=rate_limit,
+        errors=errors,
+    )
     if name is not _UNSET:
         new_values["name"] = _clean_name(name, errors)
     if scopes_requested is not _UNSET:
@@ -208,3 +273,25 @@ def api_key_record_use(*, api_key: ApiKey, now: datetime, client_ip: str | None)
     )
     api_key.last_used_at, api_key.last_used_ip = now, client_ip
     return bool(written)
+
+
+IP_DENIED_SAMPLE_SECONDS = 60
+
+
+def api_key_ip_denied(*, api_key: ApiKey, client_ip: str | None) -> bool:
+    """Record that the key was refused for its address: at most once per key per minute; True if recorded.
+
+    A key used from the wrong network is usually a misconfigured gateway that
+    retries every few seconds, so the audit trail gets a sample, not a flood.
+    """
+    if not sampling.first_in(f"ipdenied:{api_key.pk}", seconds=IP_DENIED_SAMPLE_SECONDS):
+        return False
+    audit_record(
+        tenant_id=api_key.tenant_id,
+        action="api_key.ip_denied",
+        actor=None,
+        target=api_key,
+        changes={"ip": client_ip, "allowed_cidrs": list(api_key.allowed_cidrs)},
+        client_ip=client_ip,
+    )
+    return True

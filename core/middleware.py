@@ -46,3 +46,23 @@ class RequestBodyLimitMiddleware:
             if length > limit:
                 return JsonResponse({"detail": f"The request body is larger than {limit} bytes."}, status=413)
         return self.get_response(request)
+
+
+class ResponseHeadersMiddleware:
+    """Adds the headers a request collected on its way (`request.extra_response_headers`) to its answer.
+
+    Whatever answers (the view, an error handler, a 429 from authentication),
+    headers such as an API key's RateLimit-* fields reach the client; core
+    needs to know nothing about who set them.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        extra = getattr(request, "extra_response_headers", None)
+        if extra:
+            for name, value in extra.items():
+                response[name] = value
+        return response

@@ -32,11 +32,12 @@ def machine_list(*, tenant_id: uuid.UUID) -> QuerySet[Machine]:
     return Machine.objects.filter(tenant_id=tenant_id).prefetch_related("sensors")
 
 
-def machine_resolve(*, tenant_id: uuid.UUID, ref: str) -> Machine:
-    """The tenant's machine by id or by external_id (one query).
+def machine_resolve(*, tenant_id: uuid.UUID, ref: str, machine_ids: list[str] | None = None) -> Machine:
+    """The tenant's machine by id or by external_id (one query), within `machine_ids` if given.
 
     An external_id may itself look like a UUID; a machine whose id matches wins.
-    Raises Machine.DoesNotExist, also for another tenant's machine.
+    Raises Machine.DoesNotExist, also for another tenant's machine or one out
+    of a key's scope (the same message: no hint that it exists).
     """
     condition = Q(external_id=ref)
     try:
@@ -45,7 +46,10 @@ def machine_resolve(*, tenant_id: uuid.UUID, ref: str) -> Machine:
         as_id = None
     else:
         condition |= Q(pk=as_id)
-    machines = list(Machine.objects.filter(condition, tenant_id=tenant_id).prefetch_related("sensors")[:2])
+    queryset = Machine.objects.filter(condition, tenant_id=tenant_id)
+    if machine_ids is not None:
+        queryset = queryset.filter(id__in=machine_ids)
+    machines = list(queryset.prefetch_related("sensors")[:2])
     if not machines:
         raise Machine.DoesNotExist(f"Machine {ref!r} not found.")
     machines.sort(key=lambda machine: machine.pk != as_id)
@@ -229,3 +233,20 @@ def heartbeat_latest_per_key() -> QuerySet[AgentHeartbeat]:
     )
     latest_ids = ApiKey.objects.annotate(latest_id=newest_id).filter(latest_id__isnull=False).values("latest_id")
     return AgentHeartbeat.objects.filter(id__in=Subquery(latest_ids))
+
+
+class MachineDirectory:
+    """What apikeys needs to know of machines for machine-scoped keys (registered in telemetry.apps)."""
+
+    def ids_by_external_id(self, *, tenant_id: uuid.UUID, external_ids) -> dict[str, uuid.UUID]:
+        return dict(
+            Machine.objects.filter(tenant_id=tenant_id, external_id__in=list(external_ids)).values_list(
+                "external_id", "id"
+            )
+        )
+
+    def external_ids_by_id(self, *, ids) -> dict[str, str]:
+        return {
+            str(machine_id): external_id
+            for machine_id, external_id in Machine.objects.filter(id__in=list(ids)).values_list("id", "external_id")
+        }

@@ -12,7 +12,7 @@ so they are not written to the audit log (it would double every write).
 import json
 import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -211,14 +211,17 @@ def _parse_batch(readings: Sequence[Any], now_us: int) -> _ParsedBatch:
 
 
 def _sensor_ids_by_name(
-    *, tenant_id: uuid.UUID, machines: Iterable[str]
+    *, tenant_id: uuid.UUID, machines: Iterable[str], machine_ids: list[str] | None = None
 ) -> tuple[set[str], dict[tuple[str, str], tuple[int, str]]]:
-    """The tenant's machines among `machines`, and their sensors' ids and kinds: one query."""
+    """The tenant's machines among `machines` (within `machine_ids` if given), and their sensors' ids and
+    kinds: one query."""
     known_machines: set[str] = set()
     sensor_ids: dict[tuple[str, str], tuple[int, str]] = {}
-    rows = Machine.objects.filter(tenant_id=tenant_id, external_id__in=set(machines)).values_list(
-        "external_id", "sensors__key", "sensors__id", "sensors__kind"
-    )
+    queryset = Machine.objects.filter(tenant_id=tenant_id, external_id__in=set(machines))
+    if machine_ids is not None:
+        # A machine out of a key's scope is, to that key, one that does not exist.
+        queryset = queryset.filter(id__in=machine_ids)
+    rows = queryset.values_list("external_id", "sensors__key", "sensors__id", "sensors__kind")
     for external_id, key, sensor_id, kind in rows:
         known_machines.add(external_id)
         if sensor_id is not None:
@@ -226,13 +229,24 @@ def _sensor_ids_by_name(
     return known_machines, sensor_ids
 
 
-def readings_ingest(*, tenant_id: uuid.UUID, readings: Any) -> int:
+def readings_ingest(
+    *,
+    tenant_id: uuid.UUID,
+    readings: Any,
+    machine_ids: list[str] | None = None,
+    admit: Callable[[int], Callable[[], None] | None] | None = None,
+) -> int:
     """Validate a batch of readings as a whole and store it in one statement.
 
     All or nothing: the first bad reading (in batch order) raises BatchInvalid
     naming its index, and nothing is stored. A reading already stored (same
     sensor and ts), or repeated within the batch, is skipped, the first one
     kept. Returns the number of readings in the batch.
+
+    `machine_ids` limits the batch to those machines (a machine-scoped key):
+    any other is refused exactly as an unknown one. `admit(count)` is called
+    once the batch is valid and before it is stored (a rate limit may refuse
+    it by raising); it may return an undo, called if the batch is not stored.
     """
     if not isinstance(readings, list):
         raise BatchInvalid([NOT_A_LIST])
@@ -253,7 +267,7 @@ def readings_ingest(*, tenant_id: uuid.UUID, readings: Any) -> int:
         and _storable(bad_reading["machine"])
     ):
         names = [*names, bad_reading["machine"]]
-    known_machines, sensor_ids = _sensor_ids_by_name(tenant_id=tenant_id, machines=names)
+    known_machines, sensor_ids = _sensor_ids_by_name(tenant_id=tenant_id, machines=names, machine_ids=machine_ids)
     resolved: list[int] = []
     for index, (machine, sensor, value) in enumerate(zip(batch.machines, batch.sensors, batch.values, strict=True)):
         found = sensor_ids.get((machine, sensor))
@@ -283,11 +297,18 @@ def readings_ingest(*, tenant_id: uuid.UUID, readings: Any) -> int:
                         errors["value"] = [out_of_range_message(kind)]
         raise BatchInvalid(errors, index=batch.first_bad)
 
+    undo = admit(len(readings)) if admit is not None else None
     try:
         _insert_readings(tenant_id=tenant_id, sensor_ids=resolved, micros=batch.micros, values=batch.values)
     except IntegrityError:
+        if undo is not None:
+            undo()
         # Only the sensor foreign key can fail (conflicts are skipped): deleted since resolved.
         raise BatchConflict() from None
+    except BaseException:
+        if undo is not None:
+            undo()
+        raise
     return len(readings)
 
 

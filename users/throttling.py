@@ -9,10 +9,15 @@ import hashlib
 
 from rest_framework.throttling import SimpleRateThrottle
 
+from core.http import client_ip
 from users.models import normalize_email
 
 
 class FailedLoginThrottle(SimpleRateThrottle):
+    def get_ident(self, request) -> str:
+        # DRF's own get_ident believes any X-Forwarded-For; the one client address function does not.
+        return client_ip(request) or "unknown"
+
     def allow_request(self, request, view) -> bool:
         self.key = self.get_cache_key(request, view)
         if self.rate is None or self.key is None:

@@ -1,8 +1,8 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apikeys import scopes
-from apikeys.models import ApiKey
+from apikeys import machine_scope, network, scopes
+from apikeys.models import ApiKey, ObservedIp
 from core.serializers import StrictSerializer
 
 _SCOPE_OR_PRESET = {"type": "string", "enum": [*scopes.SCOPES, *scopes.PRESETS]}
@@ -34,15 +34,153 @@ class ScopesField(serializers.Field):
         return value
 
 
+@extend_schema_field(
+    {
+        "type": "array",
+        "nullable": True,
+        "items": {"type": "string"},
+        "description": (
+            "Machine external ids the key is limited to; null = every machine of the tenant. An empty "
+            "list, or an id that is not a machine of your tenant, is a 400. Stored by machine id: a machine "
+            "re-created under the same external id is not in scope. Out of scope, ingest answers as for an "
+            "unknown machine (400) and machine and sensor-data reads 404."
+        ),
+    }
+)
+class MachinesField(serializers.Field):
+    """Null or a list of strings; which machines exist is the service's rule."""
+
+    default_error_messages = {"invalid": machine_scope.NOT_A_LIST}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, list) and all(isinstance(item, str) for item in data):
+            return data
+        self.fail("invalid")
+
+    def to_representation(self, value):
+        return value
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {"type": "string", "example": "10.20.0.0/16"},
+        "maxItems": network.MAX_ALLOWED_CIDRS,
+        "description": (
+            f"IPv4 and IPv6 networks the key may be used from (at most {network.MAX_ALLOWED_CIDRS}); empty = "
+            "anywhere. A bare address means /32 or /128; host bits set (`10.0.0.1/8`) or bad notation is a "
+            "400. Stored normalised and de-duplicated. An IPv4-mapped IPv6 client matches IPv4 networks. "
+            'A use from elsewhere is a 403 `{"detail": "API key is not allowed from <ip>."}`.'
+        ),
+    }
+)
+class AllowedCidrsField(serializers.Field):
+    default_error_messages = {"invalid": network.NOT_A_LIST}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, list):
+            return data  # entries are checked (with their own messages) by apikeys.network
+        self.fail("invalid")
+
+    def to_representation(self, value):
+        return value
+
+
+class RateLimitSerializer(serializers.Serializer):
+    """Per-minute limits of one key: null = the tier's cap (see HALTLESS_TIER_RATE_CAPS)."""
+
+    requests_per_minute = serializers.IntegerField(allow_null=True, min_value=1)
+    readings_per_minute = serializers.IntegerField(allow_null=True, min_value=1)
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "nullable": True,
+        "properties": {
+            "requests_per_minute": {"type": "integer", "nullable": True, "minimum": 1},
+            "readings_per_minute": {"type": "integer", "nullable": True, "minimum": 1},
+        },
+        "additionalProperties": False,
+        "description": (
+            "Per-key limits over a sliding 60-second window; null (or a member left out) = the tier's cap, "
+            "above the cap is a 400. Past them: 429 with `Retry-After`. With a limit set, every answer "
+            "carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (the request window)."
+        ),
+    }
+)
+class RateLimitField(serializers.Field):
+    default_error_messages = {"invalid": 'Expected {"requests_per_minute": n|null, "readings_per_minute": n|null}.'}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            return data  # members are checked by apikeys.ratelimit against the tier
+        self.fail("invalid")
+
+    def to_representation(self, value):
+        return value
+
+
 class ApiKeyCreateInputSerializer(StrictSerializer):
-    """A new key: a name, optional scopes (default `["ingest", "agent"]`), an optional future expiry."""
+    """A new key: a name, optional scopes (default `["ingest", "agent"]`), an optional future expiry, restrictions."""
 
     name = serializers.CharField(max_length=ApiKey._meta.get_field("name").max_length)
     scopes = ScopesField(required=False)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    machines = MachinesField(required=False)
+    allowed_cidrs = AllowedCidrsField(required=False)
+    rate_limit = RateLimitField(required=False)
 
 
-class ApiKeyOutputSerializer(serializers.ModelSerializer):
+class ApiKeyUpdateInputSerializer(StrictSerializer):
+    """What PATCH may change; only the fields given change."""
+
+    name = serializers.CharField(max_length=ApiKey._meta.get_field("name").max_length, required=False)
+    scopes = ScopesField(required=False)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    machines = MachinesField(required=False)
+    allowed_cidrs = AllowedCidrsField(required=False)
+    rate_limit = RateLimitField(required=False)
+
+
+def rate_limit_of(api_key: ApiKey) -> dict:
+    return {"requests_per_minute": api_key.requests_per_minute, "readings_per_minute": api_key.readings_per_minute}
+
+
+class _RestrictionsMixin(serializers.Serializer):
+    machines = serializers.SerializerMethodField()
+    allowed_cidrs = serializers.ListField(child=serializers.CharField(), read_only=True)
+    rate_limit = serializers.SerializerMethodField()
+
+    def _api_key(self, obj) -> ApiKey:
+        return obj
+
+    @extend_schema_field(MachinesField)
+    def get_machines(self, obj) -> list[str] | None:
+        api_key = self._api_key(obj)
+        names = self.context.get("machine_names")
+        if names is None:
+            names = machine_scope.external_ids([api_key.machine_ids])
+        return machine_scope.scope_as_external_ids(api_key.machine_ids, names)
+
+    @extend_schema_field(RateLimitSerializer)
+    def get_rate_limit(self, obj) -> dict:
+        return rate_limit_of(self._api_key(obj))
+
+
+class ApiKeyOutputSerializer(_RestrictionsMixin, serializers.ModelSerializer):
     """A key as lists show it: the prefix, never the secret or its digest."""
 
     tenant_id = serializers.UUIDField(read_only=True)
@@ -50,11 +188,33 @@ class ApiKeyOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "prefix", "scopes", "tenant_id", "created_at", "expires_at", "last_used_at"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "scopes",
+            "tenant_id",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "last_used_ip",
+            "machines",
+            "allowed_cidrs",
+            "rate_limit",
+        ]
         read_only_fields = fields
 
 
-class ApiKeyCreatedSerializer(serializers.Serializer):
+class ObservedIpSerializer(serializers.ModelSerializer):
+    ip = serializers.CharField(source="network", help_text="An IPv4 address, or an IPv6 /64 network.")
+
+    class Meta:
+        model = ObservedIp
+        fields = ["ip", "first_seen", "last_seen", "requests"]
+        read_only_fields = fields
+
+
+class ApiKeyCreatedSerializer(_RestrictionsMixin, serializers.Serializer):
     """The create response, built from an IssuedApiKey: the only one that carries `key`."""
 
     id = serializers.UUIDField(source="api_key.id")
@@ -65,3 +225,7 @@ class ApiKeyCreatedSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField(source="api_key.created_at")
     prefix = serializers.CharField(source="api_key.prefix")
     expires_at = serializers.DateTimeField(source="api_key.expires_at", allow_null=True)
+    allowed_cidrs = serializers.ListField(child=serializers.CharField(), source="api_key.allowed_cidrs")
+
+    def _api_key(self, obj) -> ApiKey:
+        return obj.api_key

@@ -12,8 +12,12 @@ from core.permissions import ADMIN_REQUIRED, USER_LOGIN_REQUIRED
 from core.serializers import UNKNOWN_FIELD
 
 URL = "/api/v1/settings/api-keys"
-LIST_FIELDS = {"id", "name", "prefix", "scopes", "tenant_id", "created_at", "expires_at", "last_used_at"}
-CREATED_FIELDS = {"id", "name", "key", "scopes", "tenant_id", "created_at", "prefix", "expires_at"}
+RESTRICTIONS = {"machines", "allowed_cidrs", "rate_limit"}
+LIST_FIELDS = {
+    "id", "name", "prefix", "scopes", "tenant_id", "created_at", "expires_at", "last_used_at", "last_used_ip",
+    *RESTRICTIONS,
+}  # fmt: skip
+CREATED_FIELDS = {"id", "name", "key", "scopes", "tenant_id", "created_at", "prefix", "expires_at", *RESTRICTIONS}
 # The project URLs plus probe endpoints that declare scopes, to use the keys created here.
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("apikeys.tests.urls")]
 
@@ -48,6 +52,10 @@ class TestList:
                 "created_at": iso(api_key.api_key.created_at),
                 "expires_at": None,
                 "last_used_at": None,
+                "last_used_ip": None,
+                "machines": None,
+                "allowed_cidrs": [],
+                "rate_limit": {"requests_per_minute": None, "readings_per_minute": None},
             }
         ]
         assert api_key.secret not in response.content.decode()
@@ -120,6 +128,9 @@ class TestCreate:
             "created_at": iso(api_key.created_at),
             "prefix": body["key"][:12],
             "expires_at": "2099-04-04T00:00:00Z",
+            "machines": None,
+            "allowed_cidrs": [],
+            "rate_limit": {"requests_per_minute": None, "readings_per_minute": None},
         }
         assert keys.is_well_formed(body["key"])
         assert api_key.key_digest == keys.digest(body["key"])

@@ -181,6 +181,11 @@ MATRIX: list[Row] = [
         body={"name": "matrix key", "scopes": "read_only"}, audit="api_key.create"),
     row("DELETE", "/settings/api-keys/{key_id}",    401, 403, 403, 204, 404,  403, 403, 403, 403, 403, 403, 401, 401,
         audit="api_key.revoke"),
+    row("GET", "/settings/api-keys/{key_id}",       401, 200, 200, 200, 404,  403, 403, 403, 403, 403, 403, 401, 401),
+    row("PATCH", "/settings/api-keys/{key_id}",     401, 403, 403, 200, 404,  403, 403, 403, 403, 403, 403, 401, 401,
+        body={"name": "matrix renamed", "allowed_cidrs": ["10.20.0.0/16"]}, audit="api_key.update"),
+    row("GET", "/settings/api-keys/{key_id}/observed-ips",
+                                                    401, 403, 403, 200, 404,  403, 403, 403, 403, 403, 403, 401, 401),
     # --- tenant settings ----------------------------------------------------------------------------
     row("GET", "/me",                               401, 200, 200, 200, 200,  403, 403, 403, 403, 403, 403, 401, 401),
     row("GET", "/settings/role-permissions",        401, 200, 200, 200, 200,  403, 403, 403, 403, 403, 403, 401, 401),

@@ -4,6 +4,7 @@ This is the one place that reads the environment. The other settings modules
 (local, test, production) only adjust what is read here.
 """
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,6 +26,20 @@ AI_PROBE_ALLOW_LOOPBACK = env.bool("AI_PROBE_ALLOW_LOOPBACK", default=False)
 _PROXY_SSL_HEADER = env.str("DJANGO_SECURE_PROXY_SSL_HEADER", default="")
 RETENTION_DAILY_HOUR = env.int("RETENTION_DAILY_HOUR", default=3)
 LOG_LEVEL = env.str("DJANGO_LOG_LEVEL", default="INFO")
+# Reverse proxies whose X-Forwarded-For is believed (comma-separated networks); none by default.
+_TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+
+
+def _networks(entries: list[str], variable: str) -> list[str]:
+    try:
+        return [str(ipaddress.ip_network(entry.strip())) for entry in entries if entry.strip()]
+    except ValueError as exc:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"{variable}: {exc}") from None
+
+
+TRUSTED_PROXIES = _networks(_TRUSTED_PROXIES, "TRUSTED_PROXIES")
 
 # --- Applications -------------------------------------------------------------
 INSTALLED_APPS = [
@@ -51,6 +66,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "core.middleware.ResponseHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.middleware.OptionalTrailingSlashMiddleware",
     "core.middleware.RequestBodyLimitMiddleware",
@@ -214,6 +230,16 @@ CELERY_BEAT_SCHEDULE = {
 # Tenant tiers and their retention windows, in days.
 HALTLESS_TIERS = {"free": 7, "starter": 30, "professional": 90, "enterprise": 365}
 HALTLESS_DEFAULT_TIER = "free"
+# Per-tier caps of API-key rate limits, per minute, for each key and for all of a tenant's keys together.
+HALTLESS_TIER_RATE_CAPS = {
+    "free": {"requests_per_minute": 600, "readings_per_minute": 100_000},
+    "starter": {"requests_per_minute": 3_000, "readings_per_minute": 500_000},
+    "professional": {"requests_per_minute": 12_000, "readings_per_minute": 2_000_000},
+    "enterprise": {"requests_per_minute": 60_000, "readings_per_minute": 10_000_000},
+}
+# The Redis that API-key rate limits and observed addresses share across processes (the broker's, when it
+# is a Redis); empty: each process counts alone.
+HALTLESS_REDIS_URL = CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
 # The models of the Haltless-hosted AI provider ("platform"), as GET /settings/ai/models lists them.
 HALTLESS_PLATFORM_AI_MODELS = ["haltless-standard", "haltless-advanced"]
 

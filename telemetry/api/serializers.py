@@ -59,11 +59,20 @@ class IngestErrorSerializer(serializers.Serializer):
 # --- Heartbeat ------------------------------------------------------------------------
 
 
+class HeartbeatLimitsSerializer(serializers.Serializer):
+    requests_per_minute = serializers.IntegerField()
+    readings_per_minute = serializers.IntegerField()
+
+
 class HeartbeatSerializer(serializers.Serializer):
     status = serializers.CharField()
     server_time = serializers.DateTimeField()
     tenant_id = serializers.UUIDField()
     key_id = serializers.UUIDField()
+    limits = HeartbeatLimitsSerializer(help_text="The key's effective rate limits (its own, capped by the tier).")
+    backoff_seconds = serializers.IntegerField(
+        help_text="How long to wait before the next call: 0 unless the key is at one of its limits."
+    )
 
 
 # --- Machines -------------------------------------------------------------------------

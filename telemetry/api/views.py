@@ -12,6 +12,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
+from apikeys import ratelimit
 from core.exceptions import Conflict
 from core.http import client_ip
 from core.pagination import NewestFirstCursorPagination, StandardPageNumberPagination
@@ -95,13 +96,36 @@ class IngestView(generics.GenericAPIView):
             403: DETAIL,
             409: OpenApiResponse(DETAIL.response, description="A sensor of the batch was deleted meanwhile."),
             413: DETAIL,
+            429: OpenApiResponse(
+                DETAIL.response,
+                description=(
+                    "The key's (or its tenant's) requests or readings per minute would be passed; nothing of "
+                    "the batch is stored. `Retry-After` says when to retry."
+                ),
+            ),
         },
     )
     def post(self, request):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        readings = serializer.validated_data["readings"]
+        api_key = request.user.api_key
+        limits = ratelimit.effective_limits(api_key)
+        if isinstance(readings, list) and len(readings) > limits.readings_per_minute:
+            # Could never pass, so retrying it would be pointless: a 400, not a 429.
+            raise ValidationError({"readings": [ratelimit.BATCH_TOO_LARGE.format(limit=limits.readings_per_minute)]})
+
+        def admit(count: int):
+            reservation = ratelimit.reserve_readings(api_key, count)
+            return lambda: ratelimit.release_readings(reservation)
+
         try:
-            accepted = readings_ingest(tenant_id=request.user.tenant_id, readings=serializer.validated_data["readings"])
+            accepted = readings_ingest(
+                tenant_id=request.user.tenant_id,
+                readings=readings,
+                machine_ids=request.user.machine_ids,
+                admit=admit,
+            )
         except BatchInvalid as exc:
             errors = exc.errors if exc.index is None else {str(exc.index): exc.errors}
             raise ValidationError({"readings": errors}) from None
@@ -123,7 +147,8 @@ class HeartbeatView(generics.GenericAPIView):
         summary="Edge agent heartbeat",
         description=(
             "Records that the agent is alive (visible in the admin) and answers with the server's time, "
-            "so an agent can check its clock. The optional headers are stored with the heartbeat. "
+            "so an agent can check its clock, its key's effective rate `limits` and `backoff_seconds` "
+            "(0 unless the key is at a limit). The optional headers are stored with the heartbeat. "
             "JWT users get 403."
         ),
         parameters=[
@@ -145,11 +170,14 @@ class HeartbeatView(generics.GenericAPIView):
             hostname=request.headers.get("X-Agent-Hostname", ""),
             client_ip=client_ip(request),
         )
+        check = request.user.rate_check
         data = {
             "status": "ok",
             "server_time": heartbeat.received_at,
             "tenant_id": heartbeat.tenant_id,
             "key_id": heartbeat.api_key_id,
+            "limits": check.limits.as_dict(),
+            "backoff_seconds": ratelimit.backoff_seconds(check),
         }
         return Response(self.get_serializer(data).data)
 
@@ -182,11 +210,22 @@ class _UnitsContextMixin:
         return context
 
 
+def machine_scope(request) -> list[str] | None:
+    """The machine ids a machine-scoped API key may see; None for every machine of the tenant."""
+    return getattr(request.user, "machine_ids", None)
+
+
 class _MachineEndpoint(_UnitsContextMixin, TenantScopedMixin):
     queryset = Machine.objects.prefetch_related("sensors")
     serializer_class = MachineOutputSerializer
     permission_classes = [ApiAccess]
     required_scope = "read:machines"
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        scope = machine_scope(self.request)
+        # Out of a key's scope is not found (404), exactly like another tenant's machine.
+        return queryset if scope is None else queryset.filter(id__in=scope)
 
 
 @extend_schema(
@@ -281,7 +320,11 @@ class _SensorDataEndpoint(_UnitsContextMixin, generics.GenericAPIView):
 
     def get_machine(self) -> Machine:
         try:
-            return selectors.machine_resolve(tenant_id=request_tenant_id(self.request), ref=self.get_query()["machine"])
+            return selectors.machine_resolve(
+                tenant_id=request_tenant_id(self.request),
+                ref=self.get_query()["machine"],
+                machine_ids=machine_scope(self.request),
+            )
         except Machine.DoesNotExist as exc:
             raise NotFound(str(exc)) from None
 

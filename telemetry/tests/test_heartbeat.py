@@ -17,8 +17,11 @@ class TestHeartbeat:
         response = key_client.get(URL)
         assert response.status_code == 200
         body = response.json()
-        assert set(body) == {"status", "server_time", "tenant_id", "key_id"}
+        assert set(body) == {"status", "server_time", "tenant_id", "key_id", "limits", "backoff_seconds"}
         assert body["status"] == "ok"
+        # The tier's caps (the fixture tenant is on the professional tier), no backoff.
+        assert body["limits"] == {"requests_per_minute": 12_000, "readings_per_minute": 2_000_000}
+        assert body["backoff_seconds"] == 0
         assert body["tenant_id"] == str(tenant.id)
         assert body["key_id"] == str(api_key.api_key.id)
         server_time = parse_datetime(body["server_time"])

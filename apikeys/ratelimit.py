@@ -1,0 +1,339 @@
+"""Per-key rate limits: a sliding 60-second window per key id, capped by the tenant's tier.
+
+Counting happens in one-second buckets (a hash of second -> count per key and
+per tenant); the window is the last 60 buckets. In Redis a Lua script checks
+every limit and counts in one atomic step, so parallel requests on any number
+of processes never both take the last slot. Without a Redis (the embedded
+mode), or while it is unreachable, each process counts alone under a lock:
+limits are then enforced per process (issue 21), never lifted, never a 500.
+
+What a request does is counted only when it is let through; a refused request
+costs its sender nothing but time.
+"""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from rest_framework import exceptions
+
+from apikeys import redis_store
+
+logger = logging.getLogger(__name__)
+
+WINDOW_SECONDS = 60
+EXCEEDED = "API key rate limit exceeded: {limit} {unit} per minute."
+BATCH_TOO_LARGE = "A batch may hold at most {limit} readings for this key (its readings_per_minute)."
+FIELDS = ("requests_per_minute", "readings_per_minute")
+
+
+class RateLimited(exceptions.APIException):
+    status_code = 429
+    default_code = "rate_limited"
+
+    def __init__(self, *, limit: int, unit: str, wait: int):
+        super().__init__(EXCEEDED.format(limit=f"{limit:,}", unit=unit))
+        self.wait = max(1, int(wait))  # DRF's handler turns it into Retry-After
+
+
+@dataclass(frozen=True)
+class Limits:
+    requests_per_minute: int
+    readings_per_minute: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"requests_per_minute": self.requests_per_minute, "readings_per_minute": self.readings_per_minute}
+
+
+def tier_caps(tier: str) -> Limits:
+    caps = (
+        settings.HALTLESS_TIER_RATE_CAPS.get(tier) or settings.HALTLESS_TIER_RATE_CAPS[settings.HALTLESS_DEFAULT_TIER]
+    )
+    return Limits(caps["requests_per_minute"], caps["readings_per_minute"])
+
+
+def effective_limits(api_key) -> Limits:
+    """The key's own limits, null meaning its tier's cap (and never above it)."""
+    caps = tier_caps(api_key.tenant.tier)
+    return Limits(
+        min(api_key.requests_per_minute or caps.requests_per_minute, caps.requests_per_minute),
+        min(api_key.readings_per_minute or caps.readings_per_minute, caps.readings_per_minute),
+    )
+
+
+def validate_rate_limit(value: object, *, tier: str) -> dict[str, int | None]:
+    """`rate_limit` from a request: the two per-minute values (a missing one is null).
+
+    Raises ValueError with the messages (unknown member, not a positive whole
+    number, above the tier's cap).
+    """
+    if not isinstance(value, dict):
+        raise ValueError(['Expected {"requests_per_minute": n|null, "readings_per_minute": n|null}.'])
+    problems: list[str] = [
+        f"{name!r} is not a rate limit; use {' or '.join(FIELDS)}." for name in value if name not in FIELDS
+    ]
+    caps = tier_caps(tier).as_dict()
+    cleaned: dict[str, int | None] = {}
+    for name in FIELDS:
+        given = value.get(name)
+        if given is None:
+            cleaned[name] = None
+        elif type(given) is not int or given < 1:
+            problems.append(f"{name}: must be a whole number of at least 1, or null for the tier's cap.")
+        elif given > caps[name]:
+            problems.append(f"{name}: at most {caps[name]:,} on the {tier} tier.")
+        else:
+            cleaned[name] = given
+    if problems:
+        raise ValueError(problems)
+    return cleaned
+
+
+@dataclass(frozen=True)
+class Outcome:
+    allowed: bool
+    limit: int  # the key's effective limit of this kind
+    count: int  # the key's count in the window (after this one, if allowed)
+    reset: int  # seconds until the key's window frees room
+    refused_by: int | None = None  # the limit that refused it (the key's, or the tenant's cap)
+    retry_after: int = 0
+    bucket: int | None = None  # the second it was counted in (to give it back)
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.count)
+
+
+# --- The in-process counter (embedded mode, and Redis down) -----------------------------
+
+
+class LocalWindow:
+    """The Redis script's algorithm for one process, under one lock."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._windows: dict[str, dict[int, int]] = {}
+
+    def _load(self, name: str, now: int) -> tuple[int, list[tuple[int, int]]]:
+        window = self._windows.get(name)
+        if not window:
+            return 0, []
+        for second in [s for s in window if s <= now - WINDOW_SECONDS]:
+            del window[second]
+        buckets = sorted(window.items())
+        return sum(count for _, count in buckets), buckets
+
+    def hit(self, names: list[str], limits: list[int], cost: int, peek: list[str] = ()) -> list[int]:
+        now = int(time.time())
+        with self._lock:
+            loaded = [self._load(name, now) for name in names]
+            for index, ((total, buckets), limit) in enumerate(zip(loaded, limits, strict=True)):
+                if total + cost > limit:
+                    counts = [total for total, _ in loaded]
+                    return [
+                        0,
+                        index + 1,
+                        _wait(buckets, total, cost, limit, now),
+                        _reset(buckets, now),
+                        *counts,
+                        *[self._load(p, now)[0] for p in peek],
+                    ]
+            for name in names:
+                window = self._windows.setdefault(name, {})
+                window[now] = window.get(now, 0) + cost
+            first = loaded[0][1] if loaded else []
+            counts = [total + cost for total, _ in loaded]
+            reset = _reset([*first, (now, cost)], now)
+            return [1, 0, 0, reset, *counts, *[self._load(p, now)[0] for p in peek], now]
+
+    def refund(self, names: list[str], bucket: int, cost: int) -> None:
+        with self._lock:
+            for name in names:
+                window = self._windows.get(name)
+                if window and bucket in window:
+                    window[bucket] = max(0, window[bucket] - cost)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._windows.clear()
+
+
+def _wait(buckets: list[tuple[int, int]], total: int, need: int, limit: int, now: int) -> int:
+    freed = 0
+    for second, count in buckets:
+        freed += count
+        if total - freed + need <= limit:
+            return second + WINDOW_SECONDS - now
+    return WINDOW_SECONDS
+
+
+def _reset(buckets: list[tuple[int, int]], now: int) -> int:
+    return (min(second for second, _ in buckets) + WINDOW_SECONDS - now) if buckets else 0
+
+
+local_window = LocalWindow()
+
+# Check every limit in KEYS[1..n] (limits in ARGV[3..]) for a cost of ARGV[1]; count it in all
+# of them only if all allow it. KEYS[n+1..] are only read. Answers:
+# {allowed, index of the refusing limit, retry_after, reset of KEYS[1], counts..., peeked..., bucket}
+HIT_SCRIPT = """
+local now = tonumber(redis.call('TIME')[1])
+local cost = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local function load(key)
+  local data = redis.call('HGETALL', key)
+  local total, buckets = 0, {}
+  for i = 1, #data, 2 do
+    local second = tonumber(data[i])
+    if second <= now - 60 then
+      redis.call('HDEL', key, data[i])
+    else
+      local count = tonumber(data[i + 1])
+      total = total + count
+      buckets[#buckets + 1] = {second, count}
+    end
+  end
+  table.sort(buckets, function(a, b) return a[1] < b[1] end)
+  return total, buckets
+end
+local function reset(buckets)
+  if #buckets == 0 then return 0 end
+  return buckets[1][1] + 60 - now
+end
+local totals, all = {}, {}
+for i = 1, n do
+  local total, buckets = load(KEYS[i])
+  totals[i], all[i] = total, buckets
+end
+local peeked = {}
+for i = n + 1, #KEYS do
+  local total = load(KEYS[i])
+  peeked[#peeked + 1] = total
+end
+for i = 1, n do
+  local limit = tonumber(ARGV[2 + i])
+  if totals[i] + cost > limit then
+    local freed, wait = 0, 60
+    for _, bucket in ipairs(all[i]) do
+      freed = freed + bucket[2]
+      if totals[i] - freed + cost <= limit then wait = bucket[1] + 60 - now; break end
+    end
+    local answer = {0, i, wait, reset(all[1])}
+    for j = 1, n do answer[#answer + 1] = totals[j] end
+    for _, total in ipairs(peeked) do answer[#answer + 1] = total end
+    return answer
+  end
+end
+for i = 1, n do
+  redis.call('HINCRBY', KEYS[i], now, cost)
+  redis.call('EXPIRE', KEYS[i], 61)
+end
+local first = all[1]
+local answer = {1, 0, 0, (#first > 0) and reset(first) or 60}
+for j = 1, n do answer[#answer + 1] = totals[j] + cost end
+for _, total in ipairs(peeked) do answer[#answer + 1] = total end
+answer[#answer + 1] = now
+return answer
+"""
+
+REFUND_SCRIPT = """
+for i = 1, #KEYS do
+  if redis.call('HEXISTS', KEYS[i], ARGV[1]) == 1 then
+    local left = redis.call('HINCRBY', KEYS[i], ARGV[1], -tonumber(ARGV[2]))
+    if left <= 0 then redis.call('HDEL', KEYS[i], ARGV[1]) end
+  end
+end
+return 1
+"""
+
+
+def _names(kind: str, api_key) -> list[str]:
+    return [f"rl:{kind}:key:{api_key.pk}", f"rl:{kind}:tenant:{api_key.tenant_id}"]
+
+
+def _hit(names: list[str], limits: list[int], cost: int, peek: list[str] = ()) -> list[int]:
+    """One atomic check-and-count: in Redis when it answers, else in this process."""
+    answer = redis_store.run(HIT_SCRIPT, keys=[*names, *peek], args=[cost, len(names), *limits])
+    if answer is None:
+        return local_window.hit(names, limits, cost, list(peek))
+    return [int(value) for value in answer]
+
+
+def _outcome(answer: list[int], *, limits: list[int]) -> Outcome:
+    allowed, refused_index, retry_after, reset = answer[:4]
+    count = answer[4]
+    bucket = answer[-1] if allowed else None
+    return Outcome(
+        allowed=bool(allowed),
+        limit=limits[0],
+        count=count,
+        reset=max(0, reset),
+        refused_by=limits[refused_index - 1] if refused_index else None,
+        retry_after=retry_after,
+        bucket=bucket,
+    )
+
+
+@dataclass(frozen=True)
+class RequestCheck:
+    outcome: Outcome
+    limits: Limits
+    readings_in_window: int
+
+
+def check_request(api_key) -> RequestCheck:
+    """Count one request of `api_key` (and of its tenant); raise RateLimited past either limit."""
+    limits = effective_limits(api_key)
+    tenant_cap = tier_caps(api_key.tenant.tier)
+    names = _names("rq", api_key)
+    peek = [_names("rd", api_key)[0]]
+    answer = _hit(names, [limits.requests_per_minute, tenant_cap.requests_per_minute], 1, peek)
+    outcome = _outcome(answer, limits=[limits.requests_per_minute, tenant_cap.requests_per_minute])
+    return RequestCheck(outcome=outcome, limits=limits, readings_in_window=answer[6])
+
+
+@dataclass(frozen=True)
+class ReadingsReservation:
+    names: list[str]
+    bucket: int
+    cost: int
+
+
+def reserve_readings(api_key, count: int) -> ReadingsReservation:
+    """Count `count` readings of `api_key` before they are stored; RateLimited if they would pass a limit."""
+    limits = effective_limits(api_key)
+    tenant_cap = tier_caps(api_key.tenant.tier)
+    names = _names("rd", api_key)
+    caps = [limits.readings_per_minute, tenant_cap.readings_per_minute]
+    outcome = _outcome(_hit(names, caps, count), limits=caps)
+    if not outcome.allowed:
+        raise RateLimited(limit=outcome.refused_by, unit="readings", wait=outcome.retry_after)
+    return ReadingsReservation(names=names, bucket=outcome.bucket, cost=count)
+
+
+def release_readings(reservation: ReadingsReservation) -> None:
+    """Give back readings counted for a batch that was not stored after all."""
+    if redis_store.run(REFUND_SCRIPT, keys=reservation.names, args=[reservation.bucket, reservation.cost]) is None:
+        local_window.refund(reservation.names, reservation.bucket, reservation.cost)
+
+
+def backoff_seconds(check: RequestCheck) -> int:
+    """How long an agent should wait before its next call: 0 unless the key is at a limit."""
+    wait = 0
+    if check.outcome.remaining == 0:
+        wait = check.outcome.reset
+    if check.readings_in_window >= check.limits.readings_per_minute:
+        wait = max(wait, WINDOW_SECONDS)
+    return int(wait)
+
+
+def headers(check: RequestCheck) -> dict[str, str]:
+    """The RateLimit-* headers of the request window (IETF draft fields)."""
+    outcome = check.outcome
+    return {
+        "RateLimit-Limit": str(outcome.limit),
+        "RateLimit-Remaining": str(outcome.remaining),
+        "RateLimit-Reset": str(outcome.reset),
+    }
