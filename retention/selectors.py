@@ -1,15 +1,96 @@
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
-from telemetry.models import AgentHeartbeat, SensorReading
+from django.conf import settings
+from django.db import connection
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from retention import policies
+from retention.models import RetentionHold
+from telemetry.models import AgentHeartbeat, SensorReading, SensorRollup
+from tenants.models import Tenant
 
 # The runs listed by the API: enough history to see what happened, bounded.
 RUN_LIST_LIMIT = 100
 
 
-def retention_expired_counts(*, tenant_id: UUID, cutoff: datetime) -> dict[str, int]:
-    """What a run with `cutoff` would delete (the dry run): rows strictly older than it."""
+def _rollups_expired(*, tenant_id: UUID, cutoff: datetime) -> int:
+    """Rollups whose whole bucket ends at or before `cutoff` (what a run deletes)."""
+    total = 0
+    for bucket in SensorRollup.Bucket:
+        bound = cutoff - timedelta(seconds=int(bucket)) + timedelta(microseconds=1)
+        total += SensorRollup.objects.filter(tenant_id=tenant_id, bucket=bucket, start__lt=bound).count()
+    return total
+
+
+def _held_expired_readings(*, tenant_id: UUID, cutoff: datetime) -> int:
+    """Readings older than `cutoff` that an active hold keeps: one COUNT on the (tenant, ts) index."""
+    holds = policies.active_holds(tenant_id=tenant_id)
+    if not holds:
+        return 0
+    qn = connection.ops.quote_name
+    meta = SensorReading._meta
+    held, held_params = policies.held_sql(holds=holds, ts_column=qn("ts"), sensor_column=qn("sensor_id"))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {qn(meta.db_table)} WHERE {qn('tenant_id')} = %s AND {qn('ts')} < %s AND {held}",  # noqa: S608
+            [
+                meta.get_field("tenant").get_db_prep_value(tenant_id, connection),
+                connection.ops.adapt_datetimefield_value(cutoff),
+                *held_params,
+            ],
+        )
+        return cursor.fetchone()[0]
+
+
+def retention_expired_counts(*, tenant_id: UUID, cutoffs: dict[str, datetime]) -> dict[str, dict[str, int]]:
+    """What a run with `cutoffs` would delete, and the expired readings holds keep: exact counts."""
+    expired_readings = SensorReading.objects.filter(tenant_id=tenant_id, ts__lt=cutoffs["readings"]).count()
+    held = _held_expired_readings(tenant_id=tenant_id, cutoff=cutoffs["readings"]) if expired_readings else 0
     return {
-        "readings": SensorReading.objects.filter(tenant_id=tenant_id, ts__lt=cutoff).count(),
-        "heartbeats": AgentHeartbeat.objects.filter(tenant_id=tenant_id, received_at__lt=cutoff).count(),
+        "would_delete": {
+            "readings": expired_readings - held,
+            "heartbeats": AgentHeartbeat.objects.filter(
+                tenant_id=tenant_id, received_at__lt=cutoffs["heartbeats"]
+            ).count(),
+            "rollups": _rollups_expired(tenant_id=tenant_id, cutoff=cutoffs["rollups"]),
+        },
+        "held": {"readings": held},
     }
+
+
+def next_scheduled_run(*, now: datetime) -> datetime | None:
+    """When the daily retention job runs next (from the beat schedule), or None if it is not scheduled."""
+    entry = settings.CELERY_BEAT_SCHEDULE.get("retention-daily")
+    if entry is None:
+        return None
+    schedule = entry["schedule"]
+    # A crontab answers "how long until the next run after `now`".
+    return now + schedule.remaining_estimate(now)
+
+
+def retention_preview(*, tenant: Tenant, tier: str | None = None, now: datetime | None = None) -> dict:
+    """What a run now would delete for `tenant` (or would, under `tier`, its policy clamped to it)."""
+    now = now or timezone.now()
+    windows = policies.effective_windows(tenant=tenant, tier=tier)
+    cutoffs = policies.cutoffs_for(windows=windows, now=now)
+    return {
+        "tier": tier or tenant.tier,
+        "cutoffs": cutoffs,
+        **retention_expired_counts(tenant_id=tenant.pk, cutoffs=cutoffs),
+        "next_scheduled_run": next_scheduled_run(now=now),
+    }
+
+
+def retention_policy_for(*, tenant: Tenant) -> dict[str, int | None]:
+    """The tenant's effective windows (days), as `{"readings_days", "heartbeats_days", "rollups_days"}`."""
+    try:
+        windows = policies.effective_windows(tenant=tenant)
+    except policies.UnknownTier:
+        windows = {name: None for name in policies.tiers.DATA_CLASSES}
+    return {f"{name}_days": days for name, days in windows.items()}
+
+
+def retention_hold_list(*, tenant_id: UUID) -> QuerySet[RetentionHold]:
+    return RetentionHold.objects.filter(tenant_id=tenant_id).prefetch_related("machines").order_by("-created_at", "id")

@@ -22,15 +22,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from audit.services import audit_record
-from retention import conf
-from retention.models import RetentionRun
-from telemetry.models import AgentHeartbeat, SensorReading
-from tenants import tiers
+from retention import conf, policies
+from retention.models import RetentionHold, RetentionPolicy, RetentionRun
+from telemetry import rollups
+from telemetry.models import AgentHeartbeat, Machine, SensorReading, SensorRollup
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -55,25 +56,34 @@ class _RunLost(Exception):
 
 @dataclass(frozen=True)
 class _ExpiringTable:
-    """A kind of telemetry retention deletes, and where its counter goes on the run."""
+    """A kind of telemetry retention deletes, its data class (policy window) and its counter on the run."""
 
     model: type[models.Model]
     time_field: str
+    data_class: str
     counter: str
 
 
 _EXPIRING_TABLES = (
-    _ExpiringTable(SensorReading, "ts", "readings_deleted"),
-    _ExpiringTable(AgentHeartbeat, "received_at", "heartbeats_deleted"),
+    _ExpiringTable(SensorReading, "ts", "readings", "readings_deleted"),
+    _ExpiringTable(AgentHeartbeat, "received_at", "heartbeats", "heartbeats_deleted"),
+    _ExpiringTable(SensorRollup, "start", "rollups", "rollups_deleted"),
 )
 
 
+def retention_cutoffs(*, tenant: Tenant, now: datetime | None = None) -> tuple[dict[str, datetime], dict[str, int]]:
+    """The cutoff of each data class for `tenant` at `now`, and the windows (days) they come from."""
+    try:
+        windows = policies.effective_windows(tenant=tenant)
+    except policies.UnknownTier as exc:
+        raise RetentionError(str(exc)) from None
+    return policies.cutoffs_for(windows=windows, now=now or timezone.now()), windows
+
+
 def retention_cutoff(*, tenant: Tenant, now: datetime | None = None) -> tuple[datetime, int]:
-    """The cutoff for `tenant` at `now` and the window (days) it comes from."""
-    if tenant.tier not in tiers.tier_names():
-        raise RetentionError(f"Tenant tier {tenant.tier!r} has no retention window configured.")
-    days = tiers.retention_days(tenant.tier)
-    return (now or timezone.now()) - timedelta(days=days), days
+    """The readings' cutoff for `tenant` at `now` and the window (days) it comes from."""
+    cutoffs, windows = retention_cutoffs(tenant=tenant, now=now)
+    return cutoffs["readings"], windows["readings"]
 
 
 def _is_stale(run: RetentionRun, now: datetime) -> bool:
@@ -164,7 +174,17 @@ def _claim(run_id: UUID) -> tuple[RetentionRun, UUID] | None:
         return None
     token = uuid4()
     try:
-        cutoff, days = (run.cutoff, run.retention_days) if run.cutoff else retention_cutoff(tenant=run.tenant, now=now)
+        if run.cutoff and run.cutoffs:
+            cutoffs = {name: datetime.fromisoformat(value) for name, value in run.cutoffs.items()}
+            days = run.retention_days
+        elif run.cutoff:
+            # A run started before runs had a cutoff per class: raw data keeps its cutoff.
+            cutoffs, _ = retention_cutoffs(tenant=run.tenant, now=now)
+            cutoffs.update(readings=run.cutoff, heartbeats=run.cutoff)
+            days = run.retention_days
+        else:
+            cutoffs, windows = retention_cutoffs(tenant=run.tenant, now=now)
+            days = windows["readings"]
     except RetentionError as exc:
         # Nothing is deleted without a window to go by.
         failed = RetentionRun.objects.filter(pk=run.pk, status=run.status, updated_at=run.updated_at).update(
@@ -178,7 +198,8 @@ def _claim(run_id: UUID) -> tuple[RetentionRun, UUID] | None:
         return None
     claimed = RetentionRun.objects.filter(pk=run.pk, status=run.status, updated_at=run.updated_at).update(
         status=Status.RUNNING,
-        cutoff=cutoff,
+        cutoff=cutoffs["readings"],
+        cutoffs={name: value.isoformat() for name, value in cutoffs.items()},
         retention_days=days,
         started_at=run.started_at or now,
         updated_at=now,
@@ -224,6 +245,7 @@ def _delete_batch(
     cutoff: datetime,
     after: datetime | None,
     size: int,
+    built_through: int,
 ) -> tuple[int, datetime | None]:
     """Delete the next batch above `after`: (rows deleted, its upper boundary or None if it was the last).
 
@@ -257,21 +279,83 @@ def _delete_batch(
             # A batch lost in a server crash just after its commit is redone by the next
             # run (its count goes with it), so it need not wait for the WAL flush.
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        if table.model is SensorReading:
+            where, params = _readings_guard(
+                where=where, params=params, tenant_id=tenant_id, built_through=built_through
+            )
         cursor.execute(f"DELETE FROM {qn(meta.db_table)} WHERE {where}", params)  # noqa: S608
         deleted = cursor.rowcount
         _record_progress(run_id=run_id, token=token, counter=table.counter, deleted=deleted)
     return deleted, boundary
 
 
-def _delete_expired(*, run: RetentionRun, token: UUID, table: _ExpiringTable) -> int:
+def _readings_guard(*, where: str, params: list, tenant_id: UUID, built_through: int) -> tuple[str, list]:
+    """Narrow a readings DELETE to rows already in the rollups and held by no hold.
+
+    Holds are read under the tenant's row lock, which creating a hold takes too:
+    a hold committed after this read waits for the batch, and the next batch
+    sees it. Called inside the batch's transaction.
+    """
+    qn = connection.ops.quote_name
+    meta = SensorReading._meta
+    list(Tenant.objects.select_for_update().filter(pk=tenant_id).values_list("pk", flat=True))
+    held, held_params = policies.held_sql(
+        holds=policies.active_holds(tenant_id=tenant_id),
+        ts_column=qn(meta.get_field("ts").column),
+        sensor_column=qn(meta.get_field("sensor").column),
+    )
+    return f"{where} AND {qn('id')} <= %s AND NOT {held}", [*params, built_through, *held_params]
+
+
+def _delete_expired(*, run: RetentionRun, token: UUID, table: _ExpiringTable, built_through: int) -> int:
     size = max(1, conf.batch_size())
+    cutoff = datetime.fromisoformat(run.cutoffs[table.data_class]) if run.cutoffs else run.cutoff
+    if table.model is SensorRollup:
+        # A rollup stays while any part of its bucket is inside the window: the day
+        # buckets' cutoff is a day earlier (hour buckets go by the hour before).
+        return sum(
+            _delete_rollups(run=run, token=token, table=table, cutoff=cutoff, bucket=bucket, size=size)
+            for bucket in SensorRollup.Bucket
+        )
     total, after = 0, None
     while True:
         deleted, after = _delete_batch(
-            run_id=run.pk, token=token, table=table, tenant_id=run.tenant_id, cutoff=run.cutoff, after=after, size=size
+            run_id=run.pk,
+            token=token,
+            table=table,
+            tenant_id=run.tenant_id,
+            cutoff=cutoff,
+            after=after,
+            size=size,
+            built_through=built_through,
         )
         total += deleted
         if after is None:
+            return total
+
+
+def _delete_rollups(
+    *, run: RetentionRun, token: UUID, table: _ExpiringTable, cutoff: datetime, bucket: int, size: int
+) -> int:
+    """Delete the tenant's `bucket`-wide rollups whose whole bucket ends at or before `cutoff`."""
+    qn = connection.ops.quote_name
+    meta = SensorRollup._meta
+    # start + width <= cutoff  <=>  start < cutoff - width + 1 µs (both stores keep microseconds).
+    bound = cutoff - timedelta(seconds=int(bucket)) + timedelta(microseconds=1)
+    where = f"{qn('tenant_id')} = %s AND {qn('bucket')} = %s AND {qn('start')} < %s"
+    params = [meta.get_field("tenant").get_db_prep_value(run.tenant_id, connection), int(bucket), _db_datetime(bound)]
+    total = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {qn(meta.db_table)} WHERE {qn('id')} IN "  # noqa: S608
+                f"(SELECT {qn('id')} FROM {qn(meta.db_table)} WHERE {where} ORDER BY {qn('start')} LIMIT %s)",
+                [*params, size],
+            )
+            deleted = cursor.rowcount
+            _record_progress(run_id=run.pk, token=token, counter=table.counter, deleted=deleted)
+        total += deleted
+        if deleted < size:
             return total
 
 
@@ -291,8 +375,11 @@ def retention_run_execute(*, run_id: UUID) -> RetentionRun | None:
     run, token = claim
     logger.info("retention run %s of tenant %s: deleting rows older than %s", run.pk, run.tenant_id, run.cutoff)
     try:
+        # Rollups first: a reading is deleted only once it is in them (`built_through`),
+        # so a run whose rollups cannot be built deletes no reading.
+        built_through = rollups.rollups_build()
         for table in _EXPIRING_TABLES:
-            _delete_expired(run=run, token=token, table=table)
+            _delete_expired(run=run, token=token, table=table, built_through=built_through)
     except _RunLost as exc:
         logger.warning("%s Stopping; its batches so far are kept.", exc)
         return None
@@ -333,3 +420,164 @@ def _finish(*, run: RetentionRun, token: UUID, status: str, error: str) -> None:
         run.readings_deleted,
         run.heartbeats_deleted,
     )
+
+
+# --- Retention policy and legal holds ---------------------------------------------------
+
+
+def _days_error(*, name: str, days: int, tier: str, cap: int) -> str:
+    return f"At most {cap} days: the {tier} tier's limit for {name}." if days > cap else ""
+
+
+@transaction.atomic
+def retention_policy_update(
+    *,
+    tenant: Tenant,
+    readings_days: int | None,
+    heartbeats_days: int | None,
+    rollups_days: int | None,
+    actor=None,
+    client_ip: str | None = None,
+) -> RetentionPolicy:
+    """Set the tenant's windows (None: follow the tier); each at most the tier's window for its class."""
+    try:
+        caps = policies.tier_caps(tenant.tier)
+    except policies.UnknownTier as exc:
+        raise ValidationError(str(exc)) from None
+    values = {"readings": readings_days, "heartbeats": heartbeats_days, "rollups": rollups_days}
+    errors = {}
+    for name, days in values.items():
+        if days is None:
+            continue
+        if days < 1:
+            errors[f"{name}_days"] = ["At least 1 day."]
+        elif days > caps[name]:
+            errors[f"{name}_days"] = [_days_error(name=name, days=days, tier=tenant.tier, cap=caps[name])]
+    if errors:
+        raise ValidationError(errors)
+    policy, _ = RetentionPolicy.objects.select_for_update().get_or_create(tenant=tenant)
+    before = {f"{name}_days": getattr(policy, f"{name}_days") for name in values}
+    for name, days in values.items():
+        setattr(policy, f"{name}_days", days)
+    policy.updated_at = timezone.now()
+    policy.save()
+    after = {f"{name}_days": days for name, days in values.items()}
+    audit_record(
+        tenant_id=tenant.pk,
+        action="retention_policy.update",
+        actor=actor,
+        target=policy,
+        target_type="retention_policy",
+        changes={"before": before, "after": after},
+        client_ip=client_ip,
+    )
+    return policy
+
+
+def retention_policy_clamp(*, tenant: Tenant, actor=None) -> None:
+    """After a tier change: lower explicit windows above the new tier's caps to them (audited)."""
+    policy = RetentionPolicy.objects.select_for_update().filter(tenant=tenant).first()
+    if policy is None or tenant.tier not in policies.tiers.tier_names():
+        return
+    caps = policies.tier_caps(tenant.tier)
+    clamped = {}
+    for name, cap in caps.items():
+        days = getattr(policy, f"{name}_days")
+        if days is not None and days > cap:
+            clamped[f"{name}_days"] = {"from": days, "to": cap}
+            setattr(policy, f"{name}_days", cap)
+    if not clamped:
+        return
+    policy.updated_at = timezone.now()
+    policy.save()
+    audit_record(
+        tenant_id=tenant.pk,
+        action="retention_policy.update",
+        actor=actor,
+        target=policy,
+        target_type="retention_policy",
+        changes={"clamped_to_tier": tenant.tier, **clamped},
+    )
+
+
+@transaction.atomic
+def retention_hold_create(
+    *,
+    tenant: Tenant,
+    reason: str,
+    starts_at: datetime,
+    ends_at: datetime | None = None,
+    machines: list[str] | None = None,
+    actor=None,
+    client_ip: str | None = None,
+) -> RetentionHold:
+    """Hold the tenant's raw readings in [starts_at, ends_at) of `machines` (external ids; None: all)."""
+    errors: dict[str, list[str]] = {}
+    reason = (reason or "").strip()
+    if not reason:
+        errors["reason"] = ["A hold needs a reason."]
+    if ends_at is not None and ends_at <= starts_at:
+        errors["to"] = ["Must be after `from`."]
+    machine_objects = []
+    if machines is not None:
+        if not machines:
+            errors["machines"] = ["Give at least one machine, or null for every machine."]
+        else:
+            wanted = list(dict.fromkeys(machines))
+            found = {m.external_id: m for m in Machine.objects.filter(tenant=tenant, external_id__in=wanted)}
+            unknown = [external_id for external_id in wanted if external_id not in found]
+            if unknown:
+                errors["machines"] = [f"Unknown machine: {external_id}." for external_id in unknown]
+            machine_objects = [found[external_id] for external_id in wanted if external_id in found]
+    if errors:
+        raise ValidationError(errors)
+    # The tenant's row lock: a retention batch reads holds under it (see _readings_guard),
+    # and it serialises the count of active holds.
+    Tenant.objects.select_for_update().filter(pk=tenant.pk).exists()
+    if RetentionHold.objects.filter(tenant=tenant, released_at__isnull=True).count() >= policies.MAX_ACTIVE_HOLDS:
+        raise ValidationError(f"At most {policies.MAX_ACTIVE_HOLDS} active holds per tenant; release one first.")
+    hold = RetentionHold.objects.create(
+        tenant=tenant,
+        reason=reason,
+        all_machines=machines is None,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        created_by=actor if getattr(actor, "is_api_key", False) is False and actor is not None else None,
+    )
+    hold.machines.set(machine_objects)
+    audit_record(
+        tenant_id=tenant.pk,
+        action="retention_hold.create",
+        actor=actor,
+        target=hold,
+        target_type="retention_hold",
+        changes={
+            "reason": reason,
+            "machines": None if machines is None else [m.external_id for m in machine_objects],
+            "from": starts_at,
+            "to": ends_at,
+        },
+        client_ip=client_ip,
+    )
+    return hold
+
+
+@transaction.atomic
+def retention_hold_release(*, hold: RetentionHold, actor=None, client_ip: str | None = None) -> RetentionHold:
+    """Release a hold (kept in the list with `released_at`); releasing a released hold changes nothing."""
+    hold = RetentionHold.objects.select_for_update().get(pk=hold.pk)
+    if hold.released_at is not None:
+        return hold
+    hold.released_at = timezone.now()
+    hold.released_by = actor if actor is not None and not getattr(actor, "is_api_key", False) else None
+    hold.save(update_fields=["released_at", "released_by"])
+    audit_record(
+        tenant_id=hold.tenant_id,
+        action="retention_hold.release",
+        actor=actor,
+        target=hold,
+        target_type="retention_hold",
+        changes={"released_at": hold.released_at},
+        client_ip=client_ip,
+    )
+    return hold

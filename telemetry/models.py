@@ -145,3 +145,64 @@ class AgentHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"heartbeat of {self.api_key_id} at {self.received_at.isoformat()}"
+
+
+class SensorRollup(models.Model):
+    """min, max, sum and count of one sensor's readings in one hour or one day (UTC, epoch-aligned).
+
+    Built incrementally from raw readings by telemetry.rollups, always before
+    retention deletes the raw rows they summarise; kept for the tenant's
+    rollup window. The average is sum / count (merging two partial buckets
+    stays exact).
+    """
+
+    class Bucket(models.IntegerChoices):
+        HOUR = 3600, "1h"
+        DAY = 86400, "1d"
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False)
+    sensor = models.ForeignKey(Sensor, on_delete=models.CASCADE, related_name="rollups", db_index=False)
+    bucket = models.PositiveIntegerField(choices=Bucket.choices)
+    start = models.DateTimeField()
+    min = models.FloatField()
+    max = models.FloatField()
+    sum = models.FloatField()
+    count = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            # The tenant leads: a distributed engine shards by it (docs/notes/scale.md).
+            # Also the index of "one sensor's buckets in a range" (the aggregate endpoint).
+            models.UniqueConstraint(
+                fields=["tenant", "sensor", "bucket", "start"], name="telemetry_rollup_bucket_unique"
+            )
+        ]
+        # Retention: "a tenant's rollups older than T".
+        indexes = [models.Index(fields=["tenant", "start"], name="telemetry_rollup_tenant_start")]
+
+    def __str__(self) -> str:
+        return f"{self.sensor_id}@{self.start.isoformat()}/{self.bucket}s"
+
+    @property
+    def avg(self) -> float:
+        return self.sum / self.count
+
+
+class RollupCursor(models.Model):
+    """How far the rollups have read the readings table, by reading id.
+
+    `built_through`: every reading with an id at or below it is in the rollups.
+    `next_through`: the highest id seen one pass earlier; the next pass reads up
+    to it, so a transaction that had taken a lower id but not yet committed
+    when the id was seen has committed by then (an ingest is far shorter than
+    the time between passes).
+    """
+
+    name = models.CharField(max_length=32, primary_key=True)
+    built_through = models.BigIntegerField(default=0)
+    next_through = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"rollup cursor {self.name}: {self.built_through}"

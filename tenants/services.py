@@ -23,8 +23,13 @@ def tenant_create(*, name: str, tier: str | None = None) -> Tenant:
     return Tenant.objects.create(name=name, tier=tier)
 
 
-def tenant_set_tier(*, tenant: Tenant, tier: str) -> Tenant:
+@transaction.atomic
+def tenant_set_tier(*, tenant: Tenant, tier: str, actor=None) -> Tenant:
+    """Change the tier; explicit retention windows above the new tier's caps are lowered to them."""
+    from retention.services import retention_policy_clamp  # retention builds on tenants
+
     _validate_tier(tier)
     tenant.tier = tier
     tenant.save(update_fields=["tier"])
+    retention_policy_clamp(tenant=tenant, actor=actor)
     return tenant

@@ -223,6 +223,16 @@ MATRIX: list[Row] = [
     row("GET", "/settings/admin/retention/runs",    401, 403, 403, 200, 200,  403, 403, 403, 403, 403, 403, 401, 401),
     row("GET", "/settings/admin/retention/runs/{run_id}",
                                                     401, 403, 403, 200, 404,  403, 403, 403, 403, 403, 403, 401, 401),
+    row("GET", "/settings/admin/retention/preview", 401, 403, 403, 200, 200,  403, 403, 403, 403, 403, 403, 401, 401),
+    row("GET", "/settings/admin/retention/holds",   401, 403, 403, 200, 200,  403, 403, 403, 403, 403, 403, 401, 401),
+    row("POST", "/settings/admin/retention/holds",  401, 403, 403, 201, 201,  403, 403, 403, 403, 403, 403, 401, 401,
+        body={"reason": "Matrix case", "from": "2025-01-01T00:00:00Z"}, audit="retention_hold.create"),
+    row("DELETE", "/settings/admin/retention/holds/{hold_id}",
+                                                    401, 403, 403, 204, 404,  403, 403, 403, 403, 403, 403, 401, 401,
+        path_objects={"hold_id": "retention_hold"}, audit="retention_hold.release"),
+    row("GET", "/settings/retention-policy",        401, 200, 200, 200, 200,  403, 403, 403, 403, 403, 403, 401, 401),
+    row("PUT", "/settings/retention-policy",        401, 403, 403, 200, 200,  403, 403, 403, 403, 403, 403, 401, 401,
+        body={"readings_days": 30}, audit="retention_policy.update"),
     # --- audit log (admin) --------------------------------------------------------------------------
     row("GET", "/settings/audit-log",               401, 403, 403, 200, 200,  403, 403, 403, 403, 403, 403, 401, 401),
 ]
@@ -325,6 +335,14 @@ class World:
         from telemetry.models import Sensor
 
         return Sensor.objects.create(machine=self.machine, key="bearing_temp", kind=Sensor.Kind.TEMPERATURE)
+
+    @cached_property
+    def retention_hold(self):
+        from retention.models import RetentionHold
+
+        return RetentionHold.objects.create(
+            tenant=self.tenant, reason="Matrix hold", starts_at=timezone.now() - timedelta(days=400)
+        )
 
     @cached_property
     def retention_run(self):

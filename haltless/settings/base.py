@@ -224,11 +224,20 @@ CELERY_BEAT_SCHEDULE = {
         "task": "retention.schedule_all",
         "schedule": crontab(minute=0, hour=RETENTION_DAILY_HOUR),
     },
+    # Rollups (1 h / 1 d) of newly ingested readings, late backfills included: at most a
+    # couple of minutes behind ingest (a retention run also builds them before deleting).
+    "telemetry-rollups": {"task": "telemetry.rollups_build", "schedule": 60.0},
 }
 
 # --- Haltless ----------------------------------------------------------------------
-# Tenant tiers and their retention windows, in days.
-HALTLESS_TIERS = {"free": 7, "starter": 30, "professional": 90, "enterprise": 365}
+# Tenant tiers and their retention windows, in days: raw readings and heartbeats, and
+# the 1-hour/1-day rollups that outlive them (the caps of a tenant's retention policy).
+HALTLESS_TIERS = {
+    "free": {"readings": 7, "rollups": 90},
+    "starter": {"readings": 30, "rollups": 365},
+    "professional": {"readings": 90, "rollups": 730},
+    "enterprise": {"readings": 365, "rollups": 1825},
+}
 HALTLESS_DEFAULT_TIER = "free"
 # Per-tier caps of API-key rate limits, per minute, for each key and for all of a tenant's keys together.
 HALTLESS_TIER_RATE_CAPS = {

@@ -10,4 +10,12 @@ urlpatterns = [
         views.RetentionRunDetailView.as_view(),
         name="retention-run-detail",
     ),
+    path("settings/retention-policy", views.RetentionPolicyView.as_view(), name="retention-policy"),
+    path("settings/admin/retention/preview", views.RetentionPreviewView.as_view(), name="retention-preview"),
+    path("settings/admin/retention/holds", views.RetentionHoldListView.as_view(), name="retention-hold-list"),
+    path(
+        "settings/admin/retention/holds/<uuid:hold_id>",
+        views.RetentionHoldDetailView.as_view(),
+        name="retention-hold-detail",
+    ),
 ]

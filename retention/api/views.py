@@ -1,21 +1,33 @@
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView, ListAPIView, RetrieveAPIView
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
 from core.http import client_ip
-from core.permissions import IsTenantAdmin
+from core.permissions import IsTenantAdmin, IsTenantAdminForWrites
 from core.tenancy import TenantScopedMixin
-from retention import selectors
+from retention import policies, selectors
 from retention.api.serializers import (
+    RetentionHoldInputSerializer,
+    RetentionHoldOutputSerializer,
+    RetentionPolicySerializer,
+    RetentionPreviewQuerySerializer,
+    RetentionPreviewSerializer,
     RetentionRunAcceptedSerializer,
     RetentionRunOutputSerializer,
     RetentionRunRequestSerializer,
 )
-from retention.models import RetentionRun
-from retention.services import retention_run_request
+from retention.models import RetentionHold, RetentionRun
+from retention.services import (
+    retention_hold_create,
+    retention_hold_release,
+    retention_policy_update,
+    retention_run_request,
+)
 from retention.tasks import retention_run_enqueue
+from tenants.tiers import tier_names
 
 
 @extend_schema(tags=["retention"])
@@ -76,3 +88,102 @@ class RetentionRunDetailView(TenantScopedMixin, RetrieveAPIView):
     serializer_class = RetentionRunOutputSerializer
     queryset = RetentionRun.objects.all()
     lookup_url_kwarg = "run_id"
+
+
+@extend_schema(tags=["retention"])
+class RetentionPolicyView(GenericAPIView):
+    """The tenant's retention windows, in days, per data class (raw readings, heartbeats, rollups).
+
+    GET (any role) shows the effective days. PUT (admin) sets them: each null or
+    absent (follow the tier) or 1 up to the tier's window for that class; above
+    it → 400 naming the limit. A tier change lowers explicit values to the new caps.
+    """
+
+    permission_classes = [IsTenantAdminForWrites]
+    serializer_class = RetentionPolicySerializer
+
+    @extend_schema(responses={200: RetentionPolicySerializer})
+    def get(self, request):
+        return Response(selectors.retention_policy_for(tenant=request.user.tenant))
+
+    @extend_schema(request=RetentionPolicySerializer, responses={200: RetentionPolicySerializer})
+    def put(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        retention_policy_update(
+            tenant=request.user.tenant, **serializer.validated_data, actor=request.user, client_ip=client_ip(request)
+        )
+        return Response(selectors.retention_policy_for(tenant=request.user.tenant))
+
+
+@extend_schema(tags=["retention"])
+class RetentionPreviewView(GenericAPIView):
+    """Exact counts of what a retention run now would delete, per data class, and what holds keep.
+
+    With `?tier=`, what it would delete under that tier (the tenant's policy clamped to it).
+    """
+
+    permission_classes = [IsTenantAdmin]
+    serializer_class = RetentionPreviewSerializer
+
+    @extend_schema(parameters=[RetentionPreviewQuerySerializer], responses={200: RetentionPreviewSerializer})
+    def get(self, request):
+        query = RetentionPreviewQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        tier = query.validated_data.get("tier")
+        if tier is not None and tier not in tier_names():
+            raise ValidationError({"tier": [f"Unknown tier {tier!r}; choose one of: {', '.join(tier_names())}."]})
+        try:
+            preview = selectors.retention_preview(tenant=request.user.tenant, tier=tier)
+        except policies.UnknownTier as exc:
+            raise ValidationError({"tier": [str(exc)]}) from None
+        return Response(self.get_serializer(preview).data)
+
+
+@extend_schema(tags=["retention"])
+class RetentionHoldListView(GenericAPIView):
+    """Legal holds: raw readings they cover are never deleted. Released holds stay listed.
+
+    POST `{"reason", "machines": null|[external ids], "from" (inclusive), "to" (optional,
+    exclusive)}` → 201. At most 20 active holds per tenant.
+    """
+
+    permission_classes = [IsTenantAdmin]
+    serializer_class = RetentionHoldOutputSerializer
+    queryset = RetentionHold.objects.none()  # for the schema; the list comes from the selector
+
+    @extend_schema(responses={200: RetentionHoldOutputSerializer(many=True)})
+    def get(self, request):
+        holds = selectors.retention_hold_list(tenant_id=request.user.tenant_id)
+        return Response(self.get_serializer(holds, many=True).data)
+
+    @extend_schema(request=RetentionHoldInputSerializer, responses={201: RetentionHoldOutputSerializer})
+    def post(self, request):
+        serializer = RetentionHoldInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        hold = retention_hold_create(
+            tenant=request.user.tenant,
+            reason=data["reason"],
+            starts_at=data["from"],
+            ends_at=data["to"],
+            machines=data["machines"],
+            actor=request.user,
+            client_ip=client_ip(request),
+        )
+        return Response(self.get_serializer(hold).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["retention"])
+class RetentionHoldDetailView(TenantScopedMixin, GenericAPIView):
+    """Release a hold (204). It stays in the list with `released_at`; another tenant's hold → 404."""
+
+    permission_classes = [IsTenantAdmin]
+    serializer_class = RetentionHoldOutputSerializer
+    queryset = RetentionHold.objects.all()
+    lookup_url_kwarg = "hold_id"
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, hold_id):
+        retention_hold_release(hold=self.get_object(), actor=request.user, client_ip=client_ip(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)

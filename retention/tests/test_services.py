@@ -136,8 +136,9 @@ class TestBatches:
         deletes = [sql for sql in on_readings if sql.startswith("DELETE")]
         assert len(deletes) == 3
         assert all(" IN (" not in sql and '"ts" < ' in sql for sql in deletes)
-        # Reads of the table fetch one boundary timestamp, never whole rows.
-        reads = [sql for sql in on_readings if sql.startswith("SELECT")]
+        # Reads of the table fetch one boundary timestamp, never whole rows (besides
+        # the rollups' look at the highest id, before any delete).
+        reads = [sql for sql in on_readings if sql.startswith("SELECT") and not sql.startswith("SELECT MAX(id)")]
         assert len(reads) == 3
         assert all(sql.startswith(f'SELECT "ts" FROM "{table}" WHERE ') and "LIMIT 1 OFFSET" in sql for sql in reads)
 

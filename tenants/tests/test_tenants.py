@@ -4,6 +4,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError
 
+from tenants import tiers
 from tenants.models import Tenant
 from tenants.selectors import tenant_get_by_id_or_name
 from users.models import User
@@ -46,7 +47,12 @@ class TestTiersAreConfiguration:
         assert tenant.retention_days == 120
 
     def test_contract_defaults(self, settings):
-        assert settings.HALTLESS_TIERS == {"free": 7, "starter": 30, "professional": 90, "enterprise": 365}
+        assert {name: tiers.tier_windows(name) for name in settings.HALTLESS_TIERS} == {
+            "free": {"readings": 7, "heartbeats": 7, "rollups": 90},
+            "starter": {"readings": 30, "heartbeats": 30, "rollups": 365},
+            "professional": {"readings": 90, "heartbeats": 90, "rollups": 730},
+            "enterprise": {"readings": 365, "heartbeats": 365, "rollups": 1825},
+        }
 
 
 class TestTenantLookup:

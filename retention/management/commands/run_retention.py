@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from retention.models import RetentionRun
 from retention.selectors import retention_expired_counts
-from retention.services import RetentionError, retention_cutoff, retention_run_execute, retention_run_request
+from retention.services import RetentionError, retention_cutoffs, retention_run_execute, retention_run_request
 from tenants.models import Tenant
 from tenants.selectors import tenant_get_by_id_or_name
 
@@ -37,11 +37,12 @@ class Command(BaseCommand):
 
     def _dry_run(self, tenant: Tenant) -> bool:
         try:
-            cutoff, days = retention_cutoff(tenant=tenant)
+            cutoffs, windows = retention_cutoffs(tenant=tenant)
         except RetentionError as exc:
             self.stdout.write(f"{self._label(tenant)}: failed: {exc}")
             return False
-        counts = retention_expired_counts(tenant_id=tenant.pk, cutoff=cutoff)
+        cutoff, days = cutoffs["readings"], windows["readings"]
+        counts = retention_expired_counts(tenant_id=tenant.pk, cutoffs=cutoffs)["would_delete"]
         self.stdout.write(
             f"{self._label(tenant)}: cutoff {cutoff.isoformat()} ({days} days), "
             f"would delete {counts['readings']} readings, {counts['heartbeats']} heartbeats (dry run)"

@@ -1,0 +1,120 @@
+"""Rollups: 1-hour and 1-day min, max, sum and count per sensor, built incrementally.
+
+A pass reads the readings added since the last pass, by id (`RollupCursor`),
+groups them into hour and day buckets and merges them into `SensorRollup`
+(min of mins, max of maxes, sums of sums and counts): a late backfill for an
+old hour lands in that hour's bucket like any other reading, and a reading is
+counted exactly once because each id range is read once, in the transaction
+that moves the cursor.
+
+Ids are taken when a row is inserted but seen only when its transaction
+commits, so a pass must not read past an id that a still-running ingest may
+fill in below it. On PostgreSQL a pass reads the highest committed id, then
+waits (briefly) for every transaction in progress at that moment to end; if
+one does not end in time, the pass stops at the id it saw one pass earlier
+(`next_through`), by which time such a transaction has long ended. SQLite has
+one writer at a time, so the highest committed id is always safe.
+
+Readings are never deleted before they are in the rollups (retention deletes
+only ids at or below `built_through`), so rollups outlive the raw rows.
+"""
+
+import logging
+import time
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from telemetry.models import RollupCursor, SensorReading, SensorRollup
+
+logger = logging.getLogger(__name__)
+
+CURSOR_NAME = "readings"
+# Ids per transaction: bounds a pass's memory and lock time after a long pause or a bulk load.
+CHUNK_IDS = 500_000
+# How long a pass waits for in-flight ingests to commit before using the older safe id.
+INFLIGHT_WAIT_SECONDS = 5.0
+
+
+def _max_committed_id() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT MAX(id) FROM {connection.ops.quote_name(SensorReading._meta.db_table)}")  # noqa: S608
+        return cursor.fetchone()[0] or 0
+
+
+def _inflight_done(wait_seconds: float) -> bool:
+    """Whether every transaction running now has ended within `wait_seconds` (PostgreSQL)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_snapshot()::text")
+        snapshot = cursor.fetchone()[0]
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            cursor.execute(
+                "SELECT count(*) FROM pg_snapshot_xip(%s::pg_snapshot) AS x(xid) "
+                "WHERE x.xid IS DISTINCT FROM pg_current_xact_id_if_assigned() "
+                "AND pg_xact_status(x.xid) = 'in progress'",
+                [snapshot],
+            )
+            if cursor.fetchone()[0] == 0:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+
+def _safe_through(cursor_row: RollupCursor, wait_seconds: float) -> int:
+    seen = _max_committed_id()
+    if connection.vendor != "postgresql" or _inflight_done(wait_seconds):
+        return seen
+    return min(seen, max(cursor_row.next_through, cursor_row.built_through))
+
+
+def _bucket_sql(seconds: int) -> str:
+    if connection.vendor == "postgresql":
+        return f"to_timestamp(floor(extract(epoch FROM r.ts) / {seconds}) * {seconds})"
+    # SQLite keeps datetimes as naive UTC text in Django's format.
+    return "strftime('%%Y-%%m-%%d %%H:00:00', r.ts)" if seconds == 3600 else "strftime('%%Y-%%m-%%d 00:00:00', r.ts)"
+
+
+def _merge_range(low: int, high: int) -> None:
+    """Add readings with low < id <= high to the rollups (inside the caller's transaction)."""
+    qn = connection.ops.quote_name
+    readings, rollup = qn(SensorReading._meta.db_table), qn(SensorRollup._meta.db_table)
+    least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
+    with connection.cursor() as cursor:
+        for bucket in SensorRollup.Bucket:
+            seconds = int(bucket)
+            start = _bucket_sql(seconds)
+            cursor.execute(
+                f"INSERT INTO {rollup} AS o (tenant_id, sensor_id, bucket, start, min, max, sum, count) "  # noqa: S608
+                f"SELECT r.tenant_id, r.sensor_id, {seconds}, {start}, MIN(r.value), MAX(r.value), "
+                f"SUM(r.value), COUNT(*) FROM {readings} AS r WHERE r.id > %s AND r.id <= %s "
+                f"GROUP BY r.tenant_id, r.sensor_id, {start} "
+                "ON CONFLICT (tenant_id, sensor_id, bucket, start) DO UPDATE SET "
+                f"min = {least}(o.min, excluded.min), max = {greatest}(o.max, excluded.max), "
+                "sum = o.sum + excluded.sum, count = o.count + excluded.count",
+                [low, high],
+            )
+
+
+def rollups_build(*, wait_seconds: float = INFLIGHT_WAIT_SECONDS) -> int:
+    """Bring the rollups up to date; returns `built_through` (every reading with id <= it is rolled up).
+
+    Passes are serialised by the cursor row's lock, so two workers never read the same range.
+    """
+    RollupCursor.objects.get_or_create(name=CURSOR_NAME)
+    while True:
+        with transaction.atomic():
+            row = RollupCursor.objects.select_for_update().get(name=CURSOR_NAME)
+            through = _safe_through(row, wait_seconds)
+            if through <= row.built_through:
+                RollupCursor.objects.filter(pk=row.pk).update(next_through=max(row.next_through, through))
+                return row.built_through
+            high = min(through, row.built_through + CHUNK_IDS)
+            _merge_range(row.built_through, high)
+            RollupCursor.objects.filter(pk=row.pk).update(
+                built_through=high, next_through=max(row.next_through, _max_committed_id()), updated_at=timezone.now()
+            )
+            if high >= through:
+                logger.info("rollups built through reading id %s", high)
+                return high

@@ -1,0 +1,11 @@
+"""Celery tasks: thin wrappers over telemetry's services."""
+
+from celery import shared_task
+
+from telemetry import rollups
+
+
+@shared_task(name="telemetry.rollups_build", ignore_result=True, expires=120)
+def rollups_build() -> int:
+    """The every-minute job that keeps the 1 h / 1 d rollups within minutes of ingest."""
+    return rollups.rollups_build()
