@@ -1,8 +1,9 @@
-"""The Django admin for API keys (platform staff).
+"""The Django admin for API keys (platform staff, and tenant admins for their tenant).
 
-Keys are created and changed through the services, so the rules and the audit
-trail are the API's. A new key is shown once, on the page that answers the add
-form (never stored, not even in a message cookie); the digest is never shown.
+Keys are created, changed and revoked through the services, so the rules and the
+audit trail are the API's. A new key is shown once, after a redirect (core.reveal
+holds it encrypted for that one page); the digest is never shown. Keys are revoked,
+never deleted: a deleted key would take its audit trail and heartbeats with it.
 """
 
 from django import forms
@@ -10,34 +11,13 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from apikeys import scopes
 from apikeys.models import ApiKey
 from apikeys.services import ApiKeyAlreadyRevoked, api_key_create, api_key_revoke, api_key_update, api_key_validate
+from core.admin import OneTimeRevealAdminMixin, TenantScopedAdmin
 from core.http import client_ip
-
-_ISSUED_SECRET_ATTR = "_apikeys_issued_secret"
-
-
-class _RevealedKey:
-    """The new key for the template: renders as itself, but its repr hides it.
-
-    Django logs a template context's repr at DEBUG (django.template, on every
-    failed variable lookup), so a plain string there would end up in the logs.
-    """
-
-    __slots__ = ("_secret",)
-
-    def __init__(self, secret: str):
-        self._secret = secret
-
-    def __str__(self) -> str:
-        return self._secret
-
-    def __repr__(self) -> str:
-        return "<API key, not shown in logs>"
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -89,8 +69,11 @@ class StatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(OneTimeRevealAdminMixin, TenantScopedAdmin):
     form = ApiKeyForm
+    tenant_admin_permissions = frozenset({"view", "add", "change"})
+    reveal_purpose = "key"
+    reveal_title = "API key created"
     list_display = [
         "name",
         "tenant",
@@ -116,7 +99,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "last_used_ip",
         "revoked_at",
     ]
-    key_created_template = "admin/apikeys/apikey/key_created.html"
 
     def get_fields(self, request, obj=None):
         if obj is None:
@@ -126,7 +108,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []
-        return [*self.readonly_fields, "tenant"]  # a key never moves to another tenant
+        return super().get_readonly_fields(request, obj)  # the tenant among them: a key never moves
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Revoked, never deleted (the "Revoke selected keys" action, or the API's DELETE).
+        return False
 
     def has_change_permission(self, request, obj=None) -> bool:
         # A revoked key is history: it can be looked at, not changed.
@@ -152,7 +138,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             api_key_update(api_key=current, actor=request.user, client_ip=client_ip(request), **updates)
             return
         issued = api_key_create(
-            tenant=data["tenant"],
+            tenant=self.form_tenant(request, form),
             name=data["name"],
             scopes_requested=data["scopes"],
             expires_at=data.get("expires_at"),
@@ -163,25 +149,23 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for field in ApiKey._meta.concrete_fields:
             setattr(obj, field.attname, getattr(issued.api_key, field.attname))
         obj._state.adding, obj._state.db = False, issued.api_key._state.db
-        setattr(request, _ISSUED_SECRET_ATTR, _RevealedKey(issued.secret))
+        obj._issued_secret = issued.secret
 
     def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue=None) -> HttpResponse:
-        secret = getattr(request, _ISSUED_SECRET_ATTR, None)
+        secret = obj.__dict__.pop("_issued_secret", None)
         if secret is None:
             return super().response_add(request, obj, post_url_continue)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "API key created",
-            "opts": self.opts,
-            "original": obj,
-            "api_key": obj,
-            "secret": secret,
-        }
-        response = TemplateResponse(request, self.key_created_template, context)
-        # Answered to the POST itself, so the key is in no redirect, session or cache.
-        response["Cache-Control"] = "no-store, private"
-        response["Pragma"] = "no-cache"
-        return response
+        # POST, redirect, GET: the key waits encrypted server-side for the one page that shows it.
+        return self.reveal_redirect(request, obj, secret)
+
+    def reveal_details(self, obj: ApiKey) -> list[tuple[str, str]]:
+        return [
+            ("Name", obj.name),
+            ("Tenant", str(obj.tenant)),
+            ("Prefix", obj.prefix),
+            ("Scopes", ", ".join(obj.scopes)),
+            ("Expires", str(obj.expires_at) if obj.expires_at else "never"),
+        ]
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet) -> None:

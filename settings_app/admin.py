@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 
+from core.admin import form_errors_as_messages
 from core.http import client_ip
 from settings_app import access, services
 from settings_app.api.serializers import DashboardPresetInputSerializer
@@ -126,7 +127,8 @@ class DashboardPresetForm(forms.ModelForm):
             }
         )
         if not serializer.is_valid():
-            raise ValidationError([f"{field}: {message}" for field, message in serializer.errors.items()])
+            # Sentences ("widgets, item 2, size: ..."), never the serializer's ErrorDetail reprs.
+            raise ValidationError(form_errors_as_messages(serializer.errors))
         cleaned["widgets"] = [dict(w) for w in serializer.validated_data["widgets"]]
         cleaned["stat_metrics"] = [dict(m) for m in serializer.validated_data["statMetrics"]]
         return cleaned

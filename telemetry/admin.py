@@ -1,9 +1,14 @@
+from django import forms
 from django.contrib import admin
 from django.core.paginator import Paginator
-from django.db.models import F, OuterRef, Subquery
+from django.db.models import Count, F, OuterRef, Subquery
+from django.urls import reverse
 from django.utils.functional import cached_property
+from django.utils.html import format_html
 
-from telemetry import selectors
+from core.admin import TenantScopedAdmin, TenantScopedReadOnlyAdmin
+from core.http import client_ip
+from telemetry import selectors, services
 from telemetry.models import AgentHeartbeat, Machine, Sensor, SensorReading
 
 
@@ -20,43 +25,151 @@ class BoundedCountPaginator(Paginator):
         return self.object_list[: self.LIMIT].count()
 
 
-class _ReadOnlyAdmin(admin.ModelAdmin):
+class _RecordAdmin(TenantScopedReadOnlyAdmin):
     """Rows written only by edge agents: viewable, never added, changed or deleted here."""
 
     paginator = BoundedCountPaginator
     show_full_result_count = False
     list_per_page = 100
 
-    def has_add_permission(self, request) -> bool:
+
+def _deleted_objects_summary(machines, sensors, reading_count: int, *, with_machines: bool):
+    """Django's confirmation page lists every related row: millions of readings. Name and count instead."""
+    to_delete = []
+    if with_machines:
+        for machine in machines:
+            own = [f"Sensor: {sensor.key} ({sensor.kind})" for sensor in sensors if sensor.machine_id == machine.pk]
+            to_delete.extend([f"Machine: {machine}", own])
+    else:
+        to_delete = [f"Sensor: {sensor}" for sensor in sensors]
+    model_count = {}
+    if with_machines:
+        model_count[Machine._meta.verbose_name_plural] = len(machines)
+    model_count[Sensor._meta.verbose_name_plural] = len(sensors)
+    model_count[SensorReading._meta.verbose_name_plural] = reading_count
+    return to_delete, model_count
+
+
+class SensorInline(admin.TabularInline):
+    """The machine's sensors. Key and kind are fixed once readings can hang on them; deleting
+    one is its own page, which counts the readings that go with it and asks."""
+
+    model = Sensor
+    extra = 0
+    can_delete = False
+    fields = ["key", "kind", "canonical_unit", "delete_link"]
+    readonly_fields = ["key", "kind", "canonical_unit", "delete_link"]
+    verbose_name_plural = "sensors"
+
+    def has_add_permission(self, request, obj=None) -> bool:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class SensorInline(admin.TabularInline):
-    model = Sensor
-    extra = 0
-    fields = ["key", "kind", "canonical_unit"]
-    readonly_fields = ["canonical_unit"]
+    def has_view_permission(self, request, obj=None) -> bool:
+        return self.admin_site._registry[Machine].has_view_permission(request, obj)
 
     @admin.display(description="canonical unit")
     def canonical_unit(self, sensor: Sensor) -> str:
         return sensor.canonical_unit if sensor.kind else "-"
 
+    @admin.display(description="delete")
+    def delete_link(self, sensor: Sensor) -> str:
+        if not sensor.pk:
+            return ""
+        url = reverse("admin:telemetry_sensor_delete", args=[sensor.pk])
+        return format_html('<a class="deletelink" href="{}">Delete…</a>', url)
+
+
+class NewSensorForm(forms.ModelForm):
+    class Meta:
+        model = Sensor
+        fields = ["key", "kind"]
+
+
+class NewSensorFormSet(forms.BaseInlineFormSet):
+    @classmethod
+    def get_default_prefix(cls) -> str:
+        return "new_sensors"  # distinct from the existing sensors' "sensors" rows
+
+    def get_queryset(self):
+        return Sensor.objects.none()  # only new rows here; the existing ones are in SensorInline
+
+    def clean(self):
+        super().clean()
+        taken = set(Sensor.objects.filter(machine_id=self.instance.pk).values_list("key", flat=True))
+        seen: set[str] = set()
+        for form in self.forms:
+            key = (form.cleaned_data or {}).get("key")
+            if not key or form.cleaned_data.get("DELETE"):
+                continue
+            key = key.strip()
+            if key in taken:
+                form.add_error("key", f"The machine already has a sensor with key {key!r}.")
+            elif key in seen:
+                form.add_error("key", f"{key!r} is given twice.")
+            seen.add(key)
+
+    def validate_unique(self):
+        pass  # done in clean() against the machine's sensors too
+
+
+class NewSensorInline(admin.TabularInline):
+    model = Sensor
+    form = NewSensorForm
+    formset = NewSensorFormSet
+    fields = ["key", "kind"]
+    extra = 2
+    can_delete = False
+    verbose_name = "new sensor"
+    verbose_name_plural = "add sensors"
+
+    def get_extra(self, request, obj=None, **kwargs):
+        return 2 if obj is None else 1
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return self.admin_site._registry[Machine].has_change_permission(request, obj) or (
+            obj is None and self.admin_site._registry[Machine].has_add_permission(request)
+        )
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self.has_add_permission(request, obj)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return self.has_add_permission(request, obj)
+
+
+class MachineForm(forms.ModelForm):
+    class Meta:
+        model = Machine
+        fields = ["tenant", "external_id", "name", "location"]
+
+    def clean(self):
+        cleaned = super().clean()
+        external_id = (cleaned.get("external_id") or "").strip()
+        tenant = cleaned.get("tenant")
+        tenant_id = tenant.pk if tenant is not None else self.instance.tenant_id
+        if (
+            self.instance._state.adding
+            and external_id
+            and tenant_id
+            and Machine.objects.filter(tenant_id=tenant_id, external_id=external_id).exists()
+        ):
+            self.add_error("external_id", f"The tenant already has a machine with external id {external_id!r}.")
+        return cleaned
+
 
 @admin.register(Machine)
-class MachineAdmin(admin.ModelAdmin):
-    list_display = ["name", "external_id", "tenant", "location", "last_reading_at", "created_at"]
+class MachineAdmin(TenantScopedAdmin):
+    form = MachineForm
+    list_display = ["name", "external_id", "tenant", "location", "sensor_count", "last_reading_at", "created_at"]
     list_filter = ["tenant"]
     list_select_related = ["tenant"]
     search_fields = ["name", "external_id", "location", "tenant__name"]
     readonly_fields = ["id", "created_at", "last_reading_at"]
     fields = ["id", "tenant", "external_id", "name", "location", "created_at", "last_reading_at"]
-    inlines = [SensorInline]
+    inlines = [SensorInline, NewSensorInline]
 
     def get_queryset(self, request):
         # The newest reading of each sensor is one step down the (sensor, ts) index;
@@ -68,33 +181,142 @@ class MachineAdmin(admin.ModelAdmin):
             .order_by(F("latest").desc(nulls_last=True))
             .values("latest")[:1]
         )
-        return super().get_queryset(request).annotate(last_reading_at=Subquery(newest_of_machine))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(last_reading_at=Subquery(newest_of_machine), sensor_count=Count("sensors", distinct=True))
+        )
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["tenant", "external_id", "name", "location"]
+        return self.fields
+
+    def get_inline_instances(self, request, obj=None):
+        inlines = super().get_inline_instances(request, obj)
+        # A new machine has no sensors to show yet: only the rows that add them.
+        return inlines if obj is not None else [i for i in inlines if not isinstance(i, SensorInline)]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        # What agents know the machine by, and whose readings these are, never change.
+        return [*super().get_readonly_fields(request, obj), "external_id"]
 
     @admin.display(description="last reading", ordering="last_reading_at")
     def last_reading_at(self, machine: Machine):
         return machine.last_reading_at
 
+    @admin.display(description="sensors", ordering="sensor_count")
+    def sensor_count(self, machine: Machine) -> int:
+        return machine.sensor_count
+
+    def save_model(self, request, obj: Machine, form, change: bool) -> None:
+        data = form.cleaned_data
+        if change:
+            updated = services.machine_update(
+                machine=obj,
+                name=data.get("name"),
+                location=data.get("location"),
+                actor=request.user,
+                client_ip=client_ip(request),
+            )
+            obj.name, obj.location = updated.name, updated.location
+            return
+        created = services.machine_create(
+            tenant=self.form_tenant(request, form),
+            external_id=data["external_id"],
+            name=data["name"],
+            location=data.get("location", ""),
+            actor=request.user,
+            client_ip=client_ip(request),
+        )
+        # The admin goes on with `obj` (inlines, log entry, redirect): make it the saved row.
+        for field in Machine._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(created, field.attname))
+        obj._state.adding, obj._state.db = False, created._state.db
+
+    def save_formset(self, request, form, formset, change: bool) -> None:
+        if formset.model is not Sensor or not isinstance(formset, NewSensorFormSet):
+            return super().save_formset(request, form, formset, change)
+        for sensor_form in formset.forms:
+            data = sensor_form.cleaned_data or {}
+            if data.get("key") and not data.get("DELETE"):
+                services.sensor_create(
+                    machine=form.instance,
+                    key=data["key"],
+                    kind=data["kind"],
+                    actor=request.user,
+                    client_ip=client_ip(request),
+                )
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+
     def get_deleted_objects(self, objs, request):
-        # Django's confirmation page loads every related row to list it: millions of
-        # readings. Name the machines and sensors, and count the readings instead.
         machines = list(objs)
         sensors = list(Sensor.objects.filter(machine__in=machines).select_related("machine"))
-        reading_count = SensorReading.objects.filter(sensor__machine__in=machines).count()
-        to_delete = []
-        for machine in machines:
-            own = [f"Sensor: {sensor}" for sensor in sensors if sensor.machine_id == machine.pk]
-            to_delete.extend([f"Machine: {machine}", own])
-        model_count = {
-            Machine._meta.verbose_name_plural: len(machines),
-            Sensor._meta.verbose_name_plural: len(sensors),
-            SensorReading._meta.verbose_name_plural: reading_count,
-        }
+        reading_count = services.machine_deletion_counts(machines=machines).readings
+        to_delete, model_count = _deleted_objects_summary(machines, sensors, reading_count, with_machines=True)
         perms_needed = set() if self.has_delete_permission(request) else {Machine._meta.verbose_name}
         return to_delete, model_count, perms_needed, []
 
+    def delete_model(self, request, obj: Machine) -> None:
+        services.machine_delete(machine=obj, actor=request.user, client_ip=client_ip(request))
+
+    def delete_queryset(self, request, queryset) -> None:
+        for machine in queryset:
+            services.machine_delete(machine=machine, actor=request.user, client_ip=client_ip(request))
+
+
+@admin.register(Sensor)
+class SensorAdmin(TenantScopedAdmin):
+    """Sensors are added on their machine's page; here each can be looked at and deleted."""
+
+    tenant_path = "machine__tenant"
+    tenant_admin_permissions = frozenset({"view", "delete"})
+    list_display = ["key", "kind", "machine"]
+    list_filter = ["kind"]
+    list_select_related = ["machine"]
+    search_fields = ["key", "machine__name", "=machine__external_id"]
+    fields = ["machine", "key", "kind"]
+    readonly_fields = ["machine", "key", "kind"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_deleted_objects(self, objs, request):
+        sensors = list(objs)
+        reading_count = services.sensor_deletion_counts(sensors=sensors).readings
+        to_delete, model_count = _deleted_objects_summary([], sensors, reading_count, with_machines=False)
+        perms_needed = set() if self.has_delete_permission(request) else {Sensor._meta.verbose_name}
+        return to_delete, model_count, perms_needed, []
+
+    def delete_model(self, request, obj: Sensor) -> None:
+        services.sensor_delete(sensor=obj, actor=request.user, client_ip=client_ip(request))
+
+    def delete_queryset(self, request, queryset) -> None:
+        for sensor in queryset.select_related("machine"):
+            services.sensor_delete(sensor=sensor, actor=request.user, client_ip=client_ip(request))
+
+    def response_delete(self, request, obj_display, obj_id):
+        # Back to the machine the sensor was on, where it was deleted from.
+        response = super().response_delete(request, obj_display, obj_id)
+        machine_id = getattr(request, "_deleted_sensor_machine_id", None)
+        if machine_id is not None and self.admin_site._registry[Machine].has_view_permission(request):
+            response["Location"] = reverse("admin:telemetry_machine_change", args=[machine_id])
+        return response
+
+    def delete_view(self, request, object_id, extra_context=None):
+        sensor = self.get_object(request, object_id)
+        if sensor is not None:
+            request._deleted_sensor_machine_id = sensor.machine_id
+        return super().delete_view(request, object_id, extra_context)
+
 
 @admin.register(SensorReading)
-class SensorReadingAdmin(_ReadOnlyAdmin):
+class SensorReadingAdmin(_RecordAdmin):
     list_display = ["ts", "sensor", "value", "tenant"]
     list_filter = ["sensor__kind", "tenant"]
     list_select_related = ["sensor__machine", "tenant"]
@@ -135,7 +357,7 @@ class LatestPerKeyFilter(admin.SimpleListFilter):
 
 
 @admin.register(AgentHeartbeat)
-class AgentHeartbeatAdmin(_ReadOnlyAdmin):
+class AgentHeartbeatAdmin(_RecordAdmin):
     list_display = ["api_key", "received_at", "tenant", "agent_version", "hostname", "client_ip"]
     list_filter = [LatestPerKeyFilter, "tenant"]
     list_select_related = ["api_key", "tenant"]

@@ -411,6 +411,7 @@ def machine_create(
     location: str = "",
     sensors: Sequence[tuple[str, str]] = (),
     actor=None,
+    client_ip: str | None = None,
 ) -> Machine:
     """Create a machine and its sensors ((key, kind) pairs). Raises ValidationError naming each problem."""
     external_id, name, location = external_id.strip(), name.strip(), location.strip()
@@ -459,5 +460,142 @@ def machine_create(
             "location": location,
             "sensors": [f"{key.strip()}:{kind}" for key, kind in sensors],
         },
+        client_ip=client_ip,
     )
     return machine
+
+
+def _check_text(field: str, value: str, errors: dict[str, list[str]]) -> str:
+    value = (value or "").strip()
+    model_field = Machine._meta.get_field(field)
+    if not value and not model_field.blank:
+        errors[field] = ["This field may not be blank."]
+    elif len(value) > model_field.max_length:
+        errors[field] = [f"Ensure this field has no more than {model_field.max_length} characters."]
+    elif not _storable(value):
+        errors[field] = [UNSTORABLE]
+    return value
+
+
+@transaction.atomic
+def machine_update(
+    *, machine: Machine, name: str | None = None, location: str | None = None, actor=None, client_ip: str | None = None
+) -> Machine:
+    """Rename or relocate a machine. Its external id and tenant never change (agents and readings hang on them)."""
+    errors: dict[str, list[str]] = {}
+    wanted = {}
+    if name is not None:
+        wanted["name"] = _check_text("name", name, errors)
+    if location is not None:
+        wanted["location"] = _check_text("location", location, errors)
+    if errors:
+        raise ValidationError(errors)
+    machine = Machine.objects.select_for_update().get(pk=machine.pk)
+    changes = {
+        field: [getattr(machine, field), value] for field, value in wanted.items() if getattr(machine, field) != value
+    }
+    if not changes:
+        return machine
+    for field, (_, value) in changes.items():
+        setattr(machine, field, value)
+    machine.save(update_fields=list(changes))
+    audit_record(
+        tenant_id=machine.tenant_id,
+        action="machine.update",
+        actor=actor,
+        target=machine,
+        changes=changes,
+        client_ip=client_ip,
+    )
+    return machine
+
+
+@dataclass(frozen=True)
+class DeletionCounts:
+    """What deleting a machine or sensor takes with it."""
+
+    sensors: int
+    readings: int
+
+
+def machine_deletion_counts(*, machines: Iterable[Machine]) -> DeletionCounts:
+    ids = [machine.pk for machine in machines]
+    return DeletionCounts(
+        sensors=Sensor.objects.filter(machine_id__in=ids).count(),
+        readings=SensorReading.objects.filter(sensor__machine_id__in=ids).count(),
+    )
+
+
+def sensor_deletion_counts(*, sensors: Iterable[Sensor]) -> DeletionCounts:
+    ids = [sensor.pk for sensor in sensors]
+    return DeletionCounts(sensors=len(ids), readings=SensorReading.objects.filter(sensor_id__in=ids).count())
+
+
+@transaction.atomic
+def machine_delete(*, machine: Machine, actor=None, client_ip: str | None = None) -> DeletionCounts:
+    """Delete a machine with its sensors and their readings (DELETE statements; no reading is loaded)."""
+    counts = machine_deletion_counts(machines=[machine])
+    # Readings first, by sensor: a plain DELETE, so none is loaded (Django's collector would fast-delete too).
+    SensorReading.objects.filter(sensor__machine_id=machine.pk).delete()
+    audit_record(
+        tenant_id=machine.tenant_id,
+        action="machine.delete",
+        actor=actor,
+        target=machine,
+        changes={"external_id": machine.external_id, "sensors": counts.sensors, "readings": counts.readings},
+        client_ip=client_ip,
+    )
+    Machine.objects.filter(pk=machine.pk).delete()
+    return counts
+
+
+@transaction.atomic
+def sensor_create(*, machine: Machine, key: str, kind: str, actor=None, client_ip: str | None = None) -> Sensor:
+    key = (key or "").strip()
+    errors: dict[str, list[str]] = {}
+    try:
+        validate_identifier(key)
+    except ValidationError as exc:
+        errors["key"] = list(exc.messages)
+    if "key" not in errors and not _storable(key):
+        errors["key"] = [UNSTORABLE]
+    if "key" not in errors and len(key) > Sensor._meta.get_field("key").max_length:
+        errors["key"] = ["Ensure this field has no more than 100 characters."]
+    if kind not in Sensor.Kind.values:
+        errors["kind"] = [f"Unknown kind {kind!r}; choose one of: {', '.join(Sensor.Kind.values)}."]
+    if "key" not in errors and Sensor.objects.filter(machine_id=machine.pk, key=key).exists():
+        errors["key"] = [f"The machine already has a sensor with key {key!r}."]
+    if errors:
+        raise ValidationError(errors)
+    try:
+        with transaction.atomic():
+            sensor = Sensor.objects.create(machine=machine, key=key, kind=kind)
+    except IntegrityError:  # the same key added at the same moment
+        raise ValidationError({"key": [f"The machine already has a sensor with key {key!r}."]}) from None
+    audit_record(
+        tenant_id=machine.tenant_id,
+        action="sensor.create",
+        actor=actor,
+        target=sensor,
+        changes={"machine": machine.external_id, "key": key, "kind": kind},
+        client_ip=client_ip,
+    )
+    return sensor
+
+
+@transaction.atomic
+def sensor_delete(*, sensor: Sensor, actor=None, client_ip: str | None = None) -> DeletionCounts:
+    """Delete a sensor and its readings (DELETE statements; no reading is loaded)."""
+    counts = sensor_deletion_counts(sensors=[sensor])
+    machine = sensor.machine
+    SensorReading.objects.filter(sensor_id=sensor.pk).delete()
+    audit_record(
+        tenant_id=machine.tenant_id,
+        action="sensor.delete",
+        actor=actor,
+        target=sensor,
+        changes={"machine": machine.external_id, "key": sensor.key, "readings": counts.readings},
+        client_ip=client_ip,
+    )
+    Sensor.objects.filter(pk=sensor.pk).delete()
+    return counts

@@ -30,3 +30,17 @@ class EmailBackend(ModelBackend):
         if user.check_password(password) and self.user_can_authenticate(user):
             return user
         return None
+
+    # Django's model permissions are for platform staff. A tenant admin's pages are
+    # granted by core.admin.TenantScopedAdmin alone, so a group or permission given
+    # to a tenant member by mistake opens no platform page.
+    def get_all_permissions(self, user_obj, obj=None):
+        if not user_obj.is_staff:
+            return set()
+        return super().get_all_permissions(user_obj, obj)
+
+    def has_perm(self, user_obj, perm, obj=None):
+        return bool(user_obj.is_staff) and super().has_perm(user_obj, perm, obj)
+
+    def has_module_perms(self, user_obj, app_label):
+        return bool(user_obj.is_staff) and super().has_module_perms(user_obj, app_label)

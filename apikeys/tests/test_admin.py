@@ -25,9 +25,18 @@ def add_form(tenant, **overrides) -> dict:
     return data
 
 
+def revealed_url(api_key) -> str:
+    return f"/admin/apikeys/apikey/{api_key.pk}/revealed/"
+
+
 def create_in_admin(staff_client, tenant, **overrides):
-    response = staff_client.post(ADD_URL, add_form(tenant, **overrides))
-    assert response.status_code == 200, response.content[:500]
+    """POST the add form, follow its redirect; (the page that shows the key, the key)."""
+    posted = staff_client.post(ADD_URL, add_form(tenant, **overrides))
+    assert posted.status_code == 302, posted.content[:500]
+    assert not KEY_IN_PAGE.search(posted.content.decode() + posted["Location"])
+    assert posted["Location"] == revealed_url(ApiKey.objects.latest("created_at"))
+    response = staff_client.get(posted["Location"])
+    assert response.status_code == 200
     found = KEY_IN_PAGE.findall(response.content.decode())
     return response, found[0] if found else None
 
@@ -66,6 +75,52 @@ class TestAddShowsTheKeyOnce:
         _, secret = create_in_admin(staff_client, tenant)
         assert all(secret not in morsel.value for morsel in staff_client.cookies.values())
         assert secret not in str(dict(staff_client.session))
+
+    def test_reloading_the_page_shows_it_was_shown_and_creates_no_second_key(self, staff_client, tenant):
+        _, secret = create_in_admin(staff_client, tenant)
+        api_key = ApiKey.objects.get()
+        again = staff_client.get(revealed_url(api_key))
+        assert again.status_code == 200
+        page = again.content.decode()
+        assert "This secret was already shown, or more than 5 minutes have passed. It cannot be shown again." in page
+        assert secret not in page and not KEY_IN_PAGE.search(page)
+        assert "no-store" in again.headers["Cache-Control"]
+        assert ApiKey.objects.count() == 1
+
+    def test_between_post_and_page_the_key_is_held_encrypted_for_at_most_five_minutes(
+        self, staff_client, tenant, monkeypatch
+    ):
+        from django.core.cache import cache
+
+        from core import reveal
+
+        held = {}
+        real_set = cache.set
+
+        def spy(key, value, timeout=None, **kwargs):
+            held[key] = (value, timeout)
+            return real_set(key, value, timeout=timeout, **kwargs)
+
+        monkeypatch.setattr(reveal.cache, "set", spy)
+        posted = staff_client.post(ADD_URL, add_form(tenant))
+        ((slot, (value, timeout)),) = held.items()
+        assert timeout == 300
+        assert cache.get(slot) == value
+        assert not KEY_IN_PAGE.search(value.decode() if isinstance(value, bytes) else str(value))
+        assert staff_client.session.session_key not in slot  # only its digest names the slot
+        page = staff_client.get(posted["Location"]).content.decode()
+        assert KEY_IN_PAGE.search(page)
+        assert cache.get(slot) is None  # deleted when shown
+
+    def test_another_session_of_the_same_user_cannot_take_the_key(self, staff_client, staff_user, tenant):
+        from django.test import Client
+
+        posted = staff_client.post(ADD_URL, add_form(tenant))
+        other = Client()
+        other.force_login(staff_user)
+        page = other.get(posted["Location"]).content.decode()
+        assert not KEY_IN_PAGE.search(page)
+        assert KEY_IN_PAGE.search(staff_client.get(posted["Location"]).content.decode())
 
     def test_creation_is_audited(self, staff_client, staff_user, tenant):
         _, secret = create_in_admin(staff_client, tenant)
@@ -142,6 +197,18 @@ class TestChange:
         assert ApiKey.objects.get(pk=revoked_key.pk).name == "revoked"
 
 
+class TestNoHardDelete:
+    def test_keys_cannot_be_deleted_only_revoked(self, staff_client, api_key):
+        url = f"/admin/apikeys/apikey/{api_key.api_key.pk}/delete/"
+        assert staff_client.get(url).status_code == 403
+        assert staff_client.post(url, {"post": "yes"}).status_code == 403
+        assert ApiKey.objects.filter(pk=api_key.api_key.pk).exists()
+        page = staff_client.get(LIST_URL).content.decode()
+        assert 'value="delete_selected"' not in page
+        assert 'value="revoke_selected"' in page
+        assert "/delete/" not in staff_client.get(change_url(api_key.api_key)).content.decode()
+
+
 class TestChangelist:
     def test_columns(self, staff_client, api_key, tenant):
         page = staff_client.get(LIST_URL).content.decode()
@@ -185,8 +252,8 @@ class TestChangelist:
         by_tenant_name = staff_client.get(LIST_URL, {"q": other_tenant.name})
         assert [k.pk for k in by_tenant_name.context["cl"].result_list] == [other_tenant_key.api_key.pk]
 
-    def test_non_staff_users_are_kept_out(self, client, admin_user):
-        client.force_login(admin_user)
+    def test_users_who_are_not_admins_are_kept_out(self, client, operator_user):
+        client.force_login(operator_user)
         response = client.get(LIST_URL)
         assert response.status_code == 302
         assert "/admin/login/" in response["Location"]

@@ -60,7 +60,9 @@ def test_no_secret_is_logged_in_a_keys_life(all_logs, admin_client, tenant, clie
     secrets.append(out.getvalue().strip())
     staff = User.objects.create_superuser("staff@haltless.test", "Staff-Password-42!")
     client.force_login(staff)
-    page = client.post("/admin/apikeys/apikey/add/", {"tenant": str(tenant.pk), "name": "admin", "scopes": ["agent"]})
+    page = client.post(
+        "/admin/apikeys/apikey/add/", {"tenant": str(tenant.pk), "name": "admin", "scopes": ["agent"]}, follow=True
+    )
     secrets.append(next(s for s in page.content.decode().split('"') if s.startswith("hlts_")))
 
     for secret in secrets:

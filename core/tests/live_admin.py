@@ -8,11 +8,11 @@ import re
 
 import requests
 
+from core.admin_site import LOGIN_REFUSED
+
 LOGIN_PATH = "/admin/login/"
 LOGOUT_PATH = "/admin/logout/"
-WRONG_LOGIN_MESSAGE = (
-    "Please enter the correct email and password for a staff account. Note that both fields may be case-sensitive."
-)
+WRONG_LOGIN_MESSAGE = LOGIN_REFUSED
 _CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 

@@ -43,7 +43,7 @@ TRUSTED_PROXIES = _networks(_TRUSTED_PROXIES, "TRUSTED_PROXIES")
 
 # --- Applications -------------------------------------------------------------
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "core.admin_config.HaltlessAdminConfig",  # django.contrib.admin with our site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

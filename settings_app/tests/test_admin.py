@@ -131,7 +131,9 @@ class TestDashboardPresetAdmin:
             },
         )
         assert response.status_code == 200
-        assert "Must be true or false." in response.content.decode()
+        page = response.content.decode()
+        assert "widgets, item 1, visible: Must be true or false." in page
+        assert "ErrorDetail" not in page and "string=" not in page
         assert not DashboardPreset.objects.exists()
 
     def test_valid_preset_is_saved_and_audited(self, staff_client, tenant):

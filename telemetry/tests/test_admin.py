@@ -1,8 +1,10 @@
+import re
 from datetime import timedelta
 
 import pytest
 from django.test import Client
 
+from audit.models import AuditEvent
 from telemetry.models import AgentHeartbeat, Machine, Sensor, SensorReading
 from telemetry.services import heartbeat_record, readings_bulk_insert
 from telemetry.tests.conftest import T0
@@ -38,8 +40,11 @@ class TestMachineAdmin:
         assert response.status_code == 200
         page = response.content.decode()
         for key in ("bearing_temp", "oil_pressure", "door_count"):
-            assert f'value="{key}"' in page
+            assert re.search(rf'<td class="field-key">\s*<p>{key}</p>', page), key
         assert "mm_s" in page  # the canonical unit of the vibration sensor
+        # Existing sensors are shown, not edited; new ones go in the "add sensors" rows.
+        assert 'name="sensors-0-key"' not in page
+        assert 'name="new_sensors-0-key"' in page
 
     def test_add_with_sensors(self, staff_client, tenant):
         data = {
@@ -47,10 +52,10 @@ class TestMachineAdmin:
             "external_id": "press-7",
             "name": "Press 7",
             "location": "",
-            "sensors-TOTAL_FORMS": "1",
-            "sensors-INITIAL_FORMS": "0",
-            "sensors-0-key": "temp",
-            "sensors-0-kind": "temperature",
+            "new_sensors-TOTAL_FORMS": "1",
+            "new_sensors-INITIAL_FORMS": "0",
+            "new_sensors-0-key": "temp",
+            "new_sensors-0-kind": "temperature",
         }
         response = staff_client.post("/admin/telemetry/machine/add/", data)
         assert response.status_code == 302
@@ -62,12 +67,96 @@ class TestMachineAdmin:
             "tenant": str(tenant.pk),
             "external_id": "m1",
             "name": "Again",
-            "sensors-TOTAL_FORMS": "0",
-            "sensors-INITIAL_FORMS": "0",
+            "new_sensors-TOTAL_FORMS": "0",
+            "new_sensors-INITIAL_FORMS": "0",
         }
         response = staff_client.post("/admin/telemetry/machine/add/", data)
         assert response.status_code == 200
         assert Machine.objects.count() == 1
+
+    def test_the_tenant_of_a_machine_never_changes(self, staff_client, machine, readings, other_tenant):
+        url = f"/admin/telemetry/machine/{machine.pk}/change/"
+        page = staff_client.get(url).content.decode()
+        assert 'name="tenant"' not in page and 'name="external_id"' not in page
+        data = {
+            "tenant": str(other_tenant.pk),
+            "external_id": "moved",
+            "name": "Press 1b",
+            "location": "Hall 2",
+            "sensors-TOTAL_FORMS": "0",
+            "sensors-INITIAL_FORMS": "0",
+            "new_sensors-TOTAL_FORMS": "0",
+            "new_sensors-INITIAL_FORMS": "0",
+        }
+        assert staff_client.post(url, data).status_code == 302
+        machine.refresh_from_db()
+        assert (machine.tenant_id, machine.external_id) == (readings.first().tenant_id, "m1")
+        assert (machine.name, machine.location) == ("Press 1b", "Hall 2")
+        event = AuditEvent.objects.get(action="machine.update")
+        assert event.changes == {"name": ["Press 1", "Press 1b"], "location": ["Hall A", "Hall 2"]}
+
+    def test_the_sensor_rows_cannot_delete_a_sensor_without_asking(self, staff_client, machine, readings):
+        url = f"/admin/telemetry/machine/{machine.pk}/change/"
+        page = staff_client.get(url).content.decode()
+        assert "DELETE" not in page
+        sensor = machine.sensors.get(key="bearing_temp")
+        assert f'href="/admin/telemetry/sensor/{sensor.pk}/delete/"' in page
+        sensors = list(machine.sensors.order_by("key"))
+        data = {
+            "name": machine.name,
+            "location": machine.location,
+            "sensors-TOTAL_FORMS": str(len(sensors)),
+            "sensors-INITIAL_FORMS": str(len(sensors)),
+            "new_sensors-TOTAL_FORMS": "0",
+            "new_sensors-INITIAL_FORMS": "0",
+        }
+        for index, each in enumerate(sensors):
+            data.update({f"sensors-{index}-id": str(each.pk), f"sensors-{index}-DELETE": "on"})
+        staff_client.post(url, data)
+        assert machine.sensors.count() == len(sensors)
+        assert SensorReading.objects.count() == 5
+
+    def test_deleting_a_sensor_shows_its_readings_and_asks(self, staff_client, machine, readings):
+        sensor = machine.sensors.get(key="bearing_temp")
+        url = f"/admin/telemetry/sensor/{sensor.pk}/delete/"
+        page = staff_client.get(url).content.decode()
+        assert "Are you sure you want to delete the sensor" in page
+        assert "Sensor readings: 5" in page
+        assert Sensor.objects.filter(pk=sensor.pk).exists()
+        response = staff_client.post(url, {"post": "yes"})
+        assert response.status_code == 302
+        assert response["Location"] == f"/admin/telemetry/machine/{machine.pk}/change/"
+        assert not Sensor.objects.filter(pk=sensor.pk).exists()
+        assert not SensorReading.objects.exists()
+        event = AuditEvent.objects.get(action="sensor.delete")
+        assert event.changes == {"machine": "m1", "key": "bearing_temp", "readings": 5}
+
+    def test_adding_sensors_on_the_change_page(self, staff_client, machine):
+        url = f"/admin/telemetry/machine/{machine.pk}/change/"
+        existing = machine.sensors.count()
+        data = {
+            "name": machine.name,
+            "location": machine.location,
+            "sensors-TOTAL_FORMS": str(existing),
+            "sensors-INITIAL_FORMS": str(existing),
+            "new_sensors-TOTAL_FORMS": "2",
+            "new_sensors-INITIAL_FORMS": "0",
+            "new_sensors-0-key": "coolant_temp",
+            "new_sensors-0-kind": "temperature",
+            "new_sensors-1-key": "bearing_temp",
+            "new_sensors-1-kind": "temperature",
+        }
+        for index, each in enumerate(machine.sensors.order_by("key")):
+            data[f"sensors-{index}-id"] = str(each.pk)
+        response = staff_client.post(url, data)
+        assert response.status_code == 200
+        assert "The machine already has a sensor with key &#x27;bearing_temp&#x27;." in response.content.decode()
+        assert machine.sensors.count() == existing
+        data["new_sensors-TOTAL_FORMS"] = "1"
+        response = staff_client.post(url, data)
+        assert response.status_code == 302
+        assert machine.sensors.filter(key="coolant_temp", kind="temperature").exists()
+        assert AuditEvent.objects.filter(action="sensor.create").count() == 1
 
     def test_delete_confirmation_counts_readings_instead_of_listing_them(self, staff_client, readings, machine):
         url = f"/admin/telemetry/machine/{machine.pk}/delete/"
@@ -77,6 +166,8 @@ class TestMachineAdmin:
         assert not Machine.objects.exists()
         assert not Sensor.objects.exists()
         assert not SensorReading.objects.exists()
+        event = AuditEvent.objects.get(action="machine.delete")
+        assert event.changes == {"external_id": "m1", "sensors": 6, "readings": 5}
 
 
 class TestReadingAdmin:
