@@ -30,6 +30,17 @@ def _clear_cache():
     clear()
 
 
+@pytest.fixture(scope="session")
+def live_stack(tmp_path_factory):
+    """The service under gunicorn on a free loopback port, with a database of its own
+    (see core/tests/live_stack.py): for tests through the front door, over HTTP only."""
+    from core.tests.live_stack import start_live_stack
+
+    stack, stop = start_live_stack(tmp_path_factory.mktemp("live-stack"))
+    yield stack
+    stop()
+
+
 @pytest.fixture
 def password() -> str:
     return DEFAULT_PASSWORD

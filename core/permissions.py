@@ -69,3 +69,13 @@ class IsTenantAdminForWrites(ApiAccess):
             return True
         self.message = ADMIN_REQUIRED
         return False
+
+
+class NoApiKeyCredentials(BasePermission):
+    """For endpoints open to anyone that are still for users only (login, token refresh):
+    a request made with an API key is told it needs a user login (403)."""
+
+    message = USER_LOGIN_REQUIRED
+
+    def has_permission(self, request, view) -> bool:
+        return not getattr(request.user, "is_api_key", False)

@@ -147,19 +147,16 @@ NEW_USER = {"email": "new.person@acme.test", "password": "Onboard-Secret-2031", 
 
 # Deviations from the contract that the owning app has been told about. A cell listed
 # here is an expected failure (strict: the day it is fixed, the table must be updated).
-LOGIN_IGNORES_KEYS = (
-    "CONTRACT: an API key on a user-only endpoint (settings, users, auth) is 403; the login "
-    "endpoints do not authenticate at all, so a key in the header is ignored and the login succeeds."
-)
 
 # fmt: off
 # Columns: anonymous, viewer, operator, admin, other tenant's admin,
 #          key ingest, agent, read:machines, read:sensors, edge_agent, read_only, revoked key, expired key
 MATRIX: list[Row] = [
     # --- users: login, profile, password ------------------------------------------------------------
-    row("POST", "/auth/token",                      200, 200, 200, 200, 200,  200, 200, 200, 200, 200, 200, 200, 200,
+    # A live key is told the endpoint needs a user login; a revoked or expired one is the usual 401.
+    row("POST", "/auth/token",                      200, 200, 200, 200, 200,  403, 403, 403, 403, 403, 403, 401, 401,
         body=_login_body, audit=NOT_AUDITED),
-    row("POST", "/auth/token/refresh",              200, 200, 200, 200, 200,  200, 200, 200, 200, 200, 200, 200, 200,
+    row("POST", "/auth/token/refresh",              200, 200, 200, 200, 200,  403, 403, 403, 403, 403, 403, 401, 401,
         body=_refresh_body, audit=NOT_AUDITED),
     row("GET", "/settings/profile",                 401, 200, 200, 200, 200,  403, 403, 403, 403, 403, 403, 401, 401),
     row("PATCH", "/settings/profile",               401, 200, 200, 200, 200,  403, 403, 403, 403, 403, 403, 401, 401,

@@ -106,6 +106,20 @@ DATABASES = {
     else {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "var" / "haltless.sqlite3"}
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite lets one writer in at a time. A deferred transaction that reads, then writes,
+    # fails at once with "database is locked" when another writer got there first; begun
+    # IMMEDIATE, it takes the write lock up front, and a second writer waits (up to
+    # `timeout` seconds) instead of failing. WAL lets reads go on while one writes, and
+    # synchronous=NORMAL is WAL's durable-across-app-crashes setting (a power cut may lose
+    # the last commits, never corrupt the file).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = 60
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

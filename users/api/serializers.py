@@ -1,4 +1,3 @@
-from django.contrib.auth import authenticate
 from rest_framework import serializers
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
@@ -12,15 +11,10 @@ BAD_CREDENTIALS = "No active account found with the given credentials."
 
 
 class TokenObtainInputSerializer(StrictSerializer):
+    """The login body's shape; the view throttles, then checks the password (users.throttles)."""
+
     email = serializers.CharField(max_length=254, trim_whitespace=True)
     password = serializers.CharField(max_length=4096, trim_whitespace=False)
-
-    def validate(self, attrs):
-        user = authenticate(self.context.get("request"), email=attrs["email"], password=attrs["password"])
-        if user is None:
-            raise AuthenticationFailed(BAD_CREDENTIALS, code="no_active_account")
-        attrs["user"] = user
-        return attrs
 
 
 class TokenPairSerializer(serializers.Serializer):

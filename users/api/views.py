@@ -1,20 +1,21 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from django.contrib.auth import authenticate
 from django.contrib.auth.models import update_last_login
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import AuthenticationFailed
-from rest_framework.permissions import AllowAny
+from rest_framework.exceptions import AuthenticationFailed, Throttled
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.http import client_ip
-from core.permissions import IsTenantAdmin
+from core.permissions import IsTenantAdmin, NoApiKeyCredentials
 from core.tenancy import TenantScopedMixin
 from users import services
 from users.api.serializers import (
+    BAD_CREDENTIALS,
     AccessTokenSerializer,
     PasswordChangeInputSerializer,
     ProfileUpdateInputSerializer,
@@ -25,8 +26,15 @@ from users.api.serializers import (
     UserOutputSerializer,
     UserRoleInputSerializer,
 )
+from users.authentication import JWTAuthentication
 from users.models import User
-from users.throttling import CurrentPasswordThrottle, LoginAccountThrottle, LoginAddressThrottle
+from users.throttles import (
+    LoginThrottled,
+    current_password_attempt_begin,
+    current_password_attempt_succeeded,
+    login_attempt_begin,
+    login_attempt_succeeded,
+)
 from users.tokens import token_pair_for
 
 
@@ -36,25 +44,28 @@ def _is_wrong_current_password(exc: DjangoValidationError) -> bool:
 
 
 class CurrentPasswordCheckMixin:
-    """Throttle repeated wrong `current_password` answers of one user (429)."""
+    """Throttle wrong `current_password` answers of one user (429): each check is
+    counted before it is made, and given back when the password was right."""
 
     # The wrong-current-password throttle is checked by hand, so the schema is told.
     extra_error_codes = ("429",)
 
-    def check_current_password_throttle(self, request) -> CurrentPasswordThrottle:
-        throttle = CurrentPasswordThrottle()
-        if not throttle.allow_request(request, self):
-            self.throttled(request, throttle.wait())
-        return throttle
-
     @contextmanager
-    def counting_wrong_password(self, throttle: CurrentPasswordThrottle) -> Iterator[None]:
+    def current_password_throttled(self, request) -> Iterator[None]:
+        try:
+            hit = current_password_attempt_begin(user_id=request.user.pk)
+        except LoginThrottled as exc:
+            raise Throttled(wait=exc.wait_seconds) from None
         try:
             yield
         except DjangoValidationError as exc:
-            if _is_wrong_current_password(exc):
-                throttle.record_failure()
+            if not _is_wrong_current_password(exc):
+                current_password_attempt_succeeded(hit)
             raise
+        except BaseException:
+            current_password_attempt_succeeded(hit)
+            raise
+        current_password_attempt_succeeded(hit)
 
 
 RULE_VIOLATION = OpenApiResponse(
@@ -64,10 +75,18 @@ RULE_VIOLATION = OpenApiResponse(
 
 
 class _LoginEndpoint(APIView):
-    """Credentials travel in the body; a 401 still names the scheme to use next."""
+    """Open to anyone, yet for users only; credentials travel in the body.
 
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
+    Of the configured authentications only the non-JWT ones (API keys) run here:
+    a request with an API key is refused (403 "requires a user login", or 401 for a
+    revoked, expired or invalid key, like anywhere else), while a stale JWT left in a
+    client's headers must not stand in the way of logging in again.
+    """
+
+    permission_classes = [NoApiKeyCredentials]
+
+    def get_authenticators(self):
+        return [auth for auth in super().get_authenticators() if not isinstance(auth, JWTAuthentication)]
 
     def get_authenticate_header(self, request) -> str:
         return 'Bearer realm="api"'
@@ -76,24 +95,22 @@ class _LoginEndpoint(APIView):
 class TokenObtainView(_LoginEndpoint):
     """Log in with email and password; failed attempts are throttled (429)."""
 
-    throttle_classes = [LoginAddressThrottle, LoginAccountThrottle]
-
-    def check_throttles(self, request):
-        self.login_throttles = self.get_throttles()
-        for throttle in self.login_throttles:
-            if not throttle.allow_request(request, self):
-                self.throttled(request, throttle.wait())
+    # The login throttles (users.throttles) are applied by hand, so the schema is told.
+    extra_error_codes = ("429",)
 
     @extend_schema(request=TokenObtainInputSerializer, responses={200: TokenPairSerializer}, auth=[])
     def post(self, request):
-        serializer = TokenObtainInputSerializer(data=request.data, context={"request": request})
+        serializer = TokenObtainInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        email, password = serializer.validated_data["email"], serializer.validated_data["password"]
         try:
-            serializer.is_valid(raise_exception=True)
-        except AuthenticationFailed:
-            for throttle in self.login_throttles:
-                throttle.record_failure()
-            raise
-        user = serializer.validated_data["user"]
+            attempt = login_attempt_begin(email=email, ip=client_ip(request))
+        except LoginThrottled as exc:
+            raise Throttled(wait=exc.wait_seconds) from None
+        user = authenticate(request, email=email, password=password)
+        if user is None:
+            raise AuthenticationFailed(BAD_CREDENTIALS, code="no_active_account")
+        login_attempt_succeeded(attempt)
         update_last_login(None, user)
         return Response(token_pair_for(user), status=status.HTTP_200_OK)
 
@@ -127,11 +144,10 @@ class ProfileView(CurrentPasswordCheckMixin, generics.GenericAPIView):
         serializer = ProfileUpdateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        throttle = self.check_current_password_throttle(request) if "current_password" in data else None
-        if throttle is None:
+        if "current_password" not in data:
             user = services.user_profile_update(user=request.user, client_ip=client_ip(request), **data)
         else:
-            with self.counting_wrong_password(throttle):
+            with self.current_password_throttled(request):
                 user = services.user_profile_update(user=request.user, client_ip=client_ip(request), **data)
         return Response(UserOutputSerializer(user).data)
 
@@ -149,8 +165,7 @@ class PasswordChangeView(CurrentPasswordCheckMixin, generics.GenericAPIView):
     def post(self, request):
         serializer = PasswordChangeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        throttle = self.check_current_password_throttle(request)
-        with self.counting_wrong_password(throttle):
+        with self.current_password_throttled(request):
             user = services.user_password_change(
                 user=request.user, client_ip=client_ip(request), **serializer.validated_data
             )

@@ -90,6 +90,54 @@ class TestRefresh:
         assert api_client.post(REFRESH_URL, {"refresh": access}, format="json").status_code == 401
 
 
+USER_LOGIN_REQUIRED = {"detail": "This endpoint requires a user login; API keys are not accepted here."}
+
+
+class TestAuthEndpointsRefuseApiKeys:
+    """An API key is no way to get or renew a user's tokens: 403, whatever the body says."""
+
+    @pytest.fixture
+    def bodies(self, api_client, admin_user, password):
+        refresh = login(api_client, admin_user.email, password).json()["refresh"]
+        return {
+            TOKEN_URL: {"email": admin_user.email, "password": password},
+            REFRESH_URL: {"refresh": refresh},
+        }
+
+    @pytest.mark.parametrize("url", [TOKEN_URL, REFRESH_URL])
+    @pytest.mark.parametrize("header", ["HTTP_X_API_KEY", "HTTP_AUTHORIZATION"])
+    def test_a_valid_api_key_is_refused(self, api_client, api_key, bodies, url, header):
+        value = api_key.secret if header == "HTTP_X_API_KEY" else f"Bearer {api_key.secret}"
+        response = api_client.post(url, bodies[url], format="json", **{header: value})
+        assert response.status_code == 403
+        assert response.json() == USER_LOGIN_REQUIRED
+
+    def test_a_malformed_api_key_is_the_usual_401(self, api_client, bodies):
+        response = api_client.post(TOKEN_URL, bodies[TOKEN_URL], format="json", HTTP_X_API_KEY="hlts_nonsense")
+        assert response.status_code == 401
+        assert response.json() == {"detail": "Invalid API key."}
+
+    def test_a_refused_key_uses_no_login_budget(self, api_client, api_key, admin_user, password):
+        for _ in range(15):
+            response = api_client.post(
+                TOKEN_URL,
+                {"email": admin_user.email, "password": "wrong"},
+                format="json",
+                HTTP_X_API_KEY=api_key.secret,
+            )
+            assert response.status_code == 403
+        assert login(api_client, admin_user.email, password).status_code == 200
+
+    def test_a_stale_jwt_in_the_header_does_not_block_a_login(self, api_client, admin_user, password):
+        response = api_client.post(
+            TOKEN_URL,
+            {"email": admin_user.email, "password": password},
+            format="json",
+            HTTP_AUTHORIZATION="Bearer eyJ.stale.token",
+        )
+        assert response.status_code == 200
+
+
 class TestRevocation:
     """Tokens issued before a password change or deactivation stop working at once."""
 
