@@ -6,8 +6,9 @@ never reaches the database; a well-formed one costs one indexed query and a
 constant-time comparison (see apikeys.selectors), plus a `last_used_at` write
 at most once a minute per key.
 
-The order of checks is the contract's: the secret (401), revoked, expired
-(401), the network allowlist (403), the request rate (429); scopes are the
+The order of checks is the contract's, all in `check_api_key`: the secret
+(401), revoked, a previous secret past its overlap, expired, disabled (401),
+the network allowlist (403), the request rate (429); scopes are the
 permission classes' (403), the machine scope the views' (400/404) and the
 readings rate ingest's (429). Each check is a small function of its own module
 (apikeys.network, apikeys.ratelimit). Only a request that passes the allowlist
@@ -25,6 +26,8 @@ from core.http import client_ip
 INVALID_KEY = "Invalid API key."
 EXPIRED_KEY = "API key has expired."
 REVOKED_KEY = "API key has been revoked."
+ROTATED_KEY = "API key has been rotated; use the new key."
+DISABLED_KEY = "API key is disabled."
 
 
 class ApiKeyPrincipal:
@@ -39,11 +42,14 @@ class ApiKeyPrincipal:
     is_tenant_admin = False
     role = None
 
-    def __init__(self, api_key: ApiKey, rate_check: "ratelimit.RequestCheck | None" = None):
+    def __init__(
+        self, api_key: ApiKey, rate_check: "ratelimit.RequestCheck | None" = None, secret: str = selectors.CURRENT
+    ):
         self.api_key = api_key
         self.pk = self.id = api_key.pk
         self.tenant_id = api_key.tenant_id
         self.rate_check = rate_check
+        self.secret = secret  # which of the key's secrets authenticated: "current" or "previous"
 
     @property
     def machine_ids(self) -> list[str] | None:
@@ -74,6 +80,36 @@ def _key_from_request(request) -> str | None:
     return None  # no key: maybe a JWT, for users.authentication
 
 
+def check_api_key(request, api_key: ApiKey, secret: str, now) -> "ratelimit.RequestCheck":
+    """The contract's order of checks for a key that a secret matched; the first failure answers.
+
+    Scopes and machine scope come later, in the permission gate and the views.
+    Only a request that passes the allowlist counts as a use.
+    """
+    if api_key.is_revoked:
+        raise exceptions.AuthenticationFailed(REVOKED_KEY, code="api_key_revoked")
+    if secret == selectors.PREVIOUS and not api_key.has_live_previous(now):
+        raise exceptions.AuthenticationFailed(ROTATED_KEY, code="api_key_rotated")
+    if api_key.is_expired(now):
+        raise exceptions.AuthenticationFailed(EXPIRED_KEY, code="api_key_expired")
+    if api_key.disabled:
+        raise exceptions.AuthenticationFailed(DISABLED_KEY, code="api_key_disabled")
+    address = client_ip(request)
+    if not network.is_allowed(address, api_key.allowed_cidrs):
+        services.api_key_ip_denied(api_key=api_key, client_ip=address)
+        raise exceptions.PermissionDenied(network.DENIED.format(ip=address))
+    # Past the allowlist, the request is a use of the key, whatever comes next.
+    services.api_key_record_use(api_key=api_key, now=now, client_ip=address, secret=secret)
+    observed.record_use(api_key_id=api_key.pk, client_ip=address)
+    check = ratelimit.check_request(api_key)
+    if api_key.has_rate_limit:
+        # Read by core.middleware.ResponseHeadersMiddleware, so that every answer carries them.
+        request._request.extra_response_headers = ratelimit.headers(check)
+    if not check.outcome.allowed:
+        raise ratelimit.RateLimited(limit=check.outcome.refused_by, unit="requests", wait=check.outcome.retry_after)
+    return check
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request):
         secret = _key_from_request(request)
@@ -81,29 +117,14 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         if not keys.is_well_formed(secret):
             raise exceptions.AuthenticationFailed(INVALID_KEY, code="api_key_invalid")
-        api_key = selectors.api_key_find_by_secret(secret=secret)
-        if api_key is None:
+        found = selectors.api_key_find_by_secret(secret=secret)
+        if found is None:
             # The same answer as for a malformed key: nothing tells a guesser how close it came.
             raise exceptions.AuthenticationFailed(INVALID_KEY, code="api_key_invalid")
+        api_key, which = found
         now = timezone.now()
-        if api_key.is_revoked:
-            raise exceptions.AuthenticationFailed(REVOKED_KEY, code="api_key_revoked")
-        if api_key.is_expired(now):
-            raise exceptions.AuthenticationFailed(EXPIRED_KEY, code="api_key_expired")
-        address = client_ip(request)
-        if not network.is_allowed(address, api_key.allowed_cidrs):
-            services.api_key_ip_denied(api_key=api_key, client_ip=address)
-            raise exceptions.PermissionDenied(network.DENIED.format(ip=address))
-        # Past the allowlist, the request is a use of the key, whatever comes next.
-        services.api_key_record_use(api_key=api_key, now=now, client_ip=address)
-        observed.record_use(api_key_id=api_key.pk, client_ip=address)
-        check = ratelimit.check_request(api_key)
-        if api_key.has_rate_limit:
-            # Read by core.middleware.ResponseHeadersMiddleware, so that every answer carries them.
-            request._request.extra_response_headers = ratelimit.headers(check)
-        if not check.outcome.allowed:
-            raise ratelimit.RateLimited(limit=check.outcome.refused_by, unit="requests", wait=check.outcome.retry_after)
-        return ApiKeyPrincipal(api_key, check), api_key
+        check = check_api_key(request, api_key, which, now)
+        return ApiKeyPrincipal(api_key, check, secret=which), api_key
 
     def authenticate_header(self, request) -> str:
         # Makes DRF answer 401 (not 403) to a request without credentials.

@@ -10,6 +10,7 @@ from django.core.checks import Error
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from apikeys import scopes
+from core.permissions import ANY_SCOPE
 
 
 def _patterns(resolver: URLResolver, prefix: str = "") -> Iterator[tuple[str, URLPattern]]:
@@ -36,7 +37,7 @@ def check_required_scopes(app_configs=None, **kwargs) -> list[Error]:
         scope = initkwargs.get("required_scope", getattr(view_class, "required_scope", None))
         allow_user_login = initkwargs.get("allow_user_login", getattr(view_class, "allow_user_login", True))
         label = f"{view_class.__module__}.{view_class.__qualname__} (/{route})"
-        if scope is not None and not scopes.is_scope(scope):
+        if scope is not None and scope != ANY_SCOPE and not scopes.is_scope(scope):
             errors.append(
                 Error(
                     f"{label} declares required_scope {scope!r}, which is not a registered scope.",

@@ -40,6 +40,22 @@ class ApiKey(models.Model):
     allowed_cidrs = models.JSONField(default=list, blank=True)
     requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
     readings_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    # A disabled key is live (it can be enabled again) but authenticates nothing.
+    disabled = models.BooleanField(default=False)
+    exposed_at = models.DateTimeField(null=True, blank=True, help_text="When a leak report named the key.")
+    # When the current secret was first used; None while it never was (the "lost answer" rule of rotation).
+    secret_used_at = models.DateTimeField(null=True, blank=True)
+    rotated_at = models.DateTimeField(null=True, blank=True)
+    # The previous secret during a rotation's overlap. Its prefix is indexed too, so that
+    # authentication finds the key by either secret in one query (prefix = p OR previous_prefix = p).
+    previous_prefix = models.CharField(max_length=12, null=True, blank=True, db_index=True)
+    previous_key_digest = models.CharField(max_length=64, null=True, blank=True, editable=False)
+    previous_valid_until = models.DateTimeField(null=True, blank=True)
+    previous_last_used_at = models.DateTimeField(null=True, blank=True)
+    # Notices already sent (manage.py notify_api_keys): re-armed when expires_at changes or the key is used.
+    expiry_notices_for = models.DateTimeField(null=True, blank=True, editable=False)
+    expiry_notices_sent = models.JSONField(default=list, blank=True, editable=False)
+    unused_notified_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -62,6 +78,20 @@ class ApiKey(models.Model):
     def has_rate_limit(self) -> bool:
         return self.requests_per_minute is not None or self.readings_per_minute is not None
 
+    def has_live_previous(self, now=None) -> bool:
+        """Whether the previous secret of a rotation still works."""
+        return (
+            self.previous_key_digest is not None
+            and self.previous_valid_until is not None
+            and self.previous_valid_until > (now or timezone.now())
+        )
+
+    def status(self, now=None) -> str:
+        """`active`, `disabled` or `expired` (expired wins); revoked keys are not listed."""
+        if self.is_expired(now):
+            return "expired"
+        return "disabled" if self.disabled else "active"
+
 
 class ObservedIp(models.Model):
     """Where a key was used from (allowed uses only), to help an admin write its allowlist.
@@ -83,3 +113,32 @@ class ObservedIp(models.Model):
 
     def __str__(self) -> str:
         return f"{self.network} ({self.requests})"
+
+
+def default_notify_days_before_expiry() -> list[int]:
+    return [7, 1]
+
+
+class ApiKeyPolicy(models.Model):
+    """A tenant's rules for its keys. Checked when a key is created or changed; never rewrites a key."""
+
+    class LeakedKeyAction(models.TextChoices):
+        REVOKE = "revoke"
+        NOTIFY = "notify"
+
+    tenant = models.OneToOneField(
+        "tenants.Tenant", on_delete=models.CASCADE, primary_key=True, related_name="api_key_policy"
+    )
+    max_lifetime_days = models.PositiveIntegerField(null=True, blank=True)
+    require_expiry = models.BooleanField(default=False)
+    notify_days_before_expiry = models.JSONField(default=default_notify_days_before_expiry)
+    notify_unused_after_days = models.PositiveIntegerField(null=True, blank=True)
+    leaked_key_action = models.CharField(max_length=8, choices=LeakedKeyAction.choices, default="revoke")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "API key policy"
+        verbose_name_plural = "API key policies"
+
+    def __str__(self) -> str:
+        return f"API key policy of {self.tenant_id}"

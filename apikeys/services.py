@@ -2,13 +2,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
+from rest_framework.exceptions import Throttled
 
 from apikeys import keys, machine_scope, network, ratelimit, sampling, scopes
-from apikeys.models import ApiKey
+from apikeys.models import ApiKey, ApiKeyPolicy
+from apikeys.selectors import CURRENT, PREVIOUS
 from audit.services import audit_record
+from core.exceptions import Conflict
 from tenants.models import Tenant
 
 NAME_MAX_LENGTH = ApiKey._meta.get_field("name").max_length
@@ -96,17 +99,21 @@ def _clean_restrictions(
 
 
 def api_key_validate(
-    *, name: str, scopes_requested: str | list[str] | None, expires_at: datetime | None
+    *, name: str, scopes_requested: str | list[str] | None, expires_at: datetime | None, tenant_id=None
 ) -> tuple[str, list[str]]:
     """The create rules, for every entry point (API, admin, command).
 
-    Returns the stripped name and the expanded scopes; raises ValidationError
-    keyed by field.
+    With `tenant_id`, the tenant's key policy is checked too. Returns the
+    stripped name and the expanded scopes; raises ValidationError keyed by field.
     """
     errors: dict[str, list[str]] = {}
     name = _clean_name(name, errors)
     granted = _clean_scopes(scopes_requested, errors)
     _clean_expires_at(expires_at, errors)
+    if tenant_id is not None and "expires_at" not in errors:
+        policy_error = policy_expiry_error(api_key_policy_of(tenant_id=tenant_id), expires_at, timezone.now())
+        if policy_error:
+            errors["expires_at"] = [policy_error]
     if errors:
         raise ValidationError(errors)
     return name, granted
@@ -132,7 +139,9 @@ def api_key_create(
     """
     errors: dict[str, list[str]] = {}
     try:
-        name, granted = api_key_validate(name=name, scopes_requested=scopes_requested, expires_at=expires_at)
+        name, granted = api_key_validate(
+            name=name, scopes_requested=scopes_requested, expires_at=expires_at, tenant_id=tenant.id
+        )
     except ValidationError as exc:
         errors.update(exc.message_dict)
     restrictions = _clean_restrictions(
@@ -182,13 +191,16 @@ def api_key_update(
     machines: list[str] | None = _UNSET,
     allowed_cidrs: list[str] = _UNSET,
     rate_limit: dict | None = _UNSET,
+    disabled: bool = _UNSET,
     actor=None,
     client_ip: str | None = None,
 ) -> ApiKey:
-    """Change a key's name, scopes, expiry or restrictions (PATCH, the admin's change form). The secret stays.
+    """Change a key's name, scopes, expiry or restrictions, disable or enable it (PATCH, the admin's
+    change form). The secret stays.
 
     Only what is given changes; `rate_limit` is replaced as a whole (a member
-    left out is null, the tier's cap).
+    left out is null, the tier's cap). A new `expires_at` must fit the
+    tenant's policy (its lifetime counted from creation or the last rotation).
     """
     if api_key.is_revoked:
         raise ValidationError("A revoked key cannot be changed.")
@@ -206,7 +218,15 @@ def api_key_update(
         new_values["scopes"] = _clean_scopes(scopes_requested, errors)
     if expires_at is not _UNSET and expires_at != api_key.expires_at:
         _clean_expires_at(expires_at, errors)
+        if "expires_at" not in errors:
+            policy_error = policy_expiry_error(
+                api_key_policy_of(tenant_id=api_key.tenant_id), expires_at, api_key.rotated_at or api_key.created_at
+            )
+            if policy_error:
+                errors["expires_at"] = [policy_error]
         new_values["expires_at"] = expires_at
+    if disabled is not _UNSET:
+        new_values["disabled"] = bool(disabled)
     if errors:
         raise ValidationError(errors)
     changes = {
@@ -257,20 +277,35 @@ def api_key_revoke(*, api_key: ApiKey, actor=None, client_ip: str | None = None)
     return api_key
 
 
-def api_key_record_use(*, api_key: ApiKey, now: datetime, client_ip: str | None) -> bool:
+def api_key_record_use(*, api_key: ApiKey, now: datetime, client_ip: str | None, secret: str = CURRENT) -> bool:
     """Note that the key was used, at most once per LAST_USED_RESOLUTION; True if written.
 
     Bookkeeping rather than a change someone made, so not audited. The
     in-memory check saves the query on most requests; the conditional update
     keeps concurrent requests of one key from writing more than once a minute.
+    The first use of a current secret is always written (`secret_used_at`: the
+    rotation's lost-answer rule depends on it), and only if that secret is
+    still the current one (a rotation may have replaced it meanwhile).
     """
-    if api_key.last_used_at and now - api_key.last_used_at < LAST_USED_RESOLUTION:
+    stale = not api_key.last_used_at or now - api_key.last_used_at >= LAST_USED_RESOLUTION
+    if secret == CURRENT and api_key.secret_used_at is None:
+        values: dict[str, Any] = {"secret_used_at": now}
+        if stale:
+            values.update(last_used_at=now, last_used_ip=client_ip)
+        written = ApiKey.objects.filter(
+            pk=api_key.pk, key_digest=api_key.key_digest, secret_used_at__isnull=True
+        ).update(**values)
+        for field, value in values.items():
+            setattr(api_key, field, value)
+        if written:
+            return stale
+    if not stale:
         return False
-    written = (
-        ApiKey.objects.filter(pk=api_key.pk)
-        .exclude(last_used_at__gt=now - LAST_USED_RESOLUTION)
-        .update(last_used_at=now, last_used_ip=client_ip)
-    )
+    values = {"last_used_at": now, "last_used_ip": client_ip}
+    if secret == PREVIOUS:
+        values["previous_last_used_at"] = now
+        api_key.previous_last_used_at = now
+    written = ApiKey.objects.filter(pk=api_key.pk).exclude(last_used_at__gt=now - LAST_USED_RESOLUTION).update(**values)
     api_key.last_used_at, api_key.last_used_ip = now, client_ip
     return bool(written)
 
@@ -295,3 +330,327 @@ def api_key_ip_denied(*, api_key: ApiKey, client_ip: str | None) -> bool:
         client_ip=client_ip,
     )
     return True
+
+
+# --- Policy -------------------------------------------------------------------------------
+
+POLICY_DEFAULTS: dict[str, Any] = {
+    "max_lifetime_days": None,
+    "require_expiry": False,
+    "notify_days_before_expiry": [7, 1],
+    "notify_unused_after_days": None,
+    "leaked_key_action": ApiKeyPolicy.LeakedKeyAction.REVOKE,
+}
+
+
+def api_key_policy_of(*, tenant_id) -> ApiKeyPolicy:
+    """The tenant's policy; an unsaved one with the defaults when it never set one."""
+    return ApiKeyPolicy.objects.filter(tenant_id=tenant_id).first() or ApiKeyPolicy(tenant_id=tenant_id)
+
+
+def policy_expiry_error(policy: ApiKeyPolicy, expires_at: datetime | None, lifetime_start: datetime) -> str | None:
+    """Why `expires_at` breaks the policy for a key whose lifetime starts at `lifetime_start`, or None."""
+    if expires_at is None:
+        if policy.require_expiry or policy.max_lifetime_days is not None:
+            return "The tenant's API key policy requires an expiry."
+        return None
+    if policy.max_lifetime_days is not None and expires_at > lifetime_start + timedelta(days=policy.max_lifetime_days):
+        return f"The tenant's API key policy allows a key to live at most {policy.max_lifetime_days} days."
+    return None
+
+
+def policy_violations(policy: ApiKeyPolicy, api_key: ApiKey) -> list[str]:
+    """How an existing key breaks the policy (keys are flagged, never rewritten)."""
+    if api_key.expires_at is None:
+        return ["no_expiry"] if policy.require_expiry or policy.max_lifetime_days is not None else []
+    start = api_key.rotated_at or api_key.created_at
+    if policy.max_lifetime_days is not None and api_key.expires_at > start + timedelta(days=policy.max_lifetime_days):
+        return ["lifetime_exceeds_policy"]
+    return []
+
+
+def _check_policy(*, tenant_id, expires_at: datetime | None, lifetime_start: datetime) -> None:
+    error = policy_expiry_error(api_key_policy_of(tenant_id=tenant_id), expires_at, lifetime_start)
+    if error:
+        raise ValidationError({"expires_at": [error]})
+
+
+@transaction.atomic
+def api_key_policy_update(
+    *, tenant: Tenant, values: dict[str, Any], actor=None, client_ip: str | None = None
+) -> tuple[ApiKeyPolicy, str | None]:
+    """Replace the tenant's policy (omitted fields take their defaults).
+
+    `values` may carry `webhook_url`; returns the policy and the new webhook
+    secret when a new URL was set (shown once). Existing keys are not touched.
+    """
+    from webhooks.services import webhook_endpoint_set
+
+    unknown = set(values) - set(POLICY_DEFAULTS) - {"webhook_url"}
+    if unknown:
+        raise ValidationError({field: ["Unknown field."] for field in sorted(unknown)})
+    policy = ApiKeyPolicy.objects.select_for_update().filter(tenant=tenant).first() or ApiKeyPolicy(tenant=tenant)
+    before = {field: getattr(policy, field) for field in POLICY_DEFAULTS}
+    new = {**POLICY_DEFAULTS, **{k: v for k, v in values.items() if k != "webhook_url"}}
+    new["notify_days_before_expiry"] = sorted(set(new["notify_days_before_expiry"]), reverse=True)
+    for field, value in new.items():
+        setattr(policy, field, value)
+    policy.save()
+    endpoint_change = webhook_endpoint_set(tenant_id=tenant.id, url=values.get("webhook_url"))
+    changes = {field: [before[field], new[field]] for field in POLICY_DEFAULTS if before[field] != new[field]}
+    if endpoint_change.changed:
+        changes["webhook_url"] = [endpoint_change.old_origin, endpoint_change.new_origin]
+    audit_record(
+        tenant_id=tenant.id,
+        action="api_key_policy.update",
+        actor=actor,
+        target=policy,
+        changes=changes,
+        client_ip=client_ip,
+    )
+    return policy, endpoint_change.secret
+
+
+# --- Rotation -----------------------------------------------------------------------------
+
+MAX_OVERLAP_SECONDS = 7 * 24 * 3600
+DEFAULT_OVERLAP_SECONDS = 3600
+SELF_ROTATION_MIN_OVERLAP_SECONDS = 3600
+SELF_ROTATIONS_PER_DAY = 10
+ROTATE_WITH_CURRENT = "Rotate with the current secret of this key."
+
+
+def _locked_live_key(api_key: ApiKey) -> ApiKey:
+    """The key's row, locked until the transaction ends; revoked → 404 (ApiKeyAlreadyRevoked)."""
+    locked = ApiKey.objects.select_for_update().filter(pk=api_key.pk).first()
+    if locked is None or locked.is_revoked:
+        raise ApiKeyAlreadyRevoked(f"API key {api_key.pk} is revoked.")
+    return locked
+
+
+def _rotate_locked(
+    *, api_key: ApiKey, overlap_seconds: int, expires_at: datetime | None, now: datetime
+) -> tuple[str, dict[str, Any]]:
+    """Swap in a new secret on a locked row; returns it and the audit changes."""
+    secret = keys.generate_key()
+    lost_answer = api_key.secret_used_at is None
+    if not lost_answer:
+        # The current secret was used: it becomes the previous one, and any older previous ends now.
+        api_key.previous_prefix = api_key.prefix
+        api_key.previous_key_digest = api_key.key_digest
+        api_key.previous_valid_until = now + timedelta(seconds=overlap_seconds)
+        api_key.previous_last_used_at = api_key.last_used_at
+    # else: the current secret was never used (its answer was lost): it is replaced, and the
+    # previous secret, which the fleet may still use, keeps its deadline.
+    old_prefix = api_key.prefix
+    api_key.prefix = keys.display_prefix(secret)
+    api_key.key_digest = keys.digest(secret)
+    api_key.secret_used_at = None
+    api_key.rotated_at = now
+    changes: dict[str, Any] = {
+        "prefix": [old_prefix, api_key.prefix],
+        "replaced_unused_secret": lost_answer,
+        "previous_prefix": api_key.previous_prefix,
+        "previous_valid_until": _jsonable(api_key.previous_valid_until),
+    }
+    if expires_at is not _UNSET and expires_at != api_key.expires_at:
+        changes["expires_at"] = [_jsonable(api_key.expires_at), _jsonable(expires_at)]
+        api_key.expires_at = expires_at
+    api_key.save(
+        update_fields=[
+            "prefix",
+            "key_digest",
+            "secret_used_at",
+            "rotated_at",
+            "previous_prefix",
+            "previous_key_digest",
+            "previous_valid_until",
+            "previous_last_used_at",
+            "expires_at",
+        ]
+    )
+    return secret, changes
+
+
+def _validate_overlap(overlap_seconds: int, minimum: int) -> None:
+    if not isinstance(overlap_seconds, int) or isinstance(overlap_seconds, bool):
+        raise ValidationError({"overlap_seconds": ["A whole number of seconds."]})
+    if not minimum <= overlap_seconds <= MAX_OVERLAP_SECONDS:
+        raise ValidationError(
+            {"overlap_seconds": [f"Ensure this value is between {minimum} and {MAX_OVERLAP_SECONDS}."]}
+        )
+
+
+def _enqueue_rotated(api_key: ApiKey, *, self_rotation: bool) -> None:
+    from webhooks.services import webhook_event_enqueue
+
+    webhook_event_enqueue(
+        tenant_id=api_key.tenant_id,
+        type="api_key.rotated",
+        data={
+            "key_id": str(api_key.pk),
+            "name": api_key.name,
+            "prefix": api_key.prefix,
+            "previous_prefix": api_key.previous_prefix,
+            "previous_valid_until": _jsonable(api_key.previous_valid_until),
+            "self_rotation": self_rotation,
+        },
+    )
+
+
+@transaction.atomic
+def api_key_rotate(
+    *,
+    api_key: ApiKey,
+    overlap_seconds: int = DEFAULT_OVERLAP_SECONDS,
+    expires_at: datetime | None = _UNSET,
+    actor=None,
+    client_ip: str | None = None,
+) -> IssuedApiKey:
+    """Give the key a new secret; the used old one keeps working for `overlap_seconds`.
+
+    The row is locked for the whole swap, so concurrent rotations run one
+    after the other and at most two secrets are ever live. Revoked →
+    ApiKeyAlreadyRevoked (404); expired or disabled → Conflict (409).
+    """
+    _validate_overlap(overlap_seconds, 0)
+    errors: dict[str, list[str]] = {}
+    if expires_at is not _UNSET:
+        _clean_expires_at(expires_at, errors)
+    if errors:
+        raise ValidationError(errors)
+    api_key = _locked_live_key(api_key)
+    now = timezone.now()
+    if api_key.is_expired(now):
+        raise Conflict("An expired key cannot be rotated.")
+    if api_key.disabled:
+        raise Conflict("A disabled key cannot be rotated; enable it first.")
+    _check_policy(
+        tenant_id=api_key.tenant_id,
+        expires_at=api_key.expires_at if expires_at is _UNSET else expires_at,
+        lifetime_start=now,
+    )
+    secret, changes = _rotate_locked(api_key=api_key, overlap_seconds=overlap_seconds, expires_at=expires_at, now=now)
+    audit_record(
+        tenant_id=api_key.tenant_id,
+        action="api_key.rotate",
+        actor=actor,
+        target=api_key,
+        changes=changes,
+        client_ip=client_ip,
+    )
+    _enqueue_rotated(api_key, self_rotation=False)
+    return IssuedApiKey(api_key=api_key, secret=secret)
+
+
+@transaction.atomic
+def api_key_self_rotate(
+    *, principal, overlap_seconds: int = DEFAULT_OVERLAP_SECONDS, client_ip: str | None = None
+) -> IssuedApiKey:
+    """A key rotating itself (POST /agent/key/rotate).
+
+    With the current secret: as api_key_rotate. With the previous secret,
+    within its overlap, while the current one was never used: the unused
+    current secret is replaced (the agent lost the answer and retries).
+    Anything else → PermissionDenied, so a stolen old secret cannot lock the
+    real agent out. At most SELF_ROTATIONS_PER_DAY per key per 24 hours.
+    """
+    from audit.models import AuditEvent
+
+    _validate_overlap(overlap_seconds, SELF_ROTATION_MIN_OVERLAP_SECONDS)
+    api_key = _locked_live_key(principal.api_key)
+    now = timezone.now()
+    if principal.secret == PREVIOUS:
+        # Re-read under the lock: the secret the agent holds must still be this key's previous one.
+        if api_key.secret_used_at is not None or api_key.previous_key_digest != principal.api_key.previous_key_digest:
+            raise PermissionDenied(ROTATE_WITH_CURRENT)
+    elif api_key.key_digest != principal.api_key.key_digest:
+        raise PermissionDenied(ROTATE_WITH_CURRENT)  # rotated meanwhile by someone else
+    if api_key.is_expired(now):
+        raise Conflict("An expired key cannot be rotated.")
+    if api_key.disabled:
+        raise Conflict("A disabled key cannot be rotated; enable it first.")
+    day_ago = now - timedelta(days=1)
+    recent = AuditEvent.objects.filter(
+        tenant_id=api_key.tenant_id, action="api_key.self_rotate", target_id=str(api_key.pk), occurred_at__gt=day_ago
+    ).order_by("occurred_at")
+    if recent.count() >= SELF_ROTATIONS_PER_DAY:
+        oldest = recent.first()
+        wait = max(1, int((oldest.occurred_at + timedelta(days=1) - now).total_seconds()))
+        raise Throttled(
+            wait=wait, detail=f"A key may rotate itself at most {SELF_ROTATIONS_PER_DAY} times in 24 hours."
+        )
+    _check_policy(tenant_id=api_key.tenant_id, expires_at=api_key.expires_at, lifetime_start=now)
+    secret, changes = _rotate_locked(api_key=api_key, overlap_seconds=overlap_seconds, expires_at=_UNSET, now=now)
+    changes["with_secret"] = principal.secret
+    audit_record(
+        tenant_id=api_key.tenant_id,
+        action="api_key.self_rotate",
+        actor=principal,
+        target=api_key,
+        changes=changes,
+        client_ip=client_ip,
+    )
+    _enqueue_rotated(api_key, self_rotation=True)
+    return IssuedApiKey(api_key=api_key, secret=secret)
+
+
+# --- Bulk revoke ----------------------------------------------------------------------------
+
+
+def api_key_bulk_revoke(
+    *,
+    tenant_id,
+    ids: list | None = None,
+    created_before: datetime | None = None,
+    unused_since: datetime | None = None,
+    dry_run: bool = False,
+    actor=None,
+    client_ip: str | None = None,
+) -> dict[str, Any]:
+    """Revoke the tenant's live keys that match every given criterion.
+
+    Unknown and other tenants' ids are ignored. Each key is revoked by
+    api_key_revoke (its own audit event), plus one `api_key.bulk_revoke`.
+    """
+    from apikeys.selectors import api_key_filter_unused_since
+
+    if ids is None and created_before is None and unused_since is None:
+        raise ValidationError({"detail": ["Give at least one of ids, created_before, unused_since."]})
+    now = timezone.now()
+    queryset = ApiKey.objects.filter(tenant_id=tenant_id, revoked_at__isnull=True).exclude(
+        expires_at__isnull=False, expires_at__lte=now
+    )
+    if ids is not None:
+        queryset = queryset.filter(pk__in=ids)
+    if created_before is not None:
+        queryset = queryset.filter(created_at__lt=created_before)
+    if unused_since is not None:
+        queryset = api_key_filter_unused_since(queryset, unused_since)
+    matched = list(queryset.order_by("created_at").values_list("pk", flat=True))
+    if dry_run:
+        return {"revoked": 0, "would_revoke": len(matched), "ids": [str(pk) for pk in matched]}
+    revoked: list[str] = []
+    with transaction.atomic():
+        for api_key in ApiKey.objects.filter(pk__in=matched):
+            try:
+                api_key_revoke(api_key=api_key, actor=actor, client_ip=client_ip)
+            except ApiKeyAlreadyRevoked:
+                continue  # a concurrent revoke got there first
+            revoked.append(str(api_key.pk))
+        audit_record(
+            tenant_id=tenant_id,
+            action="api_key.bulk_revoke",
+            actor=actor,
+            target_type="apikey",
+            changes={
+                "criteria": {
+                    "ids": [str(i) for i in ids] if ids is not None else None,
+                    "created_before": _jsonable(created_before),
+                    "unused_since": _jsonable(unused_since),
+                },
+                "revoked": revoked,
+            },
+            client_ip=client_ip,
+        )
+    return {"revoked": len(revoked)}

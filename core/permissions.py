@@ -19,6 +19,8 @@ USER_LOGIN_REQUIRED = "This endpoint requires a user login; API keys are not acc
 API_KEY_REQUIRED = "This endpoint is for API keys only; a user login is not accepted here."
 NO_TENANT = "Your account does not belong to a tenant."
 ADMIN_REQUIRED = "Only a tenant admin may do this."
+# `required_scope = ANY_SCOPE`: any valid API key, whatever its scopes (e.g. GET /agent/whoami).
+ANY_SCOPE = "*"
 
 
 def missing_scope_message(scope: str) -> str:
@@ -37,7 +39,7 @@ class ApiAccess(BasePermission):
             if scope is None:
                 self.message = USER_LOGIN_REQUIRED
                 return False
-            if not principal.has_scope(scope):
+            if scope != ANY_SCOPE and not principal.has_scope(scope):
                 self.message = missing_scope_message(scope)
                 return False
             return True

@@ -1,7 +1,10 @@
+from datetime import datetime
+
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apikeys import machine_scope, network, scopes
+from apikeys import machine_scope, network, scopes, services
 from apikeys.models import ApiKey, ObservedIp
 from core.serializers import StrictSerializer
 
@@ -153,6 +156,7 @@ class ApiKeyUpdateInputSerializer(StrictSerializer):
     machines = MachinesField(required=False)
     allowed_cidrs = AllowedCidrsField(required=False)
     rate_limit = RateLimitField(required=False)
+    disabled = serializers.BooleanField(required=False)
 
 
 def rate_limit_of(api_key: ApiKey) -> dict:
@@ -161,11 +165,15 @@ def rate_limit_of(api_key: ApiKey) -> dict:
 
 class _RestrictionsMixin(serializers.Serializer):
     machines = serializers.SerializerMethodField()
-    allowed_cidrs = serializers.ListField(child=serializers.CharField(), read_only=True)
+    allowed_cidrs = serializers.SerializerMethodField()
     rate_limit = serializers.SerializerMethodField()
 
     def _api_key(self, obj) -> ApiKey:
         return obj
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_allowed_cidrs(self, obj) -> list[str]:
+        return list(self._api_key(obj).allowed_cidrs)
 
     @extend_schema_field(MachinesField)
     def get_machines(self, obj) -> list[str] | None:
@@ -180,11 +188,30 @@ class _RestrictionsMixin(serializers.Serializer):
         return rate_limit_of(self._api_key(obj))
 
 
+class ApiKeyRotationSerializer(serializers.Serializer):
+    previous_prefix = serializers.CharField()
+    previous_valid_until = serializers.DateTimeField()
+    previous_last_used_at = serializers.DateTimeField(allow_null=True)
+
+
+def rotation_of(api_key: ApiKey) -> dict | None:
+    """The rotation block: only while the previous secret still works."""
+    if not api_key.has_live_previous():
+        return None
+    return ApiKeyRotationSerializer(api_key).data
+
+
 class ApiKeyOutputSerializer(_RestrictionsMixin, serializers.ModelSerializer):
-    """A key as lists show it: the prefix, never the secret or its digest."""
+    """A key as lists show it: the prefix, never the secret or its digest.
+
+    `policy_violations` needs the tenant's policy in the context (`policy`).
+    """
 
     tenant_id = serializers.UUIDField(read_only=True)
     scopes = serializers.ListField(child=serializers.CharField(), read_only=True)
+    status = serializers.SerializerMethodField()
+    rotation = serializers.SerializerMethodField()
+    policy_violations = serializers.SerializerMethodField()
 
     class Meta:
         model = ApiKey
@@ -201,8 +228,135 @@ class ApiKeyOutputSerializer(_RestrictionsMixin, serializers.ModelSerializer):
             "machines",
             "allowed_cidrs",
             "rate_limit",
+            "status",
+            "disabled",
+            "exposed_at",
+            "rotation",
+            "policy_violations",
         ]
         read_only_fields = fields
+
+    @extend_schema_field({"type": "string", "enum": ["active", "disabled", "expired"]})
+    def get_status(self, obj: ApiKey) -> str:
+        return obj.status()
+
+    @extend_schema_field(ApiKeyRotationSerializer(allow_null=True))
+    def get_rotation(self, obj: ApiKey) -> dict | None:
+        return rotation_of(obj)
+
+    @extend_schema_field(
+        {"type": "array", "items": {"type": "string", "enum": ["no_expiry", "lifetime_exceeds_policy"]}}
+    )
+    def get_policy_violations(self, obj: ApiKey) -> list[str]:
+        policy = self.context.get("policy") or services.api_key_policy_of(tenant_id=obj.tenant_id)
+        return services.policy_violations(policy, obj)
+
+
+class ApiKeyRotateInputSerializer(StrictSerializer):
+    overlap_seconds = serializers.IntegerField(
+        min_value=0, max_value=services.MAX_OVERLAP_SECONDS, default=services.DEFAULT_OVERLAP_SECONDS
+    )
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class ApiKeySelfRotateInputSerializer(StrictSerializer):
+    overlap_seconds = serializers.IntegerField(
+        min_value=services.SELF_ROTATION_MIN_OVERLAP_SECONDS,
+        max_value=services.MAX_OVERLAP_SECONDS,
+        default=services.DEFAULT_OVERLAP_SECONDS,
+    )
+
+
+class ApiKeyRotatedSerializer(ApiKeyOutputSerializer):
+    """The rotate response: the item plus `key`, the new secret, shown only here."""
+
+    key = serializers.SerializerMethodField()
+
+    class Meta(ApiKeyOutputSerializer.Meta):
+        fields = [*ApiKeyOutputSerializer.Meta.fields, "key"]
+        read_only_fields = fields
+
+    @extend_schema_field({"type": "string", "description": "The new secret. Shown only in this response."})
+    def get_key(self, obj) -> str:
+        return self.context["secret"]
+
+
+class ApiKeySelfRotatedSerializer(serializers.Serializer):
+    key = serializers.CharField(source="secret", help_text="The new secret. Shown only in this response.")
+    key_id = serializers.UUIDField(source="api_key.id")
+    previous_valid_until = serializers.DateTimeField(source="api_key.previous_valid_until", allow_null=True)
+
+
+class WhoAmISerializer(_RestrictionsMixin, serializers.Serializer):
+    """GET /agent/whoami, built from the request's ApiKeyPrincipal."""
+
+    key_id = serializers.UUIDField(source="api_key.id")
+    name = serializers.CharField(source="api_key.name")
+    prefix = serializers.CharField(source="api_key.prefix")
+    tenant_id = serializers.UUIDField(source="api_key.tenant_id")
+    scopes = serializers.ListField(child=serializers.CharField(), source="api_key.scopes")
+    expires_at = serializers.DateTimeField(source="api_key.expires_at", allow_null=True)
+    rotation = serializers.SerializerMethodField()
+    secret = serializers.ChoiceField(choices=["current", "previous"])
+    server_time = serializers.SerializerMethodField()
+
+    def _api_key(self, obj) -> ApiKey:
+        return obj.api_key
+
+    @extend_schema_field(ApiKeyRotationSerializer(allow_null=True))
+    def get_rotation(self, principal) -> dict | None:
+        return rotation_of(principal.api_key)
+
+    def get_server_time(self, principal) -> datetime:
+        return serializers.DateTimeField().to_representation(timezone.now())
+
+
+class BulkRevokeInputSerializer(StrictSerializer):
+    ids = serializers.ListField(child=serializers.UUIDField(), required=False, allow_empty=False, max_length=1000)
+    created_before = serializers.DateTimeField(required=False)
+    unused_since = serializers.DateTimeField(required=False)
+    dry_run = serializers.BooleanField(required=False, default=False)
+
+    def validate(self, attrs):
+        if not any(field in attrs for field in ("ids", "created_before", "unused_since")):
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Give at least one of ids, created_before, unused_since."]}
+            )
+        return attrs
+
+
+class BulkRevokeOutputSerializer(serializers.Serializer):
+    revoked = serializers.IntegerField()
+    would_revoke = serializers.IntegerField(required=False, help_text="Dry run only.")
+    ids = serializers.ListField(child=serializers.UUIDField(), required=False, help_text="Dry run only.")
+
+
+class ApiKeyPolicySerializer(StrictSerializer):
+    max_lifetime_days = serializers.IntegerField(min_value=1, max_value=730, allow_null=True, required=False)
+    require_expiry = serializers.BooleanField(required=False)
+    notify_days_before_expiry = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=90), required=False, max_length=20
+    )
+    notify_unused_after_days = serializers.IntegerField(min_value=1, max_value=365, allow_null=True, required=False)
+    webhook_url = serializers.CharField(allow_null=True, required=False, max_length=2048)
+    leaked_key_action = serializers.ChoiceField(choices=["revoke", "notify"], required=False)
+
+    def validate_webhook_url(self, value):
+        if value is not None and not value.lower().startswith(("http://", "https://")):
+            raise serializers.ValidationError("Enter an http:// or https:// URL.")
+        return value
+
+
+class ApiKeyPolicyOutputSerializer(serializers.Serializer):
+    max_lifetime_days = serializers.IntegerField(allow_null=True)
+    require_expiry = serializers.BooleanField()
+    notify_days_before_expiry = serializers.ListField(child=serializers.IntegerField())
+    notify_unused_after_days = serializers.IntegerField(allow_null=True)
+    webhook_url = serializers.CharField(allow_null=True, help_text="Non-admins see only its origin.")
+    leaked_key_action = serializers.ChoiceField(choices=["revoke", "notify"])
+    webhook_secret = serializers.CharField(
+        required=False, help_text="Only in the answer to the PUT that set a new webhook_url; shown once."
+    )
 
 
 class ObservedIpSerializer(serializers.ModelSerializer):

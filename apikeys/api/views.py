@@ -2,20 +2,48 @@ from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from apikeys import machine_scope, observed
+from apikeys import machine_scope, observed, services
+from apikeys.api.filters import ApiKeyFilter
 from apikeys.api.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateInputSerializer,
     ApiKeyOutputSerializer,
+    ApiKeyPolicyOutputSerializer,
+    ApiKeyPolicySerializer,
+    ApiKeyRotatedSerializer,
+    ApiKeyRotateInputSerializer,
+    ApiKeySelfRotatedSerializer,
+    ApiKeySelfRotateInputSerializer,
     ApiKeyUpdateInputSerializer,
+    BulkRevokeInputSerializer,
+    BulkRevokeOutputSerializer,
     ObservedIpSerializer,
+    WhoAmISerializer,
 )
 from apikeys.models import ApiKey
-from apikeys.services import ApiKeyAlreadyRevoked, api_key_create, api_key_revoke, api_key_update
+from apikeys.services import ApiKeyAlreadyRevoked, api_key_create, api_key_revoke
 from core.http import client_ip
-from core.permissions import IsTenantAdmin, IsTenantAdminForWrites
+from core.permissions import ANY_SCOPE, ApiAccess, IsTenantAdmin, IsTenantAdminForWrites
 from core.tenancy import TenantScopedMixin
+
+
+class _PolicyContextMixin:
+    """Items carry `policy_violations`: load the tenant's policy once per request, not per key."""
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        tenant_id = getattr(self.request.user, "tenant_id", None)
+        if tenant_id is not None:
+            context["policy"] = services.api_key_policy_of(tenant_id=tenant_id)
+        return context
+
+
+def _no_store(response: Response) -> Response:
+    # A plaintext secret must not linger in any cache between here and the client.
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @extend_schema_view(
@@ -30,17 +58,18 @@ from core.tenancy import TenantScopedMixin
         responses={
             201: ApiKeyCreatedSerializer,
             400: OpenApiResponse(
-                description="Unknown scope or preset, empty scopes or name, past `expires_at`, or an unknown field: "
-                '`{"field": ["message", ...]}`.'
+                description="Unknown scope or preset, empty scopes or name, past `expires_at`, an expiry against "
+                'the tenant\'s key policy, or an unknown field: `{"field": ["message", ...]}`.'
             ),
             403: OpenApiResponse(description="Not an admin, or called with an API key."),
         },
     ),
 )
-class ApiKeyListCreateView(TenantScopedMixin, generics.ListCreateAPIView):
+class ApiKeyListCreateView(_PolicyContextMixin, TenantScopedMixin, generics.ListCreateAPIView):
     queryset = ApiKey.objects.active()
     serializer_class = ApiKeyOutputSerializer
     permission_classes = [IsTenantAdminForWrites]
+    filterset_class = ApiKeyFilter
 
     def list(self, request, *args, **kwargs):
         api_keys = list(self.filter_queryset(self.get_queryset()))
@@ -66,20 +95,18 @@ class ApiKeyListCreateView(TenantScopedMixin, generics.ListCreateAPIView):
             created_by=request.user,
             client_ip=client_ip(request),
         )
-        response = Response(ApiKeyCreatedSerializer(issued).data, status=status.HTTP_201_CREATED)
-        # The plaintext must not linger in any cache between here and the client.
-        response["Cache-Control"] = "no-store"
-        return response
+        return _no_store(Response(ApiKeyCreatedSerializer(issued).data, status=status.HTTP_201_CREATED))
 
 
 @extend_schema_view(
-    get=extend_schema(summary="An API key", description="Any role. Revoked keys are not found (404)."),
+    get=extend_schema(summary="Show an API key", description="Any role. Revoked keys → 404."),
     patch=extend_schema(
         summary="Change an API key",
         description=(
-            "Admin only. Any of `name`, `scopes` (as on create), `expires_at`, `machines`, `allowed_cidrs`, "
-            "`rate_limit`; only what is given changes (`rate_limit` is replaced as a whole). The secret stays. "
-            "Returns the item. Revoked keys are not found (404)."
+            "Admin only. Any of `name`, `scopes` (as on create), `expires_at`, `disabled`, `machines`, "
+            "`allowed_cidrs`, `rate_limit`; only what is given changes (`rate_limit` is replaced as a whole). "
+            "The secret stays. A disabled key answers 401 `API key is disabled.` until enabled again. "
+            "A new `expires_at` must fit the tenant's key policy. Returns the item. Revoked keys → 404."
         ),
         request=ApiKeyUpdateInputSerializer,
         responses={200: ApiKeyOutputSerializer},
@@ -94,28 +121,197 @@ class ApiKeyListCreateView(TenantScopedMixin, generics.ListCreateAPIView):
         },
     ),
 )
-class ApiKeyDetailView(TenantScopedMixin, generics.RetrieveUpdateDestroyAPIView):
+class ApiKeyDetailView(_PolicyContextMixin, TenantScopedMixin, generics.RetrieveUpdateDestroyAPIView):
     queryset = ApiKey.objects.active().select_related("tenant")
     serializer_class = ApiKeyOutputSerializer
     permission_classes = [IsTenantAdminForWrites]
     lookup_url_kwarg = "key_id"
     http_method_names = ["get", "patch", "delete", "head", "options"]
 
-    def update(self, request, *args, **kwargs):
+    def partial_update(self, request, *args, **kwargs):
         api_key = self.get_object()
         payload = ApiKeyUpdateInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        changes = dict(payload.validated_data)
-        if "scopes" in changes:
-            changes["scopes_requested"] = changes.pop("scopes")
-        api_key = api_key_update(api_key=api_key, actor=request.user, client_ip=client_ip(request), **changes)
-        return Response(ApiKeyOutputSerializer(api_key, context=self.get_serializer_context()).data)
+        values = dict(payload.validated_data)
+        if "scopes" in values:
+            values["scopes_requested"] = values.pop("scopes")
+        try:
+            api_key = services.api_key_update(
+                api_key=api_key, actor=request.user, client_ip=client_ip(request), **values
+            )
+        except ApiKeyAlreadyRevoked:
+            raise Http404 from None
+        return Response(self.get_serializer(api_key).data)
 
     def perform_destroy(self, instance: ApiKey) -> None:
         try:
             api_key_revoke(api_key=instance, actor=self.request.user, client_ip=client_ip(self.request))
         except ApiKeyAlreadyRevoked:
             raise Http404 from None  # revoked by a concurrent request
+
+
+@extend_schema(
+    summary="Rotate an API key",
+    description=(
+        "Admin only. A new secret (`key`, shown once); the previous one keeps working until "
+        "`rotation.previous_valid_until` (now + `overlap_seconds`). At most two secrets are live. Rotating again "
+        "while the current secret was never used (a lost answer) replaces that unused secret and leaves the "
+        "previous one and its deadline as they were. Expired or disabled key → 409; revoked → 404."
+    ),
+    request=ApiKeyRotateInputSerializer,
+    responses={
+        201: ApiKeyRotatedSerializer,
+        404: OpenApiResponse(description="No such live key in your tenant."),
+        409: OpenApiResponse(description="The key is expired or disabled."),
+    },
+)
+class ApiKeyRotateView(_PolicyContextMixin, TenantScopedMixin, generics.GenericAPIView):
+    queryset = ApiKey.objects.active()
+    serializer_class = ApiKeyRotatedSerializer
+    permission_classes = [IsTenantAdmin]
+    lookup_url_kwarg = "key_id"
+
+    def post(self, request, *args, **kwargs):
+        payload = ApiKeyRotateInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        api_key = self.get_object()
+        options = {"overlap_seconds": payload.validated_data["overlap_seconds"]}
+        if "expires_at" in payload.validated_data:
+            options["expires_at"] = payload.validated_data["expires_at"]
+        try:
+            issued = services.api_key_rotate(
+                api_key=api_key, actor=request.user, client_ip=client_ip(request), **options
+            )
+        except ApiKeyAlreadyRevoked:
+            raise Http404 from None
+        context = {**self.get_serializer_context(), "secret": issued.secret}
+        data = ApiKeyRotatedSerializer(issued.api_key, context=context).data
+        return _no_store(Response(data, status=status.HTTP_201_CREATED))
+
+
+@extend_schema(
+    summary="Revoke API keys in bulk",
+    description=(
+        "Admin only. Revokes every live key of the tenant that matches ALL the given criteria (`unused_since`: "
+        "last used, or created when never used, before it). Unknown or other tenants' ids are ignored and not "
+        "counted. `dry_run` changes nothing and lists what would go."
+    ),
+    request=BulkRevokeInputSerializer,
+    responses={200: BulkRevokeOutputSerializer},
+)
+class ApiKeyBulkRevokeView(APIView):
+    permission_classes = [IsTenantAdmin]
+
+    def post(self, request):
+        payload = BulkRevokeInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        result = services.api_key_bulk_revoke(
+            tenant_id=request.user.tenant_id,
+            ids=data.get("ids"),
+            created_before=data.get("created_before"),
+            unused_since=data.get("unused_since"),
+            dry_run=data["dry_run"],
+            actor=request.user,
+            client_ip=client_ip(request),
+        )
+        return Response(result)
+
+
+def _policy_answer(policy, webhook_url, *, full_url: bool, webhook_secret: str | None = None) -> dict:
+    from webhooks.services import origin_of
+
+    data = {field: getattr(policy, field) for field in services.POLICY_DEFAULTS}
+    data["webhook_url"] = webhook_url if full_url else origin_of(webhook_url)
+    if webhook_secret:
+        data["webhook_secret"] = webhook_secret
+    return data
+
+
+@extend_schema_view(
+    get=extend_schema(
+        summary="Show the tenant's API key policy",
+        description="Any role; non-admins see `webhook_url` as its origin only.",
+        responses={200: ApiKeyPolicyOutputSerializer},
+    ),
+    put=extend_schema(
+        summary="Replace the tenant's API key policy",
+        description=(
+            "Admin only. Omitted fields take their defaults. A max lifetime implies that an expiry is required "
+            "(counted from creation or the last rotation). Existing keys are never changed; keys that break the "
+            "policy are flagged in `policy_violations`. Setting a new `webhook_url` returns its signing secret "
+            "once, as `webhook_secret`. A URL at a refused address → 400."
+        ),
+        request=ApiKeyPolicySerializer,
+        responses={200: ApiKeyPolicyOutputSerializer},
+    ),
+)
+class ApiKeyPolicyView(APIView):
+    permission_classes = [IsTenantAdminForWrites]
+
+    def get(self, request):
+        from webhooks.services import webhook_endpoint_url
+
+        policy = services.api_key_policy_of(tenant_id=request.user.tenant_id)
+        url = webhook_endpoint_url(tenant_id=request.user.tenant_id)
+        return Response(_policy_answer(policy, url, full_url=request.user.is_tenant_admin))
+
+    def put(self, request):
+        from webhooks.services import webhook_endpoint_url
+
+        payload = ApiKeyPolicySerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        policy, secret = services.api_key_policy_update(
+            tenant=request.user.tenant, values=payload.validated_data, actor=request.user, client_ip=client_ip(request)
+        )
+        url = webhook_endpoint_url(tenant_id=request.user.tenant_id)
+        response = Response(_policy_answer(policy, url, full_url=True, webhook_secret=secret))
+        return _no_store(response) if secret else response
+
+
+@extend_schema(
+    summary="Rotate this API key (self-rotation)",
+    description=(
+        "API key with scope `agent`, rotating itself. With the current secret: a new secret, the current one "
+        "kept for `overlap_seconds` (at least 3600). With the previous secret, within its overlap, while the "
+        "current one was never used (the agent lost the answer): the unused current secret is replaced. "
+        'Otherwise 403 `{"detail": "Rotate with the current secret of this key."}`. At most 10 per key per '
+        "24 hours (429). Emits an `api_key.rotated` webhook."
+    ),
+    request=ApiKeySelfRotateInputSerializer,
+    responses={201: ApiKeySelfRotatedSerializer, 409: OpenApiResponse(description="The key is expired or disabled.")},
+)
+class AgentKeyRotateView(APIView):
+    permission_classes = [ApiAccess]
+    required_scope = "agent"
+    allow_user_login = False
+
+    def post(self, request):
+        payload = ApiKeySelfRotateInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            issued = services.api_key_self_rotate(
+                principal=request.user,
+                overlap_seconds=payload.validated_data["overlap_seconds"],
+                client_ip=client_ip(request),
+            )
+        except ApiKeyAlreadyRevoked:
+            raise Http404 from None
+        return _no_store(Response(ApiKeySelfRotatedSerializer(issued).data, status=status.HTTP_201_CREATED))
+
+
+@extend_schema(
+    summary="Which key is this?",
+    description="Any valid API key, whatever its scopes. Says which of the key's secrets was used. A JWT → 403.",
+    responses={200: WhoAmISerializer},
+)
+class AgentWhoAmIView(APIView):
+    permission_classes = [ApiAccess]
+    required_scope = ANY_SCOPE
+    allow_user_login = False
+
+    def get(self, request):
+        return Response(WhoAmISerializer(request.user).data)
 
 
 @extend_schema(

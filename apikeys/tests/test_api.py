@@ -17,6 +17,8 @@ LIST_FIELDS = {
     "id", "name", "prefix", "scopes", "tenant_id", "created_at", "expires_at", "last_used_at", "last_used_ip",
     *RESTRICTIONS,
 }  # fmt: skip
+# Part 2 (issue 16): the life of a key.
+LIST_FIELDS |= {"status", "disabled", "exposed_at", "rotation", "policy_violations"}
 CREATED_FIELDS = {"id", "name", "key", "scopes", "tenant_id", "created_at", "prefix", "expires_at", *RESTRICTIONS}
 # The project URLs plus probe endpoints that declare scopes, to use the keys created here.
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("apikeys.tests.urls")]
@@ -56,6 +58,11 @@ class TestList:
                 "machines": None,
                 "allowed_cidrs": [],
                 "rate_limit": {"requests_per_minute": None, "readings_per_minute": None},
+                "status": "active",
+                "disabled": False,
+                "exposed_at": None,
+                "rotation": None,
+                "policy_violations": [],
             }
         ]
         assert api_key.secret not in response.content.decode()

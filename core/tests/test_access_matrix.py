@@ -180,9 +180,22 @@ MATRIX: list[Row] = [
         audit="api_key.revoke"),
     row("GET", "/settings/api-keys/{key_id}",       401, 200, 200, 200, 404,  403, 403, 403, 403, 403, 403, 401, 401),
     row("PATCH", "/settings/api-keys/{key_id}",     401, 403, 403, 200, 404,  403, 403, 403, 403, 403, 403, 401, 401,
-        body={"name": "matrix renamed", "allowed_cidrs": ["10.20.0.0/16"]}, audit="api_key.update"),
+        body={"name": "matrix renamed", "allowed_cidrs": ["10.20.0.0/16"], "disabled": True}, audit="api_key.update"),
     row("GET", "/settings/api-keys/{key_id}/observed-ips",
                                                     401, 403, 403, 200, 404,  403, 403, 403, 403, 403, 403, 401, 401),
+    row("POST", "/settings/api-keys/{key_id}/rotate",
+                                                    401, 403, 403, 201, 404,  403, 403, 403, 403, 403, 403, 401, 401,
+        body={"overlap_seconds": 60}, audit="api_key.rotate"),
+    # The other tenant's admin: the id is ignored, nothing is revoked, and the answer is 200 {"revoked": 0}.
+    row("POST", "/settings/api-keys/revoke",        401, 403, 403, 200, 200,  403, 403, 403, 403, 403, 403, 401, 401,
+        body=lambda world: {"ids": [str(world.target_key.pk)]}, audit="api_key.bulk_revoke"),
+    row("GET", "/settings/api-key-policy",          401, 200, 200, 200, 200,  403, 403, 403, 403, 403, 403, 401, 401),
+    row("PUT", "/settings/api-key-policy",          401, 403, 403, 200, 200,  403, 403, 403, 403, 403, 403, 401, 401,
+        body={"require_expiry": True, "notify_days_before_expiry": [14, 3]}, audit="api_key_policy.update"),
+    row("POST", "/agent/key/rotate",                401, 403, 403, 403, 403,  403, 201, 403, 403, 201, 403, 401, 401,
+        body={"overlap_seconds": 3600}, scope="agent", key_only=True, audit="api_key.self_rotate"),
+    row("GET", "/agent/whoami",                     401, 403, 403, 403, 403,  200, 200, 200, 200, 200, 200, 401, 401,
+        scope="*", key_only=True),
     # --- tenant settings ----------------------------------------------------------------------------
     row("GET", "/me",                               401, 200, 200, 200, 200,  403, 403, 403, 403, 403, 403, 401, 401),
     row("GET", "/settings/role-permissions",        401, 200, 200, 200, 200,  403, 403, 403, 403, 403, 403, 401, 401),
@@ -362,6 +375,9 @@ class World:
         # Rows that read or write telemetry need the tenant's machine and sensor to exist.
         if row.scope is not None:
             _ = self.sensor
+        # A body may name objects (e.g. a key to revoke): create them before audit events are counted.
+        if callable(row.body):
+            row.body(self)
 
 
 @pytest.fixture

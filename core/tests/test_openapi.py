@@ -38,7 +38,10 @@ class TestSharedErrorResponses:
         assert code in responses("POST", "/settings/api-keys")
 
     def test_a_read_without_parameters_has_no_400(self):
-        assert "400" not in responses("GET", "/settings/api-keys")
+        assert "400" not in responses("GET", "/settings/role-permissions")
+
+    def test_a_read_with_filters_can_be_refused(self):
+        assert "400" in responses("GET", "/settings/api-keys")  # ?status=, ?unused_for_days=, ...
 
     def test_path_parameters_and_page_numbers_can_be_404(self):
         assert "404" in responses("DELETE", "/settings/api-keys/{key_id}")

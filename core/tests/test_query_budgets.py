@@ -128,15 +128,15 @@ def tenant_keys(make_api_key):
 
 class TestApiKeyBudgets:
     def test_key_list(self, admin_client, tenant_keys, budget):
-        # Caller, then the tenant's active keys.
-        with budget(2):
+        # Caller, the tenant's key policy (for policy_violations, once per list), the tenant's active keys.
+        with budget(3):
             response = admin_client.get("/api/v1/settings/api-keys")
         assert response.status_code == 200
         assert len(response.json()) == ROWS
 
     def test_key_create(self, admin_client, tenant_keys, budget):
-        # Caller, caller's tenant; savepoint, insert, audit, release.
-        with budget(6):
+        # Caller, caller's tenant, the tenant's key policy; savepoint, insert, audit, release.
+        with budget(7):
             response = admin_client.post(
                 "/api/v1/settings/api-keys", {"name": "edge-agent-prod", "scopes": "edge_agent"}, format="json"
             )

@@ -22,6 +22,10 @@ SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 AI_PROBE_ALLOW_LOOPBACK = env.bool("AI_PROBE_ALLOW_LOOPBACK", default=False)
+# Webhook URLs must resolve to public addresses unless these allow a private LAN or loopback.
+WEBHOOK_ALLOW_PRIVATE = env.bool("WEBHOOK_ALLOW_PRIVATE", default=False)
+WEBHOOK_ALLOW_LOOPBACK = env.bool("WEBHOOK_ALLOW_LOOPBACK", default=False)
+API_KEY_NOTIFY_DAILY_HOUR = env.int("API_KEY_NOTIFY_DAILY_HOUR", default=6)
 # Behind a TLS-terminating proxy: the header it sets, e.g. "HTTP_X_FORWARDED_PROTO".
 _PROXY_SSL_HEADER = env.str("DJANGO_SECURE_PROXY_SSL_HEADER", default="")
 RETENTION_DAILY_HOUR = env.int("RETENTION_DAILY_HOUR", default=3)
@@ -60,6 +64,7 @@ INSTALLED_APPS = [
     "users",
     "apikeys",
     "settings_app",
+    "webhooks",
     "telemetry",
     "retention",
 ]
@@ -214,7 +219,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "ApiKeyStatusEnum": ["active", "disabled", "expired"],
+        "RetentionRunStatusEnum": "retention.models.RetentionRun.Status",
+    },
 }
 
 # --- Celery ------------------------------------------------------------------------
@@ -241,7 +249,16 @@ CELERY_BEAT_SCHEDULE = {
     # Rollups (1 h / 1 d) of newly ingested readings, late backfills included: at most a
     # couple of minutes behind ingest (a retention run also builds them before deleting).
     "telemetry-rollups": {"task": "telemetry.rollups_build", "schedule": 60.0},
+    # The webhook outbox's sweep: retries fall due, and a lost task is still sent.
+    "webhooks-send-due": {"task": "webhooks.send_due", "schedule": 60.0},
+    # Expiry and unused-key notices, each key and threshold once.
+    "api-keys-notify-daily": {
+        "task": "apikeys.notify",
+        "schedule": crontab(minute=15, hour=API_KEY_NOTIFY_DAILY_HOUR),
+    },
 }
+# Without a broker, a daemon thread in each process sends webhooks (the embedded mode).
+WEBHOOK_EMBEDDED_SENDER = True
 
 # --- Haltless ----------------------------------------------------------------------
 # Tenant tiers and their retention windows, in days: raw readings and heartbeats, and
