@@ -19,7 +19,7 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from apikeys import keys, network, observed, ratelimit, selectors, services
+from apikeys import keys, network, ratelimit, selectors, services
 from apikeys.models import ApiKey
 from core.http import client_ip
 
@@ -100,8 +100,7 @@ def check_api_key(request, api_key: ApiKey, secret: str, now) -> "ratelimit.Requ
         raise exceptions.PermissionDenied(network.DENIED.format(ip=address))
     # Past the allowlist, the request is a use of the key, whatever comes next.
     services.api_key_record_use(api_key=api_key, now=now, client_ip=address, secret=secret)
-    observed.record_use(api_key_id=api_key.pk, client_ip=address)
-    check = ratelimit.check_request(api_key)
+    check = ratelimit.check_request(api_key, client_ip=address)  # also counts the observed address
     if api_key.has_rate_limit:
         # Read by core.middleware.ResponseHeadersMiddleware, so that every answer carries them.
         request._request.extra_response_headers = ratelimit.headers(check)

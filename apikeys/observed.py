@@ -2,7 +2,8 @@
 
 Recording must not cost a database write per request, so uses are counted in
 a buffer (a Redis hash per key when Redis is configured, shared by every
-process; a dict in this process otherwise, or while Redis is down) and moved
+process, written by the rate limiter's script in the same round trip; a dict
+in this process otherwise, or while Redis is down) and moved
 into the database (apikeys.ObservedIp) in batches: when someone reads a key's
 list, and from the in-process buffer at most once a minute. The buffer is not
 the cache, so it never competes with login lockouts for room, and the durable
@@ -25,21 +26,6 @@ RETENTION = timedelta(days=30)
 LOCAL_FLUSH_EVERY_SECONDS = 60.0
 PENDING_SET = "oip:pending"
 
-# KEYS[1] the key's pending hash, KEYS[2] the set of keys with pending uses;
-# ARGV: network, key id, at most how many networks.
-RECORD_SCRIPT = """
-local now = redis.call('TIME')[1]
-local count_field = ARGV[1] .. '|n'
-if redis.call('HEXISTS', KEYS[1], count_field) == 0 and redis.call('HLEN', KEYS[1]) >= 3 * tonumber(ARGV[3]) then
-  return 0
-end
-redis.call('HINCRBY', KEYS[1], count_field, 1)
-redis.call('HSETNX', KEYS[1], ARGV[1] .. '|f', now)
-redis.call('HSET', KEYS[1], ARGV[1] .. '|l', now)
-redis.call('EXPIRE', KEYS[1], 2592000)
-redis.call('SADD', KEYS[2], ARGV[2])
-return 1
-"""
 # Take (read and delete) a key's pending hash.
 TAKE_SCRIPT = """
 local data = redis.call('HGETALL', KEYS[1])
@@ -49,7 +35,8 @@ return data
 """
 
 
-def _pending_key(api_key_id) -> str:
+def pending_key(api_key_id) -> str:
+    """The Redis hash of a key's uses not yet in the database (written by apikeys.ratelimit's script)."""
     return f"oip:{api_key_id}"
 
 
@@ -83,21 +70,15 @@ class _LocalBuffer:
 local_buffer = _LocalBuffer()
 
 
-def record_use(*, api_key_id, client_ip: str | None) -> None:
-    """Count an allowed use of the key from `client_ip` (no database write)."""
-    if not client_ip:
-        return
-    net = network.observed_network(client_ip)
-    key_id = str(api_key_id)
-    answer = redis_store.run(RECORD_SCRIPT, keys=[_pending_key(key_id), PENDING_SET], args=[net, key_id, MAX_PER_KEY])
-    if answer is None:
-        local_buffer.record(key_id, net, int(time.time()))
-        if time.monotonic() - local_buffer.flushed_at >= LOCAL_FLUSH_EVERY_SECONDS:
-            flush()
+def record_locally(api_key_id: str, client_ip: str) -> None:
+    """Count an allowed use in this process (no Redis, or it is down); flushed at most once a minute."""
+    local_buffer.record(api_key_id, network.observed_network(client_ip), int(time.time()))
+    if time.monotonic() - local_buffer.flushed_at >= LOCAL_FLUSH_EVERY_SECONDS:
+        flush()
 
 
 def _redis_take(api_key_id: str) -> dict[str, list[int]] | None:
-    data = redis_store.run(TAKE_SCRIPT, keys=[_pending_key(api_key_id), PENDING_SET], args=[api_key_id])
+    data = redis_store.run(TAKE_SCRIPT, keys=[pending_key(api_key_id), PENDING_SET], args=[api_key_id])
     if data is None:
         return None
     uses: dict[str, list[int]] = {}

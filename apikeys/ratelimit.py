@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from rest_framework import exceptions
 
-from apikeys import redis_store
+from apikeys import network, observed, redis_store
 
 logger = logging.getLogger(__name__)
 
@@ -175,13 +175,16 @@ def _reset(buckets: list[tuple[int, int]], now: int) -> int:
 
 local_window = LocalWindow()
 
-# Check every limit in KEYS[1..n] (limits in ARGV[3..]) for a cost of ARGV[1]; count it in all
-# of them only if all allow it. KEYS[n+1..] are only read. Answers:
+# Check every limit in KEYS[1..n] (limits in ARGV[4..]) for a cost of ARGV[1]; count it in all
+# of them only if all allow it. The next ARGV[3] keys are only read. When ARGV carries an observed
+# network after the limits, the use is also recorded in the key's observed-address buffer (the last
+# two KEYS; see apikeys.observed), so that a request costs one round trip. Answers:
 # {allowed, index of the refusing limit, retry_after, reset of KEYS[1], counts..., peeked..., bucket}
 HIT_SCRIPT = """
 local now = tonumber(redis.call('TIME')[1])
 local cost = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
+local npeek = tonumber(ARGV[3])
 local function load(key)
   local data = redis.call('HGETALL', key)
   local total, buckets = 0, {}
@@ -202,18 +205,29 @@ local function reset(buckets)
   if #buckets == 0 then return 0 end
   return buckets[1][1] + 60 - now
 end
+if ARGV[4 + n] then
+  local pending, net = KEYS[n + npeek + 1], ARGV[4 + n]
+  local count_field = net .. '|n'
+  if redis.call('HEXISTS', pending, count_field) == 1 or redis.call('HLEN', pending) < 3 * tonumber(ARGV[6 + n]) then
+    redis.call('HINCRBY', pending, count_field, 1)
+    redis.call('HSETNX', pending, net .. '|f', now)
+    redis.call('HSET', pending, net .. '|l', now)
+    redis.call('EXPIRE', pending, 2592000)
+    redis.call('SADD', KEYS[n + npeek + 2], ARGV[5 + n])
+  end
+end
 local totals, all = {}, {}
 for i = 1, n do
   local total, buckets = load(KEYS[i])
   totals[i], all[i] = total, buckets
 end
 local peeked = {}
-for i = n + 1, #KEYS do
+for i = n + 1, n + npeek do
   local total = load(KEYS[i])
   peeked[#peeked + 1] = total
 end
 for i = 1, n do
-  local limit = tonumber(ARGV[2 + i])
+  local limit = tonumber(ARGV[3 + i])
   if totals[i] + cost > limit then
     local freed, wait = 0, 60
     for _, bucket in ipairs(all[i]) do
@@ -253,10 +267,22 @@ def _names(kind: str, api_key) -> list[str]:
     return [f"rl:{kind}:key:{api_key.pk}", f"rl:{kind}:tenant:{api_key.tenant_id}"]
 
 
-def _hit(names: list[str], limits: list[int], cost: int, peek: list[str] = ()) -> list[int]:
-    """One atomic check-and-count: in Redis when it answers, else in this process."""
-    answer = redis_store.run(HIT_SCRIPT, keys=[*names, *peek], args=[cost, len(names), *limits])
+def _hit(
+    names: list[str], limits: list[int], cost: int, peek: list[str] = (), observe: tuple[str, str] | None = None
+) -> list[int]:
+    """One atomic check-and-count: in Redis when it answers, else in this process.
+
+    `observe` (key id, client address) records the use among the key's observed addresses too.
+    """
+    keys, args = [*names, *peek], [cost, len(names), len(peek), *limits]
+    if observe is not None:
+        key_id, address = observe
+        keys += [observed.pending_key(key_id), observed.PENDING_SET]
+        args += [network.observed_network(address), key_id, observed.MAX_PER_KEY]
+    answer = redis_store.run(HIT_SCRIPT, keys=keys, args=args)
     if answer is None:
+        if observe is not None:
+            observed.record_locally(*observe)
         return local_window.hit(names, limits, cost, list(peek))
     return [int(value) for value in answer]
 
@@ -283,13 +309,17 @@ class RequestCheck:
     readings_in_window: int
 
 
-def check_request(api_key) -> RequestCheck:
-    """Count one request of `api_key` (and of its tenant); raise RateLimited past either limit."""
+def check_request(api_key, *, client_ip: str | None = None) -> RequestCheck:
+    """Count one request of `api_key` (and of its tenant), and where it came from (apikeys.observed).
+
+    The answer says whether it is within both limits; the caller refuses it if not.
+    """
     limits = effective_limits(api_key)
     tenant_cap = tier_caps(api_key.tenant.tier)
     names = _names("rq", api_key)
     peek = [_names("rd", api_key)[0]]
-    answer = _hit(names, [limits.requests_per_minute, tenant_cap.requests_per_minute], 1, peek)
+    observe = (str(api_key.pk), client_ip) if client_ip else None
+    answer = _hit(names, [limits.requests_per_minute, tenant_cap.requests_per_minute], 1, peek, observe)
     outcome = _outcome(answer, limits=[limits.requests_per_minute, tenant_cap.requests_per_minute])
     return RequestCheck(outcome=outcome, limits=limits, readings_in_window=answer[6])
 

@@ -9,6 +9,12 @@
 3. One key verification (format and checksum, SHA-256, constant-time compare)
    against one PBKDF2 verification at Django's default iterations, what
    password-hasher-based key libraries paid per request. Target: >= 1000x cheaper.
+4. A heartbeat (GET /agent/heartbeat, a real view that writes a row) by a key
+   with a machine scope, a 50-network allowlist and a rate limit set, against
+   the same heartbeat by a key without them, interleaved, both counted by the
+   rate limiter on Redis (BENCH_REDIS_URL, default db 14; in-process when it does
+   not answer). Target: <= 1.15x. And the restricted key's queries on the
+   trivial endpoint: still one (authentication).
 
 This module is also the URLconf of the trivial endpoint (ROOT_URLCONF is
 pointed at it for the request figures).
@@ -130,6 +136,86 @@ def _verification_figures(ctx: Context, secret: str, stored_digest: str) -> list
     ]
 
 
+def _restricted_figures(ctx: Context) -> list[Measurement]:
+    import os
+
+    import redis
+    from django.db import connection
+
+    from apikeys import redis_store
+    from apikeys.models import ApiKey
+    from apikeys.services import api_key_create
+    from telemetry.models import Machine
+    from tenants.models import Tenant
+
+    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+    try:
+        redis.Redis.from_url(redis_url, socket_timeout=1).ping()
+        where = f"Redis ({redis_url})"
+    except redis.RedisError:
+        redis_url, where = "", "the in-process counter (no Redis answered)"
+    # Enterprise: the tier caps (60,000 a minute, per key and for the tenant) stay above what the bench sends.
+    tenant = Tenant.objects.create(name="Bench Floor", tier="enterprise")
+    machine = Machine.objects.create(tenant=tenant, external_id="line3-press", name="Line 3 press")
+    plain = api_key_create(tenant=tenant, name="plain", scopes_requested="edge_agent")
+    restricted = api_key_create(tenant=tenant, name="restricted", scopes_requested=["edge_agent", "read_only"])
+    # The client's network last of 50, so the allowlist check walks them all.
+    cidrs = [f"10.{n}.0.0/16" for n in range(49)] + ["127.0.0.0/8"]
+    ApiKey.objects.filter(pk=restricted.api_key.pk).update(
+        machine_ids=[str(machine.pk)], allowed_cidrs=cidrs, requests_per_minute=60_000, readings_per_minute=1_000_000
+    )
+    headers = {"plain": f"Bearer {plain.secret}", "restricted": f"Bearer {restricted.secret}"}
+    client = Client(HTTP_HOST="127.0.0.1", REMOTE_ADDR="127.0.0.1")
+    path = "/api/v1/agent/heartbeat"
+
+    def per_request(header: str, count: int) -> float:
+        start = time.perf_counter()
+        for _ in range(count):
+            response = client.get(path, HTTP_AUTHORIZATION=header)
+            if response.status_code != 200:
+                raise RuntimeError(f"heartbeat answered {response.status_code}: {response.content[:200]!r}")
+        return (time.perf_counter() - start) / count
+
+    with override_settings(HALTLESS_REDIS_URL=redis_url):
+        redis_store.reset()
+        rounds, per_round = ctx.scale(21, 5), ctx.scale(100, 40)
+        for header in headers.values():
+            per_request(header, 50)
+        times: dict[str, list[float]] = {"plain": [], "restricted": []}
+        for index in range(rounds):
+            order = list(headers.items()) if index % 2 == 0 else list(reversed(headers.items()))
+            for label, header in order:
+                times[label].append(per_request(header, per_round))
+        with override_settings(ROOT_URLCONF=__name__), CaptureQueriesContext(connection) as captured:
+            response = client.get(TRIVIAL_PATH, HTTP_AUTHORIZATION=headers["restricted"])
+        assert response.status_code == 200 and "RateLimit-Limit" in response, response.content
+        redis_store.reset()
+    plain_us, restricted_us = (statistics.median(times[label]) * 1e6 for label in ("plain", "restricted"))
+    ctx.notes.append(
+        f"Restricted key heartbeat: machine scope, 50-network allowlist (the client's last), a rate limit set "
+        f"(RateLimit-* headers on every answer) against a key without them; both counted by {where}; median of "
+        f"{rounds} interleaved rounds of {per_round} heartbeats each through django.test.Client on PostgreSQL."
+    )
+    return [
+        Measurement(
+            "heartbeat by a key with scope + allowlist + rate limit",
+            restricted_us,
+            "µs",
+            baseline="same heartbeat by a key without them",
+            baseline_value=plain_us,
+            target="<= 1.15x",
+            ok=restricted_us / plain_us <= 1.15,
+        ),
+        Measurement(
+            "queries per restricted-key request (view makes none)",
+            len(captured.captured_queries),
+            "queries",
+            target="<= 1",
+            ok=len(captured.captured_queries) <= 1,
+        ),
+    ]
+
+
 def run(ctx: Context) -> list[Measurement]:
     ctx.truncate_all()
     from apikeys.services import api_key_create
@@ -146,5 +232,6 @@ def run(ctx: Context) -> list[Measurement]:
     with override_settings(ROOT_URLCONF=__name__):
         figures = _request_figures(ctx, key_header, jwt_header)
     figures += _verification_figures(ctx, issued.secret, issued.api_key.key_digest)
+    figures += _restricted_figures(ctx)
     ctx.truncate_all()
     return figures
