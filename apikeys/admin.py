@@ -13,14 +13,15 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from apikeys import scopes
+from apikeys import observed, scopes
+from apikeys.admin_restrictions import RESTRICTION_FIELDS, AllowObservedActionMixin, RestrictionsFormMixin
 from apikeys.models import ApiKey
 from apikeys.services import ApiKeyAlreadyRevoked, api_key_create, api_key_revoke, api_key_update, api_key_validate
 from core.admin import OneTimeRevealAdminMixin, TenantScopedAdmin
 from core.http import client_ip
 
 
-class ApiKeyForm(forms.ModelForm):
+class ApiKeyForm(RestrictionsFormMixin, forms.ModelForm):
     scopes = forms.MultipleChoiceField(
         choices=scopes.scope_choices,
         widget=forms.CheckboxSelectMultiple,
@@ -30,10 +31,19 @@ class ApiKeyForm(forms.ModelForm):
 
     class Meta:
         model = ApiKey
-        fields = ["tenant", "name", "scopes", "expires_at"]
+        fields = ["tenant", "name", "scopes", "expires_at", "requests_per_minute", "readings_per_minute"]
+        help_texts = {
+            "requests_per_minute": "Empty = the tier's cap. Per key, over a sliding minute.",
+            "readings_per_minute": "Empty = the tier's cap. Ingested readings per key, over a sliding minute.",
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.init_restrictions()
 
     def clean(self):
         cleaned = super().clean()
+        self.clean_restrictions()
         if self.errors:
             return cleaned
         # An unchanged expiry that has since passed must not block renaming the key.
@@ -69,7 +79,7 @@ class StatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(OneTimeRevealAdminMixin, TenantScopedAdmin):
+class ApiKeyAdmin(AllowObservedActionMixin, OneTimeRevealAdminMixin, TenantScopedAdmin):
     form = ApiKeyForm
     tenant_admin_permissions = frozenset({"view", "add", "change"})
     reveal_purpose = "key"
@@ -88,7 +98,7 @@ class ApiKeyAdmin(OneTimeRevealAdminMixin, TenantScopedAdmin):
     list_select_related = ["tenant"]
     search_fields = ["name", "prefix", "tenant__name", "id"]
     date_hierarchy = "created_at"
-    actions = ["revoke_selected"]
+    actions = ["revoke_selected", "allow_observed"]
     # key_digest is in neither list: the admin never shows it.
     readonly_fields = [
         "id",
@@ -98,12 +108,22 @@ class ApiKeyAdmin(OneTimeRevealAdminMixin, TenantScopedAdmin):
         "last_used_at",
         "last_used_ip",
         "revoked_at",
+        "observed_addresses",
     ]
 
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["tenant", "name", "scopes", "expires_at"]
-        return ["id", "tenant", "name", "prefix", "scopes", "expires_at", *self.readonly_fields[2:]]
+        return [
+            "id",
+            "tenant",
+            "name",
+            "prefix",
+            "scopes",
+            "expires_at",
+            *RESTRICTION_FIELDS,
+            *self.readonly_fields[2:],
+        ]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -124,6 +144,15 @@ class ApiKeyAdmin(OneTimeRevealAdminMixin, TenantScopedAdmin):
     def scope_list(self, obj: ApiKey) -> str:
         return ", ".join(obj.scopes)
 
+    @admin.display(description="observed addresses (30 days)")
+    def observed_addresses(self, obj: ApiKey) -> str:
+        uses = observed.observed_ips(api_key=obj)
+        if not uses:
+            return "none yet"
+        return "; ".join(
+            f"{use.network}: {use.requests} requests, last {use.last_seen:%Y-%m-%d %H:%M} UTC" for use in uses
+        )
+
     @admin.display(description="revoked", boolean=True, ordering="revoked_at")
     def revoked(self, obj: ApiKey) -> bool:
         return obj.is_revoked
@@ -135,6 +164,7 @@ class ApiKeyAdmin(OneTimeRevealAdminMixin, TenantScopedAdmin):
             updates = {field: data[field] for field in ("name", "expires_at") if field in form.changed_data}
             if "scopes" in form.changed_data:
                 updates["scopes_requested"] = data["scopes"]
+            updates.update(form.restriction_changes())
             api_key_update(api_key=current, actor=request.user, client_ip=client_ip(request), **updates)
             return
         issued = api_key_create(

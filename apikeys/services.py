@@ -98,6 +98,18 @@ def _clean_restrictions(
     return values
 
 
+def api_key_validate_restrictions(*, tenant: Tenant, **given: Any) -> dict[str, Any]:
+    """Check `machines`, `allowed_cidrs` and/or `rate_limit` as create and update would (for forms).
+
+    Returns the model field values; raises ValidationError keyed by the given names.
+    """
+    errors: dict[str, list[str]] = {}
+    values = _clean_restrictions(tenant=tenant, errors=errors, **given)
+    if errors:
+        raise ValidationError(errors)
+    return values
+
+
 def api_key_validate(
     *, name: str, scopes_requested: str | list[str] | None, expires_at: datetime | None, tenant_id=None
 ) -> tuple[str, list[str]]:
