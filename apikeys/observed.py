@@ -102,6 +102,24 @@ def flush(api_key_id=None) -> None:
             _store(key_id, uses)
 
 
+POP_PENDING_SCRIPT = """
+return redis.call('SPOP', KEYS[1], tonumber(ARGV[1]))
+"""
+
+
+def flush_all_pending(*, batch: int = 500) -> int:
+    """Move every key's buffered uses into the database (the periodic job); the number of keys flushed."""
+    flushed = 0
+    flush()  # this process's own buffer
+    while True:
+        key_ids = redis_store.run(POP_PENDING_SCRIPT, keys=[PENDING_SET], args=[batch])
+        if not key_ids:
+            return flushed
+        for key_id in key_ids:
+            flush(key_id.decode())
+            flushed += 1
+
+
 def _merge(into: dict[str, list[int]], more: dict[str, list[int]]) -> None:
     for net, (count, first, last) in more.items():
         entry = into.get(net)

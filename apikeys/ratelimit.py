@@ -34,7 +34,7 @@ class RateLimited(exceptions.APIException):
     default_code = "rate_limited"
 
     def __init__(self, *, limit: int, unit: str, wait: int):
-        super().__init__(EXCEEDED.format(limit=f"{limit:,}", unit=unit))
+        super().__init__(EXCEEDED.format(limit=limit, unit=unit))
         self.wait = max(1, int(wait))  # DRF's handler turns it into Retry-After
 
 

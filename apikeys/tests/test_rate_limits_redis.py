@@ -201,3 +201,16 @@ class TestParallelRequestsAcrossGunicornWorkers:
         served_by = {line.split()[0] for line in stop().splitlines() if line.endswith((" 200", " 429"))}
         print(f"parallel: answered by {len(served_by)} gunicorn workers")
         assert len(served_by) >= 2  # the count was shared, not one worker's own
+
+
+@needs_redis
+def test_the_periodic_job_moves_every_pending_key_into_the_database(on_redis, make_api_key):
+    from apikeys.models import ObservedIp
+    from apikeys.tasks import flush_observed_ips
+
+    first, second = make_api_key(name="a"), make_api_key(name="b")
+    client_for_key(first.secret).get(HEARTBEAT, REMOTE_ADDR="10.3.3.3")
+    client_for_key(second.secret).get(HEARTBEAT, REMOTE_ADDR="10.4.4.4")
+    assert not ObservedIp.objects.exists()
+    assert flush_observed_ips() >= 2
+    assert set(ObservedIp.objects.values_list("network", "requests")) == {("10.3.3.3", 1), ("10.4.4.4", 1)}

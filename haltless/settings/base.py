@@ -256,6 +256,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apikeys.notify",
         "schedule": crontab(minute=15, hour=API_KEY_NOTIFY_DAILY_HOUR),
     },
+    # API keys' observed addresses: the Redis buffer into the database (also flushed whenever read).
+    "apikeys-flush-observed-ips": {"task": "apikeys.flush_observed_ips", "schedule": 300.0},
 }
 # Without a broker, a daemon thread in each process sends webhooks (the embedded mode).
 WEBHOOK_EMBEDDED_SENDER = True
