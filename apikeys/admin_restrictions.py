@@ -103,6 +103,9 @@ class AllowObservedActionMixin:
                 problem = f"{len(result)} networks observed; an allowlist holds at most {network.MAX_ALLOWED_CIDRS}."
             plans.append({"api_key": api_key, "current": api_key.allowed_cidrs, "result": result, "uses": uses,
                           "problem": problem})  # fmt: skip
+        if not plans:
+            self.message_user(request, "No key to change among those selected.", messages.WARNING)
+            return None
         if request.POST.get("confirm") == "yes":
             saved = 0
             for plan in plans:

@@ -144,3 +144,20 @@ class TestAllowWhatThisKeyUses:
         staff.post(LIST_URL, {**action, "confirm": "yes"}, page=review)
         assert ApiKey.objects.get(pk=gateway_key.pk).allowed_cidrs == []
         assert not AuditEvent.objects.filter(action="api_key.update").exists()
+
+
+class TestTenantAdmin:
+    def test_a_tenant_admin_edits_their_keys_restrictions(self, admin_user, password, gateway_key):
+        console = Browser(admin_user.email, password)
+        response = console.post(change_url(gateway_key), change_form(gateway_key, allowed_cidrs="10.20.0.0/16"))
+        assert response.status_code == 302, response.content.decode()[-2000:]
+        gateway_key.refresh_from_db()
+        assert gateway_key.allowed_cidrs == ["10.20.0.0/16"]
+        assert AuditEvent.objects.get(action="api_key.update").actor_id == admin_user.pk
+
+    def test_another_tenants_key_is_not_found(self, other_tenant_admin, password, gateway_key):
+        console = Browser(other_tenant_admin.email, password)
+        assert console.get(change_url(gateway_key)).status_code in (302, 404)
+        review = console.post(LIST_URL, {"action": "allow_observed", "_selected_action": [str(gateway_key.pk)]})
+        assert "Allow what these keys use?" not in review.content.decode()
+        assert gateway_key.prefix not in console.get(LIST_URL).content.decode()
