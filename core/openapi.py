@@ -27,6 +27,14 @@ ERRORS = {
 }
 
 
+# What every answer to an API key with a rate limit set carries (apikeys.ratelimit).
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Limit": "The key's effective requests per minute (sent when the key has a rate limit set).",
+    "RateLimit-Remaining": "Requests left in the sliding 60-second window.",
+    "RateLimit-Reset": "Seconds until the window has room again.",
+}
+
+
 class ApiAutoSchema(AutoSchema):
     def get_operation(self, path, path_regex, path_prefix, method, registry):
         operation = super().get_operation(path, path_regex, path_prefix, method, registry)
@@ -37,6 +45,14 @@ class ApiAutoSchema(AutoSchema):
             if code not in responses:
                 schema, description = ERRORS[code]
                 responses[code] = {"content": {"application/json": {"schema": schema}}, "description": description}
+        if getattr(self.view, "required_scope", None) is not None:
+            # API keys come in here: each answer may carry the key's rate-limit headers.
+            for response in responses.values():
+                headers = response.setdefault("headers", {})
+                for name, description in RATE_LIMIT_HEADERS.items():
+                    headers.setdefault(name, {"schema": {"type": "integer"}, "description": description})
+            retry_after = {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying."}
+            responses["429"].setdefault("headers", {}).setdefault("Retry-After", retry_after)
         return operation
 
     def _error_codes(self, operation: dict) -> list[str]:
@@ -51,8 +67,8 @@ class ApiAutoSchema(AutoSchema):
         paginator = getattr(self.view, "pagination_class", None)
         if "path" in locations or (paginator and issubclass(paginator, PageNumberPagination)):
             codes.append("404")
-        if self.view.get_throttles():
-            codes.append("429")
+        if self.view.get_throttles() or getattr(self.view, "required_scope", None) is not None:
+            codes.append("429")  # a throttle, or an API key's rate limit
         # A view whose throttle or rule is applied by hand names its extra answers.
         codes += [code for code in getattr(self.view, "extra_error_codes", ()) if code not in codes]
         return codes
