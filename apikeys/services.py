@@ -325,12 +325,16 @@ def api_key_record_use(*, api_key: ApiKey, now: datetime, client_ip: str | None,
 IP_DENIED_SAMPLE_SECONDS = 60
 
 
+@transaction.atomic
 def api_key_ip_denied(*, api_key: ApiKey, client_ip: str | None) -> bool:
     """Record that the key was refused for its address: at most once per key per minute; True if recorded.
 
     A key used from the wrong network is usually a misconfigured gateway that
-    retries every few seconds, so the audit trail gets a sample, not a flood.
+    retries every few seconds, so the audit trail and the tenant's webhook get
+    a sample, not a flood: an `api_key.ip_denied` audit event and webhook.
     """
+    from webhooks.services import webhook_event_enqueue
+
     if not sampling.first_in(f"ipdenied:{api_key.pk}", seconds=IP_DENIED_SAMPLE_SECONDS):
         return False
     audit_record(
@@ -340,6 +344,17 @@ def api_key_ip_denied(*, api_key: ApiKey, client_ip: str | None) -> bool:
         target=api_key,
         changes={"ip": client_ip, "allowed_cidrs": list(api_key.allowed_cidrs)},
         client_ip=client_ip,
+    )
+    webhook_event_enqueue(
+        tenant_id=api_key.tenant_id,
+        type="api_key.ip_denied",
+        data={
+            "key_id": str(api_key.pk),
+            "name": api_key.name,
+            "prefix": api_key.prefix,
+            "ip": client_ip,
+            "allowed_cidrs": list(api_key.allowed_cidrs),
+        },
     )
     return True
 

@@ -261,6 +261,23 @@ class TestAllowlistEnforced:
         client_for_key(other.secret).get(HEARTBEAT, REMOTE_ADDR="198.51.100.9")
         assert events.count() == 2
 
+    def test_denied_uses_send_a_sampled_ip_denied_webhook(self, fenced_key, tenant):
+        from webhooks.models import WebhookDelivery, WebhookEndpoint
+
+        WebhookEndpoint.objects.create(tenant=tenant, url="https://hooks.example.com/haltless", secret_encrypted="x")
+        client = client_for_key(fenced_key.secret)
+        for _ in range(3):
+            client.get(HEARTBEAT, REMOTE_ADDR="198.51.100.9")
+        delivery = WebhookDelivery.objects.get()
+        assert delivery.type == "api_key.ip_denied"
+        assert delivery.payload["data"] == {
+            "key_id": str(fenced_key.api_key.pk),
+            "name": "fenced",
+            "prefix": fenced_key.api_key.prefix,
+            "ip": "198.51.100.9",
+            "allowed_cidrs": ["10.20.0.0/16", "2001:db8:5::/48"],
+        }
+
     def test_a_spoofed_forwarded_for_never_helps_without_trusted_proxies(self, fenced_key):
         response = client_for_key(fenced_key.secret).get(
             HEARTBEAT, REMOTE_ADDR="198.51.100.9", HTTP_X_FORWARDED_FOR="10.20.0.5"
