@@ -1,9 +1,19 @@
 """Telemetry writes: batch ingest, heartbeats, machines.
 
-Ingest is the hottest path of the service (every agent, every few seconds), so
-it is plain Python over the parsed JSON rather than a DRF serializer per
-reading, it resolves every machine and sensor of a batch in one query, and it
-writes the batch in one INSERT statement whatever its size.
+Ingest is the hottest path of the service (every agent, every few seconds):
+- A well-typed body is decoded and type-checked by msgspec in C
+  (`ingest_body_decode`); anything else falls back to `json.loads` and the
+  plain-Python checks below, which name the first bad reading. Both paths
+  accept exactly the same batches.
+- Every machine and sensor of a batch is resolved in one query.
+- On PostgreSQL the batch is written with one binary `COPY` (the common case:
+  every reading is new). A resent batch makes that COPY fail on the unique
+  (sensor, ts) index; it is then written again through a staging table with
+  `INSERT … ON CONFLICT DO NOTHING`, so nothing is stored twice.
+- The readings table has no foreign keys (their per-row triggers cost two
+  thirds of a COPY's time). The batch's sensors are locked `FOR KEY SHARE`
+  in the writing transaction, as a foreign key would, and a database trigger
+  deletes a sensor's readings with the sensor (telemetry migration 0003).
 
 Ingest and heartbeats are machine traffic, not changes an admin or user makes,
 so they are not written to the audit log (it would double every write).
@@ -15,10 +25,13 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from itertools import repeat
+from typing import Annotated, Any
 
+import msgspec
+import psycopg
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.services import audit_record
@@ -173,7 +186,7 @@ def _check_value(value: Any) -> float:
 class _ParsedBatch:
     machines: list[str]
     sensors: list[str]
-    micros: list[int]
+    timestamps: list[datetime]
     values: list[float]
     first_bad: int | None
     first_bad_errors: dict[str, list[str]]
@@ -183,7 +196,7 @@ def _parse_batch(readings: Sequence[Any], now_us: int) -> _ParsedBatch:
     """Check each reading on its own; stop at the first bad one."""
     machines: list[str] = []
     sensors: list[str] = []
-    micros: list[int] = []
+    timestamps: list[datetime] = []
     values: list[float] = []
     # A batch names few machines and sensors, each thousands of times: check each name once.
     checked_names: set[str] = set()
@@ -202,12 +215,77 @@ def _parse_batch(readings: Sequence[Any], now_us: int) -> _ParsedBatch:
             ts_micros = _parse_ts(reading["ts"], now_us)
             value = _check_value(reading["value"])
         except _BadReading:
-            return _ParsedBatch(machines, sensors, micros, values, index, _reading_errors(reading, now_us))
+            return _ParsedBatch(machines, sensors, timestamps, values, index, _reading_errors(reading, now_us))
         machines.append(machine)
         sensors.append(sensor)
-        micros.append(ts_micros)
+        timestamps.append(_EPOCH + ts_micros * _MICROSECOND)
         values.append(value)
-    return _ParsedBatch(machines, sensors, micros, values, None, {})
+    return _ParsedBatch(machines, sensors, timestamps, values, None, {})
+
+
+# --- The fast path: a well-typed body, decoded by msgspec --------------------------------
+
+_Name = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class _TypedReading(msgspec.Struct, forbid_unknown_fields=True):
+    machine: _Name
+    sensor: _Name
+    # A string, parsed by datetime.fromisoformat as on the slow path, so both accept the same texts.
+    ts: str
+    # msgspec refuses bools, NaN, Infinity and out-of-range numbers: those take the slow path.
+    value: float
+
+
+class _TypedBody(msgspec.Struct, forbid_unknown_fields=True):
+    readings: Annotated[list[_TypedReading], msgspec.Meta(min_length=1, max_length=MAX_BATCH_SIZE)]
+
+
+_body_decoder = msgspec.json.Decoder(_TypedBody)
+
+
+class TypedReadings(list):
+    """A batch whose readings msgspec has type-checked: `_TypedReading`s, 1 to MAX_BATCH_SIZE of them."""
+
+
+def ingest_body_decode(body: bytes) -> dict[str, Any] | None:
+    """The body as `{"readings": TypedReadings}` when it is a well-typed batch, else None.
+
+    None sends the caller to `json.loads` and the slow checks, which say what is
+    wrong; no error is reported from here.
+    """
+    try:
+        decoded = _body_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return {"readings": TypedReadings(decoded.readings)}
+
+
+def _parse_typed_batch(readings: TypedReadings, now: datetime) -> _ParsedBatch | None:
+    """The checks msgspec cannot make (names, timestamps); None at the first doubt, for the slow path."""
+    machines: list[str] = []
+    sensors: list[str] = []
+    timestamps: list[datetime] = []
+    values: list[float] = []
+    checked_names: set[str] = set()
+    fromisoformat = datetime.fromisoformat
+    for reading in readings:
+        machine, sensor = reading.machine, reading.sensor
+        if machine not in checked_names or sensor not in checked_names:
+            if not (_storable(machine) and _storable(sensor)):
+                return None
+            checked_names.update((machine, sensor))
+        try:
+            ts = fromisoformat(reading.ts)
+        except ValueError:
+            return None
+        if ts.tzinfo is None or ts.utcoffset() is None or ts > now or ts < _EPOCH:
+            return None
+        machines.append(machine)
+        sensors.append(sensor)
+        timestamps.append(ts)
+        values.append(reading.value)
+    return _ParsedBatch(machines, sensors, timestamps, values, None, {})
 
 
 def _sensor_ids_by_name(
@@ -236,8 +314,9 @@ def readings_ingest(
     machine_ids: list[str] | None = None,
     admit: Callable[[int], Callable[[], None] | None] | None = None,
 ) -> int:
-    """Validate a batch of readings as a whole and store it in one statement.
+    """Validate a batch of readings as a whole and store it in one transaction.
 
+    `readings` is the parsed JSON, or the TypedReadings of ingest_body_decode.
     All or nothing: the first bad reading (in batch order) raises BatchInvalid
     naming its index, and nothing is stored. A reading already stored (same
     sensor and ts), or repeated within the batch, is skipped, the first one
@@ -248,15 +327,33 @@ def readings_ingest(
     once the batch is valid and before it is stored (a rate limit may refuse
     it by raising); it may return an undo, called if the batch is not stored.
     """
+    now = timezone.now() + MAX_FUTURE_SKEW
+    batch = _parse_typed_batch(readings, now) if type(readings) is TypedReadings else None
+    if batch is None:
+        if type(readings) is TypedReadings:
+            readings = [msgspec.structs.asdict(reading) for reading in readings]
+        batch = _parse_any_batch(readings, now)
+    return _ingest_parsed(tenant_id=tenant_id, readings=readings, batch=batch, machine_ids=machine_ids, admit=admit)
+
+
+def _parse_any_batch(readings: Any, now: datetime) -> _ParsedBatch:
     if not isinstance(readings, list):
         raise BatchInvalid([NOT_A_LIST])
     if not readings:
         raise BatchInvalid([EMPTY_BATCH])
     if len(readings) > MAX_BATCH_SIZE:
         raise BatchInvalid([BATCH_TOO_LARGE.format(max=MAX_BATCH_SIZE, count=len(readings))])
+    return _parse_batch(readings, (now - _EPOCH) // _MICROSECOND)
 
-    now_us = (timezone.now() + MAX_FUTURE_SKEW - _EPOCH) // _MICROSECOND
-    batch = _parse_batch(readings, now_us)
+
+def _ingest_parsed(
+    *,
+    tenant_id: uuid.UUID,
+    readings: Any,
+    batch: _ParsedBatch,
+    machine_ids: list[str] | None,
+    admit: Callable[[int], Callable[[], None] | None] | None,
+) -> int:
     # Only readings before the first bad one (or all) need their names resolved:
     # an unknown name earlier than a malformed reading is the first error.
     names = batch.machines
@@ -299,17 +396,61 @@ def readings_ingest(
 
     undo = admit(len(readings)) if admit is not None else None
     try:
-        _insert_readings(tenant_id=tenant_id, sensor_ids=resolved, micros=batch.micros, values=batch.values)
-    except IntegrityError:
-        if undo is not None:
-            undo()
-        # Only the sensor foreign key can fail (conflicts are skipped): deleted since resolved.
-        raise BatchConflict() from None
-    except BaseException:
+        _write_readings(tenant_id=tenant_id, sensor_ids=resolved, timestamps=batch.timestamps, values=batch.values)
+    except BaseException:  # BatchConflict (a sensor deleted meanwhile) included
         if undo is not None:
             undo()
         raise
     return len(readings)
+
+
+def _write_readings(
+    *,
+    tenant_id: uuid.UUID,
+    sensor_ids: list[int],
+    timestamps: list[datetime],
+    values: list[float],
+    lock_sensors: bool = True,
+) -> None:
+    """Store the rows in one transaction, skipping any already stored (same sensor and ts) or repeated.
+
+    First as if every row were new (on PostgreSQL a plain binary COPY, the
+    common case); if one was not, the COPY fails on the unique index, its
+    transaction is rolled back, and a second transaction writes the rows
+    through a staging table, skipping the conflicts.
+    """
+    rows = {"tenant_id": tenant_id, "sensor_ids": sensor_ids, "timestamps": timestamps, "values": values}
+    try:
+        with transaction.atomic():
+            if lock_sensors:
+                _lock_sensors(set(sensor_ids))
+            _insert_readings(**rows, skip_existing=False)
+        return
+    except psycopg.errors.UniqueViolation:
+        pass
+    with transaction.atomic():
+        if lock_sensors:
+            _lock_sensors(set(sensor_ids))
+        _insert_readings(**rows, skip_existing=True)
+
+
+def _lock_sensors(sensor_ids: set[int]) -> None:
+    """What the foreign key's per-row check did, once per batch: lock the sensors until commit.
+
+    A sensor deleted since the batch was resolved raises BatchConflict; one
+    being deleted now waits for this transaction (and its trigger then deletes
+    the readings just stored, see migration 0003).
+    """
+    table = connection.ops.quote_name(Sensor._meta.db_table)
+    lock = " FOR KEY SHARE" if connection.vendor == "postgresql" else ""
+    placeholders = ", ".join(["%s"] * len(sensor_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE id IN ({placeholders}){lock}) AS s",  # noqa: S608
+            list(sensor_ids),
+        )
+        if cursor.fetchone()[0] != len(sensor_ids):
+            raise BatchConflict()
 
 
 def readings_bulk_insert(
@@ -317,46 +458,70 @@ def readings_bulk_insert(
 ) -> None:
     """Store trusted (sensor_id, aware ts, value) rows in bulk, skipping duplicates (seeding, backfills)."""
     sensor_ids: list[int] = []
-    micros: list[int] = []
+    timestamps: list[datetime] = []
     values: list[float] = []
     for sensor_id, ts, value in rows:
         sensor_ids.append(sensor_id)
-        micros.append((ts - _EPOCH) // _MICROSECOND)
+        timestamps.append(ts)
         values.append(float(value))
         if len(sensor_ids) >= chunk_size:
-            _insert_readings(tenant_id=tenant_id, sensor_ids=sensor_ids, micros=micros, values=values)
-            sensor_ids, micros, values = [], [], []
+            _write_readings(
+                tenant_id=tenant_id, sensor_ids=sensor_ids, timestamps=timestamps, values=values, lock_sensors=False
+            )
+            sensor_ids, timestamps, values = [], [], []
     if sensor_ids:
-        _insert_readings(tenant_id=tenant_id, sensor_ids=sensor_ids, micros=micros, values=values)
+        _write_readings(
+            tenant_id=tenant_id, sensor_ids=sensor_ids, timestamps=timestamps, values=values, lock_sensors=False
+        )
 
 
-def _insert_readings(*, tenant_id: uuid.UUID, sensor_ids: list[int], micros: list[int], values: list[float]) -> None:
-    """One INSERT ... ON CONFLICT DO NOTHING for the whole batch."""
+# The readings table's columns as COPY writes them, and their types for psycopg's binary format.
+_COPY_COLUMNS = "(tenant_id, sensor_id, ts, value)"
+_COPY_TYPES = ("uuid", "bigint", "timestamptz", "float8")
+_STAGING_TABLE = "telemetry_ingest_staging"
+
+
+def _insert_readings(
+    *,
+    tenant_id: uuid.UUID,
+    sensor_ids: list[int],
+    timestamps: list[datetime],
+    values: list[float],
+    skip_existing: bool,
+) -> None:
+    """Store the rows in one statement. With skip_existing, a row already stored (same sensor
+    and ts) or repeated is skipped, the first kept; without, on PostgreSQL, it raises UniqueViolation.
+    """
     table = connection.ops.quote_name(SensorReading._meta.db_table)
     if connection.vendor == "postgresql":
-        # Three array parameters in text form, not 3 * N bound values: PostgreSQL
-        # parses them far faster than the driver would quote N values, and the
-        # statement stays the same size to plan whatever the batch size.
-        sql = (
-            f"INSERT INTO {table} (tenant_id, sensor_id, ts, value) "  # noqa: S608 - table from model meta
-            "SELECT %s, r.sensor_id, TIMESTAMPTZ 'epoch' + r.micros * INTERVAL '1 microsecond', r.value "
-            "FROM unnest(%s::bigint[], %s::bigint[], %s::float8[]) AS r(sensor_id, micros, value) "
-            "ON CONFLICT (sensor_id, ts) DO NOTHING"
-        )
-        params = [
-            tenant_id,
-            "{" + ",".join(map(str, sensor_ids)) + "}",
-            "{" + ",".join(map(str, micros)) + "}",
-            "{" + ",".join(map(repr, values)) + "}",
-        ]
-    elif connection.vendor == "sqlite":
+        rows = zip(repeat(uuid.UUID(str(tenant_id))), sensor_ids, timestamps, values)
+        if not skip_existing:
+            _copy_rows(f"COPY {table} {_COPY_COLUMNS} FROM STDIN (FORMAT BINARY)", rows)
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING_TABLE} "
+                "(tenant_id uuid, sensor_id bigint, ts timestamptz, value float8) ON COMMIT DROP"
+            )
+            cursor.execute(f"TRUNCATE {_STAGING_TABLE}")
+        _copy_rows(f"COPY {_STAGING_TABLE} {_COPY_COLUMNS} FROM STDIN (FORMAT BINARY)", rows)
+        with connection.cursor() as cursor:
+            # A fresh staging table is read in the order it was written: the first of two
+            # readings with the same sensor and ts is the one kept.
+            cursor.execute(
+                f"INSERT INTO {table} {_COPY_COLUMNS} "  # noqa: S608 - names from model meta and a constant
+                f"SELECT tenant_id, sensor_id, ts, value FROM {_STAGING_TABLE} "
+                "ON CONFLICT (sensor_id, ts) DO NOTHING"
+            )
+        return
+    if connection.vendor == "sqlite":
         # SQLite binds at most 999 values per statement in Django's bulk_create;
         # one JSON parameter unpacked by json_each keeps the batch one statement.
         # Timestamps go in the text form Django stores (naive UTC).
         rows = json.dumps(
             [
-                [sensor_id, str(_EPOCH.replace(tzinfo=None) + timedelta(microseconds=us)), value]
-                for sensor_id, us, value in zip(sensor_ids, micros, values, strict=True)
+                [sensor_id, str(ts.astimezone(UTC).replace(tzinfo=None)), value]
+                for sensor_id, ts, value in zip(sensor_ids, timestamps, values, strict=True)
             ]
         )
         sql = (
@@ -365,18 +530,25 @@ def _insert_readings(*, tenant_id: uuid.UUID, sensor_ids: list[int], micros: lis
             "FROM json_each(%s) AS j WHERE true "  # WHERE: SQLite's upsert needs it after a SELECT
             "ON CONFLICT (sensor_id, ts) DO NOTHING"
         )
-        params = [uuid.UUID(str(tenant_id)).hex, rows]
-    else:  # pragma: no cover - the project runs on PostgreSQL and SQLite
-        SensorReading.objects.bulk_create(
-            [
-                SensorReading(tenant_id=tenant_id, sensor_id=s, ts=_EPOCH + timedelta(microseconds=us), value=v)
-                for s, us, v in zip(sensor_ids, micros, values, strict=True)
-            ],
-            ignore_conflicts=True,
-        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [uuid.UUID(str(tenant_id)).hex, rows])
         return
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    SensorReading.objects.bulk_create(  # pragma: no cover - the project runs on PostgreSQL and SQLite
+        [
+            SensorReading(tenant_id=tenant_id, sensor_id=s, ts=ts, value=v)
+            for s, ts, v in zip(sensor_ids, timestamps, values, strict=True)
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def _copy_rows(sql: str, rows: Iterable[tuple]) -> None:
+    # Django's cursor: under DEBUG (and in tests) the COPY is logged and counted like any query.
+    with connection.cursor() as cursor, cursor.copy(sql) as copy:
+        copy.set_types(_COPY_TYPES)
+        write_row = copy.write_row
+        for row in rows:
+            write_row(row)
 
 
 def heartbeat_record(

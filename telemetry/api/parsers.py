@@ -4,7 +4,10 @@ DRF's JSONParser reads the whole stream, whatever its size (Django's
 DATA_UPLOAD_MAX_MEMORY_SIZE only guards `request.body`), and refuses `NaN` and
 `Infinity` as a parse error that cannot say which reading carried them. This
 parser refuses an oversized body before reading it (413), and lets non-finite
-numbers through to the ingest service, which names the reading.
+numbers through to the ingest service, which names the reading. A well-typed
+batch is decoded by msgspec (telemetry.services.ingest_body_decode), several
+times faster than `json.loads`; any other body takes `json.loads`, so that
+the service can say what is wrong with it.
 """
 
 import json
@@ -13,7 +16,7 @@ from rest_framework import status
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import BaseParser
 
-from telemetry.services import MAX_BATCH_SIZE
+from telemetry.services import MAX_BATCH_SIZE, ingest_body_decode
 
 # A reading with 100-character ids, a full ISO timestamp and a 17-digit value
 # takes about 360 bytes even pretty-printed; 512 leaves room and still refuses
@@ -47,6 +50,9 @@ class IngestJSONParser(BaseParser):
         body = stream.read(self.max_body_bytes + 1)
         if len(body) > self.max_body_bytes:
             raise PayloadTooLarge()
+        typed = ingest_body_decode(body)
+        if typed is not None:
+            return typed
         try:
             return json.loads(body)
         except (ValueError, RecursionError) as exc:
