@@ -31,7 +31,7 @@ from typing import Annotated, Any
 import msgspec
 import psycopg
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from audit.services import audit_record
