@@ -83,3 +83,38 @@ class TestHeartbeatAccess:
         response = key_client.post(URL, {}, format="json")
         assert response.status_code == 405
         assert response.json() == {"detail": 'Method "POST" not allowed.'}
+
+
+@pytest.mark.postgres
+class TestHeartbeatCommit:
+    """A heartbeat commits asynchronously on its own; inside a caller's transaction it does not."""
+
+    @pytest.mark.django_db(transaction=True)
+    def test_a_heartbeat_request_commits_without_waiting_for_the_wal_flush(self, key_client, api_key):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        key_client.get(URL)  # the key's last_used_at write, once a minute
+        with CaptureQueriesContext(connection) as queries:
+            response = key_client.get(URL, REMOTE_ADDR="10.0.0.7")
+        assert response.status_code == 200
+        insert = next(q["sql"] for q in queries.captured_queries if "telemetry_agentheartbeat" in q["sql"])
+        assert insert.startswith("WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true))")
+        heartbeat = AgentHeartbeat.objects.order_by("-received_at").first()
+        assert heartbeat.client_ip == "10.0.0.7"
+        assert response.json()["server_time"] == heartbeat.received_at.isoformat().replace("+00:00", "Z")
+        with connection.cursor() as cursor:  # the setting was the INSERT's transaction's only
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == "on"
+
+    def test_inside_a_transaction_the_callers_commit_stays_durable(self, api_key, tenant):
+        from django.db import connection, transaction
+
+        from telemetry.services import heartbeat_record
+
+        with transaction.atomic():
+            heartbeat_record(tenant_id=tenant.id, api_key_id=api_key.api_key.id)
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW synchronous_commit")
+                assert cursor.fetchone()[0] == "on"
+        assert AgentHeartbeat.objects.count() == 1
