@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("telemetry.api.urls")),
     path("", include("retention.api.urls")),
     path("", include("audit.api.urls")),
+    path("", include("webhooks.api.urls")),
 ]
 
 urlpatterns = [

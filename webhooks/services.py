@@ -163,7 +163,7 @@ def webhook_delivery_attempt(*, delivery_id, now: datetime | None = None) -> Web
         delivery.status, delivery.error, delivery.next_attempt_at = "failed", outcome.error, None
     else:
         delivery.error = outcome.error
-        delivery.next_attempt_at = timezone.now() + RETRY_DELAYS[delivery.attempts]
+        delivery.next_attempt_at = now + RETRY_DELAYS[delivery.attempts]
     delivery.save(
         update_fields=["attempts", "status_code", "claimed_until", "status", "delivered_at", "error", "next_attempt_at"]
     )

@@ -15,6 +15,7 @@ successful write leaves the row's audit action, by that user.
 """
 
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -194,6 +195,10 @@ MATRIX: list[Row] = [
         body={"require_expiry": True, "notify_days_before_expiry": [14, 3]}, audit="api_key_policy.update"),
     row("POST", "/agent/key/rotate",                401, 403, 403, 403, 403,  403, 201, 403, 403, 201, 403, 401, 401,
         body={"overlap_seconds": 3600}, scope="agent", key_only=True, audit="api_key.self_rotate"),
+    row("GET", "/settings/webhook-deliveries",      401, 403, 403, 200, 200,  403, 403, 403, 403, 403, 403, 401, 401),
+    row("POST", "/settings/webhook-deliveries/{delivery_id}/redeliver",
+                                                    401, 403, 403, 202, 404,  403, 403, 403, 403, 403, 403, 401, 401,
+        audit="webhook_delivery.redeliver"),
     row("GET", "/agent/whoami",                     401, 403, 403, 403, 403,  200, 200, 200, 200, 200, 200, 401, 401,
         scope="*", key_only=True),
     # --- tenant settings ----------------------------------------------------------------------------
@@ -362,8 +367,16 @@ class World:
             tenant=self.tenant, trigger=RetentionRun.Trigger.MANUAL, status=RetentionRun.Status.SUCCEEDED
         )
 
+    @cached_property
+    def webhook_delivery(self):
+        from webhooks.models import WebhookDelivery
+
+        return WebhookDelivery.objects.create(
+            tenant=self.tenant, event_id=uuid.uuid4(), type="api_key.rotated", payload={}, status="failed"
+        )
+
     # The object a path parameter names, by default; a row may say otherwise (`path_objects`).
-    PATH_OBJECTS = {"user_id": "target_user", "key_id": "target_key", "run_id": "retention_run"}
+    PATH_OBJECTS = {"delivery_id": "webhook_delivery", "user_id": "target_user", "key_id": "target_key", "run_id": "retention_run"}
 
     def path_value(self, row: Row, name: str) -> str:
         return str(getattr(self, row.path_objects.get(name) or self.PATH_OBJECTS[name]).pk)
