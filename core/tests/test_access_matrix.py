@@ -376,7 +376,12 @@ class World:
         )
 
     # The object a path parameter names, by default; a row may say otherwise (`path_objects`).
-    PATH_OBJECTS = {"delivery_id": "webhook_delivery", "user_id": "target_user", "key_id": "target_key", "run_id": "retention_run"}
+    PATH_OBJECTS = {
+        "delivery_id": "webhook_delivery",
+        "user_id": "target_user",
+        "key_id": "target_key",
+        "run_id": "retention_run",
+    }
 
     def path_value(self, row: Row, name: str) -> str:
         return str(getattr(self, row.path_objects.get(name) or self.PATH_OBJECTS[name]).pk)

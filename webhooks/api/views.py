@@ -5,6 +5,7 @@ from rest_framework.response import Response
 from core.http import client_ip
 from core.pagination import StandardPageNumberPagination
 from core.permissions import IsTenantAdmin
+from core.serializers import StrictSerializer
 from core.tenancy import TenantScopedMixin
 from webhooks.api.serializers import RedeliveredSerializer, WebhookDeliverySerializer
 from webhooks.models import WebhookDelivery
@@ -41,5 +42,7 @@ class WebhookRedeliverView(TenantScopedMixin, generics.GenericAPIView):
     lookup_url_kwarg = "delivery_id"
 
     def post(self, request, *args, **kwargs):
+        # No body is needed; one that is given must be empty (unknown fields are a 400).
+        StrictSerializer(data=request.data or {}).is_valid(raise_exception=True)
         again = webhook_delivery_redeliver(delivery=self.get_object(), actor=request.user, client_ip=client_ip(request))
         return Response({"id": again.id, "event_id": again.event_id}, status=status.HTTP_202_ACCEPTED)
