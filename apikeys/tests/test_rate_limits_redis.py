@@ -111,73 +111,103 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+GUNICORN_WORKERS = 3
+
+
+@pytest.fixture(scope="module")
+def server(django_db_setup, django_db_blocker):
+    port = _free_port()
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "haltless.settings.test",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "CELERY_BROKER_URL": REDIS_URL,
+    }
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "haltless.wsgi:application",
+            f"--workers={GUNICORN_WORKERS}",
+            f"--bind=127.0.0.1:{port}",
+            "--log-level=warning",
+            # One access-log line per request naming the worker's pid: which workers served.
+            "--access-logfile=-",
+            "--access-logformat=%(p)s %({x-probe}i)s %(s)s",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/healthz", timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"gunicorn did not start: {process.stderr.read().decode()[-2000:]}") from None
+            time.sleep(0.2)
+
+    def stop() -> str:
+        process.terminate()
+        try:
+            out, _ = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, _ = process.communicate()
+        return out.decode()
+
+    yield url, stop
+    if process.poll() is None:
+        stop()
+
+
 @needs_redis
 @pytest.mark.postgres
 class TestParallelRequestsAcrossGunicornWorkers:
     """50 parallel requests against a 10-per-minute key, 3 gunicorn workers sharing Redis: exactly 10 pass."""
 
-    WORKERS = 3
     REQUESTS = 50
     LIMIT = 10
 
-    @pytest.fixture
-    def server(self, transactional_db):
-        port = _free_port()
-        db = connection.settings_dict
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "haltless.settings.test",
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            "CELERY_BROKER_URL": REDIS_URL,
-        }
-        process = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("gunicorn")),
-                "haltless.wsgi:application",
-                f"--workers={self.WORKERS}",
-                f"--bind=127.0.0.1:{port}",
-                "--log-level=warning",
-                # One access-log line per request naming the worker's pid: which workers served.
-                "--access-logfile=-",
-                "--access-logformat=%(p)s %(s)s",
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+    def test_the_allowlist_over_http_and_a_spoofed_forwarded_for(self, server, transactional_db, make_api_key):
+        url, _ = server
+        issued = make_api_key(name="fenced")
+        ApiKey.objects.filter(pk=issued.api_key.pk).update(allowed_cidrs=["127.0.0.7/32"])
+
+        def heartbeat(source: str, forwarded: str | None = None) -> tuple[int, bytes]:
+            import http.client
+
+            port = int(url.rsplit(":", 1)[1])
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source, 0))
+            headers = {"X-API-Key": issued.secret, **({"X-Forwarded-For": forwarded} if forwarded else {})}
+            try:
+                connection.request("GET", HEARTBEAT, headers=headers)
+                response = connection.getresponse()
+                return response.status, response.read()
+            finally:
+                connection.close()
+
+        assert heartbeat("127.0.0.7")[0] == 200
+        assert heartbeat("127.0.0.8") == (403, b'{"detail":"API key is not allowed from 127.0.0.8."}')
+        assert heartbeat("127.0.0.8", forwarded="127.0.0.7") == (
+            403,
+            b'{"detail":"API key is not allowed from 127.0.0.8."}',
         )
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    process.kill()
-                    raise RuntimeError(f"gunicorn did not start: {process.stderr.read().decode()[-2000:]}") from None
-                time.sleep(0.2)
 
-        def stop() -> str:
-            process.terminate()
-            try:
-                out, _ = process.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                out, _ = process.communicate()
-            return out.decode()
-
-        yield url, stop
-        if process.poll() is None:
-            stop()
-
-    def test_exactly_the_limit_gets_through(self, server, make_api_key):
+    def test_exactly_the_limit_gets_through(self, server, transactional_db, make_api_key):
         server, stop = server
         issued = _limited(make_api_key, requests_per_minute=self.LIMIT)
         start = threading.Barrier(self.REQUESTS)
 
         def call(_):
-            request = urllib.request.Request(f"{server}{HEARTBEAT}", headers={"X-API-Key": issued.secret})
+            request = urllib.request.Request(
+                f"{server}{HEARTBEAT}", headers={"X-API-Key": issued.secret, "X-Probe": "parallel"}
+            )
             start.wait()
             try:
                 with urllib.request.urlopen(request, timeout=30) as response:
@@ -198,7 +228,7 @@ class TestParallelRequestsAcrossGunicornWorkers:
                 assert 1 <= int(headers["Retry-After"]) <= 60
         remaining = sorted(int(headers["RateLimit-Remaining"]) for status, headers in answers if status == 200)
         assert remaining == list(range(self.LIMIT))  # each slot given exactly once: no lost update
-        served_by = {line.split()[0] for line in stop().splitlines() if line.endswith((" 200", " 429"))}
+        served_by = {line.split()[0] for line in stop().splitlines() if " parallel " in line}
         print(f"parallel: answered by {len(served_by)} gunicorn workers")
         assert len(served_by) >= 2  # the count was shared, not one worker's own
 
