@@ -81,6 +81,7 @@ def is_allowed(client_ip: str | None, allowed_cidrs: Iterable[str]) -> bool:
     return any(address in network for network in v4)
 
 
+@lru_cache(maxsize=4096)
 def observed_network(client_ip: str) -> str:
     """How observed addresses are grouped: an IPv4 address as itself, IPv6 by its /64."""
     address = ipaddress.ip_address(client_ip)

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
 from django.conf import settings
 from rest_framework import exceptions
@@ -38,7 +39,7 @@ class RateLimited(exceptions.APIException):
         self.wait = max(1, int(wait))  # DRF's handler turns it into Retry-After
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Limits:
     requests_per_minute: int
     readings_per_minute: int
@@ -54,9 +55,11 @@ def tier_caps(tier: str) -> Limits:
     return Limits(caps["requests_per_minute"], caps["readings_per_minute"])
 
 
-def effective_limits(api_key) -> Limits:
+def effective_limits(api_key, caps: Limits | None = None) -> Limits:
     """The key's own limits, null meaning its tier's cap (and never above it)."""
-    caps = tier_caps(api_key.tenant.tier)
+    caps = caps or tier_caps(api_key.tenant.tier)
+    if api_key.requests_per_minute is None and api_key.readings_per_minute is None:
+        return caps
     return Limits(
         min(api_key.requests_per_minute or caps.requests_per_minute, caps.requests_per_minute),
         min(api_key.readings_per_minute or caps.readings_per_minute, caps.readings_per_minute),
@@ -91,7 +94,7 @@ def validate_rate_limit(value: object, *, tier: str) -> dict[str, int | None]:
     return cleaned
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
     allowed: bool
     limit: int  # the key's effective limit of this kind
@@ -110,43 +113,45 @@ class Outcome:
 
 
 class LocalWindow:
-    """The Redis script's algorithm for one process, under one lock."""
+    """The Redis script's algorithm for one process, under one lock.
+
+    Each window is a dict of second -> count in insertion order, which is time
+    order, so expiring old seconds and finding the oldest look at its head only.
+    """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._windows: dict[str, dict[int, int]] = {}
 
-    def _load(self, name: str, now: int) -> tuple[int, list[tuple[int, int]]]:
+    def _load(self, name: str, now: int) -> tuple[int, dict[int, int]]:
         window = self._windows.get(name)
         if not window:
-            return 0, []
-        for second in [s for s in window if s <= now - WINDOW_SECONDS]:
-            del window[second]
-        buckets = sorted(window.items())
-        return sum(count for _, count in buckets), buckets
+            return 0, {}
+        horizon = now - WINDOW_SECONDS
+        while window:
+            oldest = next(iter(window))
+            if oldest > horizon:
+                break
+            del window[oldest]
+        return sum(window.values()), window
 
     def hit(self, names: list[str], limits: list[int], cost: int, peek: list[str] = ()) -> list[int]:
         now = int(time.time())
         with self._lock:
             loaded = [self._load(name, now) for name in names]
-            for index, ((total, buckets), limit) in enumerate(zip(loaded, limits, strict=True)):
+            peeked = [self._load(name, now)[0] for name in peek]
+            counts = [total for total, _ in loaded]
+            oldest = next(iter(loaded[0][1]), None) if loaded else None
+            first = [] if oldest is None else [(oldest, 0)]
+            for index, ((total, window), limit) in enumerate(zip(loaded, limits, strict=True)):
                 if total + cost > limit:
-                    counts = [total for total, _ in loaded]
-                    return [
-                        0,
-                        index + 1,
-                        _wait(buckets, total, cost, limit, now),
-                        _reset(buckets, now),
-                        *counts,
-                        *[self._load(p, now)[0] for p in peek],
-                    ]
+                    wait = _wait(sorted(window.items()), total, cost, limit, now)
+                    return [0, index + 1, wait, _reset(first, now), *counts, *peeked]
             for name in names:
                 window = self._windows.setdefault(name, {})
                 window[now] = window.get(now, 0) + cost
-            first = loaded[0][1] if loaded else []
-            counts = [total + cost for total, _ in loaded]
-            reset = _reset([*first, (now, cost)], now)
-            return [1, 0, 0, reset, *counts, *[self._load(p, now)[0] for p in peek], now]
+            reset = _reset(first, now) if first else WINDOW_SECONDS
+            return [1, 0, 0, reset, *[count + cost for count in counts], *peeked, now]
 
     def refund(self, names: list[str], bucket: int, cost: int) -> None:
         with self._lock:
@@ -263,8 +268,13 @@ return 1
 """
 
 
+@lru_cache(maxsize=65536)
+def _names_of(kind: str, key_id, tenant_id) -> tuple[str, str]:
+    return f"rl:{kind}:key:{key_id}", f"rl:{kind}:tenant:{tenant_id}"
+
+
 def _names(kind: str, api_key) -> list[str]:
-    return [f"rl:{kind}:key:{api_key.pk}", f"rl:{kind}:tenant:{api_key.tenant_id}"]
+    return list(_names_of(kind, api_key.pk, api_key.tenant_id))
 
 
 def _hit(
@@ -302,7 +312,7 @@ def _outcome(answer: list[int], *, limits: list[int]) -> Outcome:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RequestCheck:
     outcome: Outcome
     limits: Limits
@@ -314,10 +324,10 @@ def check_request(api_key, *, client_ip: str | None = None) -> RequestCheck:
 
     The answer says whether it is within both limits; the caller refuses it if not.
     """
-    limits = effective_limits(api_key)
     tenant_cap = tier_caps(api_key.tenant.tier)
+    limits = effective_limits(api_key, tenant_cap)
     names = _names("rq", api_key)
-    peek = [_names("rd", api_key)[0]]
+    peek = [_names_of("rd", api_key.pk, api_key.tenant_id)[0]]
     observe = (str(api_key.pk), client_ip) if client_ip else None
     answer = _hit(names, [limits.requests_per_minute, tenant_cap.requests_per_minute], 1, peek, observe)
     outcome = _outcome(answer, limits=[limits.requests_per_minute, tenant_cap.requests_per_minute])
@@ -333,8 +343,8 @@ class ReadingsReservation:
 
 def reserve_readings(api_key, count: int) -> ReadingsReservation:
     """Count `count` readings of `api_key` before they are stored; RateLimited if they would pass a limit."""
-    limits = effective_limits(api_key)
     tenant_cap = tier_caps(api_key.tenant.tier)
+    limits = effective_limits(api_key, tenant_cap)
     names = _names("rd", api_key)
     caps = [limits.readings_per_minute, tenant_cap.readings_per_minute]
     outcome = _outcome(_hit(names, caps, count), limits=caps)
