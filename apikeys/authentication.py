@@ -151,3 +151,95 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             },
             {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "An API key as `X-API-Key`."},
         ]
+
+
+class EnrollmentTokenPrincipal:
+    """`request.user` at `POST /agent/enroll`: an enrollment token, which can do nothing but enroll."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_api_key = False
+    is_tenant_admin = False
+
+    def __init__(self, token):
+        self.token = token
+        self.pk = self.id = token.pk
+        self.tenant_id = token.tenant_id
+
+    def __str__(self) -> str:
+        return f"enrollment token {self.token}"
+
+
+class EnrollmentTokenAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer hlte_…` and nothing else; every refusal says the same."""
+
+    def authenticate(self, request):
+        from apikeys import enrollment
+
+        auth = authentication.get_authorization_header(request).split()
+        secret = None
+        if len(auth) == 2 and auth[0].lower() == b"bearer" and not request.headers.get("X-API-Key"):
+            secret = auth[1].decode("ascii", "replace")
+        if secret is None:
+            raise enrollment.EnrollmentRefused()
+        token = enrollment.enrollment_token_find(secret=secret)
+        return EnrollmentTokenPrincipal(token), token
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="enroll"'
+
+
+class GithubScannerPrincipal:
+    """`request.user` for an alert that GitHub's secret scanning signed."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_api_key = False
+    tenant_id = None
+
+
+class GithubSignatureAuthentication(authentication.BaseAuthentication):
+    """GitHub's partner-program signature over the raw body (apikeys.github_scanning)."""
+
+    def authenticate(self, request):
+        from apikeys import github_scanning
+
+        if not github_scanning.signature_is_valid(
+            body=request.body,
+            key_identifier=request.headers.get("Github-Public-Key-Identifier"),
+            signature=request.headers.get("Github-Public-Key-Signature"),
+        ):
+            raise exceptions.AuthenticationFailed(github_scanning.BAD_SIGNATURE, code="github_signature_invalid")
+        return GithubScannerPrincipal(), None
+
+    def authenticate_header(self, request) -> str:
+        return 'Signature realm="github-secret-scanning"'
+
+
+class EnrollmentTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "apikeys.authentication.EnrollmentTokenAuthentication"
+    name = "enrollmentToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "hlte_…",
+            "description": "An enrollment token as `Authorization: Bearer hlte_…` (POST /agent/enroll only).",
+        }
+
+
+class GithubSignatureScheme(OpenApiAuthenticationExtension):
+    target_class = "apikeys.authentication.GithubSignatureAuthentication"
+    name = "githubSignature"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Github-Public-Key-Signature",
+            "description": (
+                "Base64 of GitHub's DER-encoded ECDSA P-256/SHA-256 signature of the raw body, with "
+                "`Github-Public-Key-Identifier` naming the key (GitHub's secret-scanning partner program)."
+            ),
+        }

@@ -17,6 +17,9 @@ import string
 import zlib
 
 KEY_PREFIX = "hlts_"
+# Enrollment tokens (apikeys.enrollment) share the layout under their own prefix, so secret
+# scanners tell them apart and neither can be used as the other.
+ENROLLMENT_TOKEN_PREFIX = "hlte_"
 RANDOM_LENGTH = 32
 CHECKSUM_LENGTH = 6
 KEY_LENGTH = len(KEY_PREFIX) + RANDOM_LENGTH + CHECKSUM_LENGTH
@@ -38,20 +41,20 @@ def _checksum(random_part: str) -> str:
     return _base62(zlib.crc32(random_part.encode()), CHECKSUM_LENGTH)
 
 
-def build_key(random_part: str) -> str:
+def build_key(random_part: str, prefix: str = KEY_PREFIX) -> str:
     """A key from its random part: the prefix in front, the checksum behind."""
-    return KEY_PREFIX + random_part + _checksum(random_part)
+    return prefix + random_part + _checksum(random_part)
 
 
-def generate_key() -> str:
-    return build_key("".join(secrets.choice(BASE62) for _ in range(RANDOM_LENGTH)))
+def generate_key(prefix: str = KEY_PREFIX) -> str:
+    return build_key("".join(secrets.choice(BASE62) for _ in range(RANDOM_LENGTH)), prefix)
 
 
-def is_well_formed(key: str) -> bool:
+def is_well_formed(key: str, prefix: str = KEY_PREFIX) -> bool:
     """Right prefix, length, alphabet and checksum; no database needed."""
-    if len(key) != KEY_LENGTH or not key.startswith(KEY_PREFIX):
+    if len(key) != KEY_LENGTH or not key.startswith(prefix):
         return False
-    body = key[len(KEY_PREFIX) :]
+    body = key[len(prefix) :]
     if not _BASE62_SET.issuperset(body):
         return False
     random_part, checksum = body[:RANDOM_LENGTH], body[RANDOM_LENGTH:]

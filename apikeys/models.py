@@ -56,6 +56,11 @@ class ApiKey(models.Model):
     expiry_notices_for = models.DateTimeField(null=True, blank=True, editable=False)
     expiry_notices_sent = models.JSONField(default=list, blank=True, editable=False)
     unused_notified_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Set for keys an edge device minted itself at /agent/enroll (apikeys.enrollment).
+    enrollment_token = models.ForeignKey(
+        "EnrollmentToken", on_delete=models.PROTECT, null=True, blank=True, related_name="enrolled_keys"
+    )
+    enrolled_hostname = models.CharField(max_length=63, null=True, blank=True, help_text="Lower-cased.")
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -63,6 +68,14 @@ class ApiKey(models.Model):
         ordering = ["-created_at"]
         verbose_name = "API key"
         indexes = [models.Index(fields=["tenant", "revoked_at"], name="apikeys_tenant_revoked_idx")]
+        constraints = [
+            # Parallel enrollments of one device cannot both mint a key: the database refuses the second.
+            models.UniqueConstraint(
+                fields=["enrollment_token", "enrolled_hostname"],
+                condition=models.Q(revoked_at__isnull=True),
+                name="apikeys_one_unrevoked_key_per_enrolled_host",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
@@ -142,3 +155,52 @@ class ApiKeyPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"API key policy of {self.tenant_id}"
+
+
+class EnrollmentTokenQuerySet(models.QuerySet):
+    def for_tenant(self, tenant_id) -> "EnrollmentTokenQuerySet":
+        return self.filter(tenant_id=tenant_id)
+
+    def not_deleted(self) -> "EnrollmentTokenQuerySet":
+        return self.filter(deleted_at__isnull=True)
+
+
+class EnrollmentToken(models.Model):
+    """A short-lived credential that lets edge devices mint their own API keys (`POST /agent/enroll`).
+
+    `hlte_` + the layout of `hlts_` keys; only a digest is stored. Deleting one
+    keeps the row (deleted_at), so the keys it enrolled still say where they came from.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="enrollment_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, db_index=True)
+    token_digest = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.JSONField(default=list)
+    machine_ids = models.JSONField(null=True, blank=True, default=None)
+    max_uses = models.PositiveIntegerField(default=1)
+    uses = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField()
+    key_expires_in_days = models.PositiveIntegerField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = EnrollmentTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "enrollment token"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(uses__lte=models.F("max_uses")), name="apikeys_enrollment_uses_cap")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    def is_usable(self, now=None) -> bool:
+        """Not deleted and not expired (whether uses are left depends on the enrollment, see apikeys.enrollment)."""
+        return self.deleted_at is None and self.expires_at > (now or timezone.now())

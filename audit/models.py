@@ -15,6 +15,8 @@ class AuditEvent(models.Model):
         USER = "user"
         API_KEY = "api_key"
         SYSTEM = "system"
+        ENROLLMENT_TOKEN = "enrollment_token"
+        PUBLIC_REPORT = "public_report"  # someone who found a leaked credential (POST /public/...)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="audit_events")

@@ -3,6 +3,7 @@
 import json
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -16,7 +17,7 @@ REDACTED = "***"
 # Keys whose values are never written to the audit log, whatever a caller passes.
 _SECRET_MARKERS = ("password", "secret", "digest", "token", "api_key", "authorization")
 # Values that are credentials whatever their key is called: an API key, a JWT.
-_SECRET_VALUE = re.compile(r"hlts_[0-9A-Za-z]{8,}|eyJ[\w-]+\.eyJ[\w-]+\.[\w-]*")
+_SECRET_VALUE = re.compile(r"hlt[se]_[0-9A-Za-z]{8,}|eyJ[\w-]+\.eyJ[\w-]+\.[\w-]*")
 
 
 def _is_secret_key(key: str) -> bool:
@@ -39,7 +40,21 @@ def _jsonable(changes: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(changes, cls=DjangoJSONEncoder))
 
 
+@dataclass(frozen=True)
+class NamedActor:
+    """An actor that is neither a user nor an API key: a public leak report, an enrollment token."""
+
+    actor_type: str
+    label: str
+    pk: UUID | None = None
+
+
+PUBLIC_REPORT = NamedActor(AuditEvent.ActorType.PUBLIC_REPORT, "public_report")
+
+
 def _actor_fields(actor: Any) -> tuple[str, UUID | None, str]:
+    if isinstance(actor, NamedActor):
+        return actor.actor_type, actor.pk, actor.label
     if actor is None:
         return AuditEvent.ActorType.SYSTEM, None, "system"
     if getattr(actor, "is_api_key", False):

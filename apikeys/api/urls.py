@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apikeys.api import views
+from apikeys.api import enrollment_views, public_views, views
 
 urlpatterns = [
     path("settings/api-keys", views.ApiKeyListCreateView.as_view(), name="api-keys"),
@@ -15,4 +15,21 @@ urlpatterns = [
     path("settings/api-key-policy", views.ApiKeyPolicyView.as_view(), name="api-key-policy"),
     path("agent/key/rotate", views.AgentKeyRotateView.as_view(), name="agent-key-rotate"),
     path("agent/whoami", views.AgentWhoAmIView.as_view(), name="agent-whoami"),
+    path(
+        "settings/enrollment-tokens",
+        enrollment_views.EnrollmentTokenListCreateView.as_view(),
+        name="enrollment-tokens",
+    ),
+    path(
+        "settings/enrollment-tokens/<uuid:token_id>",
+        enrollment_views.EnrollmentTokenDetailView.as_view(),
+        name="enrollment-token-detail",
+    ),
+    path("agent/enroll", enrollment_views.AgentEnrollView.as_view(), name="agent-enroll"),
+    path("public/credentials/revoke", public_views.PublicCredentialRevokeView.as_view(), name="public-revoke"),
+    path(
+        "public/secret-scanning/github",
+        public_views.GithubSecretScanningView.as_view(),
+        name="public-secret-scanning-github",
+    ),
 ]

@@ -82,6 +82,9 @@ class Row:
     audit: str | None = None  # the action a user's successful write records, or NOT_AUDITED
     path_objects: dict[str, str] = field(default_factory=dict)  # path parameter -> World attribute
     deviations: dict[str, str] = field(default_factory=dict)  # caller -> why the cell is a known bug
+    # Endpoints with a credential of their own (enrollment token, GitHub's signature): the one
+    # detail every refusal gets, whatever else the caller sent.
+    refusal: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -201,6 +204,23 @@ MATRIX: list[Row] = [
         audit="webhook_delivery.redeliver"),
     row("GET", "/agent/whoami",                     401, 403, 403, 403, 403,  200, 200, 200, 200, 200, 200, 401, 401,
         scope="*", key_only=True),
+    # --- enrollment and leaks -------------------------------------------------------------------------
+    row("GET", "/settings/enrollment-tokens",       401, 403, 403, 200, 200,  403, 403, 403, 403, 403, 403, 401, 401),
+    row("POST", "/settings/enrollment-tokens",      401, 403, 403, 201, 201,  403, 403, 403, 403, 403, 403, 401, 401,
+        body=lambda world: {"name": "matrix", "expires_at": (timezone.now() + timedelta(days=1)).isoformat()},
+        audit="enrollment_token.create"),
+    row("DELETE", "/settings/enrollment-tokens/{token_id}",
+                                                    401, 403, 403, 204, 404,  403, 403, 403, 403, 403, 403, 401, 401,
+        audit="enrollment_token.delete"),
+    # Only an enrollment token opens it; nobody in the table holds one (see apikeys/tests/test_enrollment.py).
+    row("POST", "/agent/enroll",                    401, 401, 401, 401, 401,  401, 401, 401, 401, 401, 401, 401, 401,
+        body={"hostname": "matrix-gw"}, audit="api_key.enroll", refusal="Invalid enrollment token."),
+    # No authentication at all: every caller is the same anonymous finder; the answer tells nothing.
+    row("POST", "/public/credentials/revoke",       202, 202, 202, 202, 202,  202, 202, 202, 202, 202, 202, 202, 202,
+        body={"credentials": ["hlts_not-a-real-key"]}, audit=NOT_AUDITED),
+    row("POST", "/public/secret-scanning/github",   401, 401, 401, 401, 401,  401, 401, 401, 401, 401, 401, 401, 401,
+        body=[{"token": "hlts_x", "type": "haltless_api_key"}], audit="api_key.exposed",
+        refusal="Missing or invalid GitHub signature."),
     # --- tenant settings ----------------------------------------------------------------------------
     row("GET", "/me",                               401, 200, 200, 200, 200,  403, 403, 403, 403, 403, 403, 401, 401),
     row("GET", "/settings/role-permissions",        401, 200, 200, 200, 200,  403, 403, 403, 403, 403, 403, 401, 401),
@@ -352,6 +372,14 @@ class World:
         return Sensor.objects.create(machine=self.machine, key="bearing_temp", kind=Sensor.Kind.TEMPERATURE)
 
     @cached_property
+    def enrollment_token(self):
+        from apikeys.enrollment import enrollment_token_create
+
+        return enrollment_token_create(
+            tenant=self.tenant, name="matrix token", expires_at=timezone.now() + timedelta(days=1)
+        ).token
+
+    @cached_property
     def retention_hold(self):
         from retention.models import RetentionHold
 
@@ -381,6 +409,7 @@ class World:
         "user_id": "target_user",
         "key_id": "target_key",
         "run_id": "retention_run",
+        "token_id": "enrollment_token",
     }
 
     def path_value(self, row: Row, name: str) -> str:
@@ -460,10 +489,10 @@ def test_access(world, entry: Row, caller: str):
     if status_is_error(expected):
         body = response.json()
         assert isinstance(body, dict) and isinstance(body.get("detail"), str), body
-        detail = expected_detail(entry, caller, expected)
+        detail = entry.refusal or expected_detail(entry, caller, expected)
         if detail is not None:
             assert body["detail"] == detail
-        if caller in ("key:revoked", "key:expired"):
+        if caller in ("key:revoked", "key:expired") and entry.refusal is None:
             assert caller.removeprefix("key:") in body["detail"].lower()
         assert not new_events.exists(), "a refused request left an audit event"
     elif entry.method == "GET":

@@ -44,6 +44,13 @@ def _networks(entries: list[str], variable: str) -> list[str]:
 
 
 TRUSTED_PROXIES = _networks(_TRUSTED_PROXIES, "TRUSTED_PROXIES")
+# GitHub secret scanning: the public keys its alerts may be signed with, as a JSON object
+# {"<key identifier>": "<PEM>"} (see docs/notes/leaks.md); none means every alert is refused.
+GITHUB_SECRET_SCANNING_KEYS = env.json("GITHUB_SECRET_SCANNING_KEYS", default={})
+if not isinstance(GITHUB_SECRET_SCANNING_KEYS, dict):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("GITHUB_SECRET_SCANNING_KEYS: a JSON object of key identifier -> PEM.")
 
 # --- Applications -------------------------------------------------------------
 INSTALLED_APPS = [
@@ -189,6 +196,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "login_ip": "30/min",
         "login_account": "10/min",
+        # POST /public/credentials/revoke, per client address.
+        "public_report_ip": "30/min",
     },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",

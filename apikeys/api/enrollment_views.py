@@ -1,0 +1,154 @@
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import generics, status
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apikeys import enrollment, machine_scope
+from apikeys.api.enrollment_serializers import (
+    EnrolledSerializer,
+    EnrollInputSerializer,
+    EnrollmentTokenCreatedSerializer,
+    EnrollmentTokenCreateInputSerializer,
+    EnrollmentTokenDeleteQuerySerializer,
+    EnrollmentTokenOutputSerializer,
+)
+from apikeys.authentication import EnrollmentTokenAuthentication, EnrollmentTokenPrincipal
+from core.http import client_ip
+from core.permissions import IsTenantAdmin
+from core.tenancy import request_tenant_id
+
+
+def _no_store(response: Response) -> Response:
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@extend_schema_view(
+    get=extend_schema(
+        summary="List enrollment tokens",
+        description="Admin only. The tenant's tokens that are not deleted, newest first; never the token itself.",
+    ),
+    post=extend_schema(
+        summary="Create an enrollment token",
+        description=(
+            "Admin only. Edge devices exchange it at `POST /agent/enroll` for a key of their own, with the "
+            "token's scopes (default `edge_agent`) and machines. The response carries `token` (`hlte_…`) "
+            "this once. `expires_at` is required, within 7 days."
+        ),
+        request=EnrollmentTokenCreateInputSerializer,
+        responses={201: EnrollmentTokenCreatedSerializer},
+    ),
+)
+class EnrollmentTokenListCreateView(generics.ListCreateAPIView):
+    serializer_class = EnrollmentTokenOutputSerializer
+    permission_classes = [IsTenantAdmin]
+
+    def get_queryset(self):
+        return enrollment.enrollment_token_list(tenant_id=request_tenant_id(self.request))
+
+    def list(self, request, *args, **kwargs):
+        tokens = list(self.get_queryset())
+        context = {"machine_names": machine_scope.external_ids(token.machine_ids for token in tokens)}
+        return Response(EnrollmentTokenOutputSerializer(tokens, many=True, context=context).data)
+
+    def create(self, request, *args, **kwargs):
+        payload = EnrollmentTokenCreateInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        issued = enrollment.enrollment_token_create(
+            tenant=request.user.tenant,
+            name=data["name"],
+            expires_at=data["expires_at"],
+            scopes_requested=data.get("scopes"),
+            machines=data.get("machines"),
+            max_uses=data["max_uses"],
+            key_expires_in_days=data["key_expires_in_days"],
+            created_by=request.user,
+            client_ip=client_ip(request),
+        )
+        body = EnrollmentTokenCreatedSerializer(issued.token, context={"secret": issued.secret}).data
+        return _no_store(Response(body, status=status.HTTP_201_CREATED))
+
+
+@extend_schema(
+    summary="Delete an enrollment token",
+    description=(
+        "Admin only. The token enrolls nothing more; keys it enrolled keep working unless "
+        "`?revoke_keys=true`, which revokes every one of them."
+    ),
+    parameters=[EnrollmentTokenDeleteQuerySerializer],
+    responses={204: OpenApiResponse(description="Deleted.")},
+)
+class EnrollmentTokenDetailView(generics.GenericAPIView):
+    permission_classes = [IsTenantAdmin]
+    lookup_url_kwarg = "token_id"
+    serializer_class = EnrollmentTokenOutputSerializer
+    http_method_names = ["delete", "options"]
+
+    def get_queryset(self):
+        return enrollment.enrollment_token_list(tenant_id=request_tenant_id(self.request))
+
+    def delete(self, request, *args, **kwargs):
+        query = EnrollmentTokenDeleteQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        enrollment.enrollment_token_delete(
+            token=self.get_object(),
+            revoke_keys=query.validated_data["revoke_keys"],
+            actor=request.user,
+            client_ip=client_ip(request),
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class IsEnrollmentToken(BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.user, EnrollmentTokenPrincipal)
+
+
+@extend_schema(
+    summary="Enroll an edge device",
+    description=(
+        "With `Authorization: Bearer hlte_…` (an enrollment token) only. Mints the device's own API key, "
+        "named `<token name>/<hostname>`, with the token's scopes and machines (or the subset asked for); "
+        "the `key` is shown this once. A hostname that already holds a live key from this token → 409, "
+        'unless `"replace": true` and that key was never used (a lost answer): then it is revoked and '
+        "replaced, and the retry does not count toward `max_uses`. Any refusal of the token (unknown, "
+        'malformed, an API key, expired, used up, deleted) → 401 `{"detail": "Invalid enrollment token."}`.'
+    ),
+    request=EnrollInputSerializer,
+    responses={201: EnrolledSerializer},
+)
+class AgentEnrollView(APIView):
+    authentication_classes = [EnrollmentTokenAuthentication]
+    permission_classes = [IsEnrollmentToken]
+
+    def permission_denied(self, request, message=None, code=None):
+        # Whatever is missing, the answer is the token's 401.
+        raise enrollment.EnrollmentRefused()
+
+    def post(self, request):
+        payload = EnrollInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        enrolled = enrollment.agent_enroll(
+            token=request.user.token,
+            hostname=data["hostname"],
+            agent_version=data.get("agent_version"),
+            machines=data.get("machines"),
+            replace=data["replace"],
+            client_ip=client_ip(request),
+        )
+        api_key = enrolled.api_key
+        names = machine_scope.external_ids([api_key.machine_ids])
+        body = {
+            "key": enrolled.secret,
+            "key_id": api_key.pk,
+            "name": api_key.name,
+            "scopes": api_key.scopes,
+            "machines": machine_scope.scope_as_external_ids(api_key.machine_ids, names),
+            "expires_at": api_key.expires_at,
+            "tenant_id": api_key.tenant_id,
+        }
+        return _no_store(Response(EnrolledSerializer(body).data, status=status.HTTP_201_CREATED))
+

@@ -1,0 +1,286 @@
+"""Enrollment: edge devices mint their own keys with a short-lived token (services).
+
+An admin creates a token (`hlte_…`, shown once) with the scopes, machines and
+key lifetime its keys get and a number of uses; each device presents it once
+at `POST /agent/enroll` with its hostname and receives a key of its own, named
+`<token name>/<hostname>`. One live key per hostname and token: a second
+enrollment of a hostname is refused (409), so a token baked into an image
+cannot take over a working device, unless the device asks to `replace` a key
+that was never used (its answer was lost), which does not count as a use.
+
+Races: the token row is locked for the enrollment and a use is counted with a
+conditional UPDATE (`uses < max_uses`, also a check constraint); two live keys
+for one hostname are refused by a partial unique constraint, whatever the lock.
+"""
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+from rest_framework.exceptions import AuthenticationFailed
+
+from apikeys import keys, machine_scope, scopes
+from apikeys.models import ApiKey, EnrollmentToken
+from apikeys.services import ApiKeyAlreadyRevoked, _check_policy, api_key_revoke
+from audit.services import NamedActor, audit_record
+from core.exceptions import Conflict
+from tenants.models import Tenant
+
+INVALID_TOKEN = "Invalid enrollment token."
+MAX_USES = 1000
+MAX_TOKEN_LIFETIME = timedelta(days=7)
+MAX_KEY_LIFETIME_DAYS = 730
+HOSTNAME = re.compile(r"[A-Za-z0-9.-]{1,63}")
+HOSTNAME_TAKEN = "This hostname already has a key from this token; send \"replace\": true only if that key was never used."
+NAME_MAX_LENGTH = EnrollmentToken._meta.get_field("name").max_length
+
+
+class EnrollmentRefused(AuthenticationFailed):
+    """The credential does not enroll anything: one answer for every reason, so none is told apart."""
+
+    default_detail = INVALID_TOKEN
+    default_code = "enrollment_token_invalid"
+
+
+@dataclass(frozen=True)
+class IssuedEnrollmentToken:
+    token: EnrollmentToken
+    secret: str  # shown once
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    api_key: ApiKey
+    secret: str  # shown once
+    replaced: bool
+
+
+def _as_actor(token: EnrollmentToken) -> NamedActor:
+    return NamedActor("enrollment_token", f"enrollment token {token.name} ({token.prefix}…)"[:254], token.pk)
+
+
+def enrollment_token_list(*, tenant_id) -> Any:
+    """The tenant's tokens that are not deleted, newest first, each with `live_keys` (keys it enrolled)."""
+    return (
+        EnrollmentToken.objects.for_tenant(tenant_id)
+        .not_deleted()
+        .annotate(live_keys=Count("enrolled_keys", filter=Q(enrolled_keys__revoked_at__isnull=True)))
+    )
+
+
+def enrollment_token_find(*, secret: str, now: datetime | None = None) -> EnrollmentToken:
+    """The usable token behind `secret`; EnrollmentRefused for anything else, malformed ones without a query."""
+    if not keys.is_well_formed(secret, prefix=keys.ENROLLMENT_TOKEN_PREFIX):
+        raise EnrollmentRefused()
+    for token in EnrollmentToken.objects.filter(prefix=keys.display_prefix(secret)).select_related("tenant"):
+        if keys.matches(secret, token.token_digest):
+            if not token.is_usable(now):
+                break
+            return token
+    raise EnrollmentRefused()
+
+
+@transaction.atomic
+def enrollment_token_create(
+    *,
+    tenant: Tenant,
+    name: str,
+    expires_at: datetime | None,
+    scopes_requested: str | list[str] | None = None,
+    machines: list[str] | None = None,
+    max_uses: int = 1,
+    key_expires_in_days: int | None = None,
+    created_by=None,
+    client_ip: str | None = None,
+) -> IssuedEnrollmentToken:
+    now = timezone.now()
+    errors: dict[str, list[str]] = {}
+    name = (name or "").strip()
+    if not name:
+        errors["name"] = ["A token needs a name."]
+    elif len(name) > NAME_MAX_LENGTH or "/" in name:
+        errors["name"] = [f"At most {NAME_MAX_LENGTH} characters, without '/'."]
+    try:
+        granted = scopes.expand_scopes(scopes.DEFAULT_SCOPES if scopes_requested is None else scopes_requested)
+        if not granted:
+            errors["scopes"] = ["Grant at least one scope."]
+    except scopes.UnknownScope as exc:
+        errors["scopes"] = [str(exc)]
+        granted = []
+    machine_ids = None
+    try:
+        machine_ids = machine_scope.resolve_machines(tenant_id=tenant.id, value=machines)
+    except ValueError as exc:
+        errors["machines"] = exc.args[0]
+    if isinstance(max_uses, bool) or not isinstance(max_uses, int) or not 1 <= max_uses <= MAX_USES:
+        errors["max_uses"] = [f"Ensure this value is between 1 and {MAX_USES}."]
+    if expires_at is None:
+        errors["expires_at"] = ["An enrollment token needs an expiry, within 7 days."]
+    elif not now < expires_at <= now + MAX_TOKEN_LIFETIME:
+        errors["expires_at"] = ["Ensure the expiry is in the future and within 7 days."]
+    if key_expires_in_days is not None and not 1 <= key_expires_in_days <= MAX_KEY_LIFETIME_DAYS:
+        errors["key_expires_in_days"] = [f"Ensure this value is between 1 and {MAX_KEY_LIFETIME_DAYS}, or null."]
+    if not errors:
+        key_expiry = now + timedelta(days=key_expires_in_days) if key_expires_in_days else None
+        try:
+            _check_policy(tenant_id=tenant.id, expires_at=key_expiry, lifetime_start=now)
+        except ValidationError as exc:
+            errors["key_expires_in_days"] = exc.message_dict["expires_at"]
+    if errors:
+        raise ValidationError(errors)
+    secret = keys.generate_key(prefix=keys.ENROLLMENT_TOKEN_PREFIX)
+    token = EnrollmentToken.objects.create(
+        tenant=tenant,
+        name=name,
+        prefix=keys.display_prefix(secret),
+        token_digest=keys.digest(secret),
+        scopes=granted,
+        machine_ids=machine_ids,
+        max_uses=max_uses,
+        expires_at=expires_at,
+        key_expires_in_days=key_expires_in_days,
+        created_by=None if getattr(created_by, "is_api_key", False) else created_by,
+    )
+    audit_record(
+        tenant_id=tenant.id,
+        action="enrollment_token.create",
+        actor=created_by,
+        target=token,
+        changes={
+            "name": name,
+            "prefix": token.prefix,
+            "scopes": granted,
+            "machine_ids": machine_ids,
+            "max_uses": max_uses,
+            "expires_at": expires_at,
+            "key_expires_in_days": key_expires_in_days,
+        },
+        client_ip=client_ip,
+    )
+    return IssuedEnrollmentToken(token=token, secret=secret)
+
+
+@transaction.atomic
+def enrollment_token_delete(
+    *, token: EnrollmentToken, revoke_keys: bool = False, actor=None, client_ip: str | None = None
+) -> int:
+    """Delete a token (it enrolls nothing more); with `revoke_keys`, revoke every key it enrolled. The count revoked."""
+    now = timezone.now()
+    if not EnrollmentToken.objects.filter(pk=token.pk, deleted_at__isnull=True).update(deleted_at=now):
+        return 0  # deleted meanwhile: the other request recorded it
+    token.deleted_at = now
+    revoked = 0
+    if revoke_keys:
+        for api_key in ApiKey.objects.active().filter(enrollment_token=token).order_by("pk"):
+            try:
+                api_key_revoke(api_key=api_key, actor=actor, client_ip=client_ip)
+            except ApiKeyAlreadyRevoked:
+                continue
+            revoked += 1
+    audit_record(
+        tenant_id=token.tenant_id,
+        action="enrollment_token.delete",
+        actor=actor,
+        target=token,
+        changes={"deleted_at": now, "revoke_keys": revoke_keys, "keys_revoked": revoked},
+        client_ip=client_ip,
+    )
+    return revoked
+
+
+def _clean_hostname(hostname: object) -> str:
+    if not isinstance(hostname, str) or not HOSTNAME.fullmatch(hostname):
+        raise ValidationError({"hostname": ["1 to 63 characters of A-Z, a-z, 0-9, '.' and '-'."]})
+    return hostname.lower()
+
+
+def _machines_for(token: EnrollmentToken, machines: list[str] | None) -> list[str] | None:
+    """The stored machine ids of the device's key: the token's, or the subset the device asked for."""
+    if machines is None:
+        return token.machine_ids
+    try:
+        asked = machine_scope.resolve_machines(tenant_id=token.tenant_id, value=machines)
+    except ValueError as exc:
+        raise ValidationError({"machines": exc.args[0]}) from None
+    if token.machine_ids is not None and not set(asked) <= set(token.machine_ids):
+        raise ValidationError({"machines": ["Ask only for machines of the enrollment token."]})
+    return asked
+
+
+def _never_used(api_key: ApiKey) -> bool:
+    return api_key.secret_used_at is None and api_key.last_used_at is None
+
+
+@transaction.atomic
+def agent_enroll(
+    *,
+    token: EnrollmentToken,
+    hostname: str,
+    agent_version: str | None = None,
+    machines: list[str] | None = None,
+    replace: bool = False,
+    client_ip: str | None = None,
+) -> Enrollment:
+    """Mint the device's key. EnrollmentRefused (401), ValidationError (400) or Conflict (409)."""
+    now = timezone.now()
+    hostname = _clean_hostname(hostname)
+    locked = EnrollmentToken.objects.select_for_update().filter(pk=token.pk).first()
+    if locked is None or not locked.is_usable(now):
+        raise EnrollmentRefused()
+    token = locked
+    machine_ids = _machines_for(token, machines)
+    key_expiry = now + timedelta(days=token.key_expires_in_days) if token.key_expires_in_days else None
+    _check_policy(tenant_id=token.tenant_id, expires_at=key_expiry, lifetime_start=now)
+
+    replaced = False
+    current = ApiKey.objects.active().filter(enrollment_token=token, enrolled_hostname=hostname).first()
+    if current is not None and current.is_expired(now):
+        # Not live any more: out of the way of the one-unrevoked-key constraint, and counted as a new use.
+        api_key_revoke(api_key=current, actor=_as_actor(token), client_ip=client_ip)
+        current = None
+    if current is not None:
+        if not (replace and _never_used(current)):
+            raise Conflict(HOSTNAME_TAKEN)
+        api_key_revoke(api_key=current, actor=_as_actor(token), client_ip=client_ip)
+        replaced = True
+    elif not EnrollmentToken.objects.filter(pk=token.pk, uses__lt=F("max_uses")).update(uses=F("uses") + 1):
+        raise EnrollmentRefused()  # used up
+
+    secret = keys.generate_key()
+    try:
+        with transaction.atomic():
+            api_key = ApiKey.objects.create(
+                tenant_id=token.tenant_id,
+                name=f"{token.name}/{hostname}",
+                prefix=keys.display_prefix(secret),
+                key_digest=keys.digest(secret),
+                scopes=list(token.scopes),
+                machine_ids=machine_ids,
+                expires_at=key_expiry,
+                enrollment_token=token,
+                enrolled_hostname=hostname,
+            )
+    except IntegrityError:
+        raise Conflict(HOSTNAME_TAKEN) from None
+    audit_record(
+        tenant_id=token.tenant_id,
+        action="api_key.enroll",
+        actor=_as_actor(token),
+        target=api_key,
+        changes={
+            "hostname": hostname,
+            "agent_version": (agent_version or "")[:64] or None,
+            "prefix": api_key.prefix,
+            "scopes": api_key.scopes,
+            "machine_ids": machine_ids,
+            "expires_at": key_expiry,
+            "replaced": replaced,
+        },
+        client_ip=client_ip,
+    )
+    return Enrollment(api_key=api_key, secret=secret, replaced=replaced)
