@@ -36,7 +36,9 @@ MAX_USES = 1000
 MAX_TOKEN_LIFETIME = timedelta(days=7)
 MAX_KEY_LIFETIME_DAYS = 730
 HOSTNAME = re.compile(r"[A-Za-z0-9.-]{1,63}")
-HOSTNAME_TAKEN = "This hostname already has a key from this token; send \"replace\": true only if that key was never used."
+HOSTNAME_TAKEN = (
+    'This hostname already has a key from this token; send "replace": true only if that key was never used.'
+)
 NAME_MAX_LENGTH = EnrollmentToken._meta.get_field("name").max_length
 
 

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from apikeys import keys, selectors
 from apikeys.models import ApiKey, ApiKeyPolicy, EnrollmentToken
-from apikeys.services import ApiKeyAlreadyRevoked, api_key_policy_of, api_key_revoke
+from apikeys.services import api_key_policy_of, api_key_revoke
 from audit.services import PUBLIC_REPORT, audit_record
 
 MAX_CREDENTIALS = 1000
@@ -94,10 +94,7 @@ def _report_key_secret(api_key: ApiKey, which: str, client_ip: str | None) -> bo
         client_ip=client_ip,
     )
     if action == "revoked":
-        try:
-            api_key_revoke(api_key=api_key, actor=PUBLIC_REPORT, client_ip=client_ip)
-        except ApiKeyAlreadyRevoked:  # pragma: no cover - the row is locked
-            pass
+        api_key_revoke(api_key=api_key, actor=PUBLIC_REPORT, client_ip=client_ip)  # the row is locked: it is live
     if first_today:
         _enqueue_exposed(api_key, secret=which, action=action)
     return True

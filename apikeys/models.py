@@ -195,7 +195,9 @@ class EnrollmentToken(models.Model):
         ordering = ["-created_at"]
         verbose_name = "enrollment token"
         constraints = [
-            models.CheckConstraint(condition=models.Q(uses__lte=models.F("max_uses")), name="apikeys_enrollment_uses_cap")
+            models.CheckConstraint(
+                condition=models.Q(uses__lte=models.F("max_uses")), name="apikeys_enrollment_uses_cap"
+            )
         ]
 
     def __str__(self) -> str:

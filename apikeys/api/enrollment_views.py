@@ -151,4 +151,3 @@ class AgentEnrollView(APIView):
             "tenant_id": api_key.tenant_id,
         }
         return _no_store(Response(EnrolledSerializer(body).data, status=status.HTTP_201_CREATED))
-

@@ -163,8 +163,7 @@ class TestPublicRevocation:
 
     def test_forwarded_for_does_not_dodge_the_throttle(self):
         answers = [
-            report("x", REMOTE_ADDR="192.0.2.12", HTTP_X_FORWARDED_FOR=f"198.51.100.{i}").status_code
-            for i in range(31)
+            report("x", REMOTE_ADDR="192.0.2.12", HTTP_X_FORWARDED_FOR=f"198.51.100.{i}").status_code for i in range(31)
         ]
         assert answers[-1] == 429
 
