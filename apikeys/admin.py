@@ -211,3 +211,7 @@ class ApiKeyAdmin(AllowObservedActionMixin, OneTimeRevealAdminMixin, TenantScope
         if skipped:
             message += f" {skipped} {'was' if skipped == 1 else 'were'} already revoked."
         self.message_user(request, message, messages.SUCCESS)
+
+
+# Enrollment tokens have a page of their own (apikeys.admin_enrollment), registered with the rest.
+from apikeys import admin_enrollment  # noqa: E402, F401

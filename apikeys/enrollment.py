@@ -87,8 +87,7 @@ def enrollment_token_find(*, secret: str, now: datetime | None = None) -> Enroll
     raise EnrollmentRefused()
 
 
-@transaction.atomic
-def enrollment_token_create(
+def enrollment_token_validate(
     *,
     tenant: Tenant,
     name: str,
@@ -97,9 +96,8 @@ def enrollment_token_create(
     machines: list[str] | None = None,
     max_uses: int = 1,
     key_expires_in_days: int | None = None,
-    created_by=None,
-    client_ip: str | None = None,
-) -> IssuedEnrollmentToken:
+) -> dict[str, Any]:
+    """The token's model fields from what an admin asked for; ValidationError by field (API and admin alike)."""
     now = timezone.now()
     errors: dict[str, list[str]] = {}
     name = (name or "").strip()
@@ -107,13 +105,13 @@ def enrollment_token_create(
         errors["name"] = ["A token needs a name."]
     elif len(name) > NAME_MAX_LENGTH or "/" in name:
         errors["name"] = [f"At most {NAME_MAX_LENGTH} characters, without '/'."]
+    granted: list[str] = []
     try:
         granted = scopes.expand_scopes(scopes.DEFAULT_SCOPES if scopes_requested is None else scopes_requested)
         if not granted:
             errors["scopes"] = ["Grant at least one scope."]
     except scopes.UnknownScope as exc:
         errors["scopes"] = [str(exc)]
-        granted = []
     machine_ids = None
     try:
         machine_ids = machine_scope.resolve_machines(tenant_id=tenant.id, value=machines)
@@ -135,33 +133,52 @@ def enrollment_token_create(
             errors["key_expires_in_days"] = exc.message_dict["expires_at"]
     if errors:
         raise ValidationError(errors)
+    return {
+        "name": name,
+        "scopes": granted,
+        "machine_ids": machine_ids,
+        "max_uses": max_uses,
+        "expires_at": expires_at,
+        "key_expires_in_days": key_expires_in_days,
+    }
+
+
+@transaction.atomic
+def enrollment_token_create(
+    *,
+    tenant: Tenant,
+    name: str,
+    expires_at: datetime | None,
+    scopes_requested: str | list[str] | None = None,
+    machines: list[str] | None = None,
+    max_uses: int = 1,
+    key_expires_in_days: int | None = None,
+    created_by=None,
+    client_ip: str | None = None,
+) -> IssuedEnrollmentToken:
+    values = enrollment_token_validate(
+        tenant=tenant,
+        name=name,
+        expires_at=expires_at,
+        scopes_requested=scopes_requested,
+        machines=machines,
+        max_uses=max_uses,
+        key_expires_in_days=key_expires_in_days,
+    )
     secret = keys.generate_key(prefix=keys.ENROLLMENT_TOKEN_PREFIX)
     token = EnrollmentToken.objects.create(
         tenant=tenant,
-        name=name,
         prefix=keys.display_prefix(secret),
         token_digest=keys.digest(secret),
-        scopes=granted,
-        machine_ids=machine_ids,
-        max_uses=max_uses,
-        expires_at=expires_at,
-        key_expires_in_days=key_expires_in_days,
         created_by=None if getattr(created_by, "is_api_key", False) else created_by,
+        **values,
     )
     audit_record(
         tenant_id=tenant.id,
         action="enrollment_token.create",
         actor=created_by,
         target=token,
-        changes={
-            "name": name,
-            "prefix": token.prefix,
-            "scopes": granted,
-            "machine_ids": machine_ids,
-            "max_uses": max_uses,
-            "expires_at": expires_at,
-            "key_expires_in_days": key_expires_in_days,
-        },
+        changes={"prefix": token.prefix, **values},
         client_ip=client_ip,
     )
     return IssuedEnrollmentToken(token=token, secret=secret)
