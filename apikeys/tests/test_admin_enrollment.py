@@ -68,5 +68,5 @@ def test_another_tenants_token_is_not_found(browser, admin_user, other_tenant):
     assert "theirs" not in browser.text
     browser.open(f"/admin/apikeys/enrollmenttoken/{theirs.pk}/change/")
     assert "theirs" not in browser.text
-    assert "doesn’t exist" in browser.text or "Not Found" in browser.text, browser.text[:300]
+    assert "doesn\u2019t exist" in browser.text or "Not Found" in browser.text, browser.text[:300]
     browser.log_out()
