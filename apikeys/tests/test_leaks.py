@@ -1,12 +1,10 @@
 """Answering a leak: public revocation and GitHub's secret-scanning partner alerts, over HTTP."""
 
-import base64
 import hashlib
 import json
 from datetime import timedelta
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.test import override_settings
 from django.utils import timezone
@@ -15,6 +13,7 @@ from rest_framework.test import APIClient
 from apikeys import keys
 from apikeys.models import ApiKey, EnrollmentToken
 from apikeys.services import api_key_rotate
+from apikeys.tests import github
 from audit.models import AuditEvent
 from conftest import client_for_key
 from webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -172,31 +171,14 @@ class TestPublicRevocation:
 
 
 @pytest.fixture(scope="module")
-def github_key():
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-@pytest.fixture(scope="module")
 def other_key():
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def pem(private_key) -> str:
-    return (
-        private_key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-
-
 @pytest.fixture
-def trusted(github_key):
-    with override_settings(GITHUB_SECRET_SCANNING_KEYS={"gh-key-1": pem(github_key)}):
+def trusted():
+    with override_settings(GITHUB_SECRET_SCANNING_KEYS={"gh-key-1": github.public_pem()}):
         yield
-
-
-def sign(private_key, body: bytes) -> str:
-    return base64.b64encode(private_key.sign(body, ec.ECDSA(hashes.SHA256()))).decode()
 
 
 def alert(*tokens) -> bytes:
@@ -219,10 +201,10 @@ def post_alert(body: bytes, signature: str | None, key_id: str | None = "gh-key-
 
 
 class TestGithubSecretScanning:
-    def test_a_signed_alert_revokes_live_keys_and_labels_each_token(self, trusted, github_key, api_key):
+    def test_a_signed_alert_revokes_live_keys_and_labels_each_token(self, trusted, api_key):
         unknown = keys.generate_key()
         body = alert(api_key.secret, unknown)
-        answer = post_alert(body, sign(github_key, body))
+        answer = post_alert(body, github.sign(body))
         assert answer.status_code == 200
         assert answer.json() == [
             {
@@ -240,13 +222,13 @@ class TestGithubSecretScanning:
         assert AuditEvent.objects.get(action="api_key.exposed").actor_type == "public_report"
 
     @pytest.mark.parametrize("case", ["tampered", "other key", "unknown identifier", "no signature", "garbage"])
-    def test_a_bad_signature_is_a_401_and_revokes_nothing(self, trusted, github_key, other_key, api_key, case):
+    def test_a_bad_signature_is_a_401_and_revokes_nothing(self, trusted, other_key, api_key, case):
         body = alert(api_key.secret)
-        signature, key_id = sign(github_key, body), "gh-key-1"
+        signature, key_id = github.sign(body), "gh-key-1"
         if case == "tampered":
             body = body.replace(b"content", b"c0ntent")
         elif case == "other key":
-            signature = sign(other_key, body)
+            signature = github.sign(body, other_key)
         elif case == "unknown identifier":
             key_id = "gh-key-2"
         elif case == "no signature":
@@ -257,11 +239,11 @@ class TestGithubSecretScanning:
         assert (answer.status_code, answer.json()) == (401, {"detail": "Missing or invalid GitHub signature."})
         assert works(api_key.secret)
 
-    def test_no_trusted_keys_configured_refuses_everything(self, github_key, api_key):
+    def test_no_trusted_keys_configured_refuses_everything(self, api_key):
         body = alert(api_key.secret)
-        assert post_alert(body, sign(github_key, body)).status_code == 401
+        assert post_alert(body, github.sign(body)).status_code == 401
         assert works(api_key.secret)
 
     @pytest.mark.parametrize("body", [b"{}", b"[]", b'"x"', b"[{}]", b'[{"token": 1, "type": "t"}]'])
-    def test_a_signed_body_that_is_not_a_list_of_alerts_is_a_400(self, trusted, github_key, body):
-        assert post_alert(body, sign(github_key, body)).status_code == 400
+    def test_a_signed_body_that_is_not_a_list_of_alerts_is_a_400(self, trusted, body):
+        assert post_alert(body, github.sign(body)).status_code == 400

@@ -371,6 +371,23 @@ class World:
 
         return Sensor.objects.create(machine=self.machine, key="bearing_temp", kind=Sensor.Kind.TEMPERATURE)
 
+    def own_credential_client(self, row: Row) -> APIClient:
+        """For rows with a credential of their own (`refusal`): a client that holds it."""
+        if row.key == ("POST", "/agent/enroll"):
+            from apikeys.enrollment import enrollment_token_create
+
+            issued = enrollment_token_create(
+                tenant=self.tenant, name="own credential", expires_at=timezone.now() + timedelta(days=1), max_uses=1000
+            )
+            client = APIClient()
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
+            return client
+        if row.key == ("POST", "/public/secret-scanning/github"):
+            from apikeys.tests.github import GithubSigningClient
+
+            return GithubSigningClient()
+        raise AssertionError(f"{row.method} {row.path}: no client for its own credential")
+
     @cached_property
     def enrollment_token(self):
         from apikeys.enrollment import enrollment_token_create
