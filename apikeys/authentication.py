@@ -21,6 +21,7 @@ from rest_framework import authentication, exceptions
 
 from apikeys import keys, network, ratelimit, selectors, services
 from apikeys.models import ApiKey
+from core import metrics
 from core.http import client_ip
 
 INVALID_KEY = "Invalid API key."
@@ -76,6 +77,7 @@ def _key_from_request(request) -> str | None:
         try:
             return auth[1].decode()
         except UnicodeDecodeError:
+            metrics.api_key_auth_failed(reason="invalid")
             raise exceptions.AuthenticationFailed(INVALID_KEY, code="api_key_invalid") from None
     return None  # no key: maybe a JWT, for users.authentication
 
@@ -87,16 +89,21 @@ def check_api_key(request, api_key: ApiKey, secret: str, now) -> "ratelimit.Requ
     Only a request that passes the allowlist counts as a use.
     """
     if api_key.is_revoked:
+        metrics.api_key_auth_failed(reason="revoked")
         raise exceptions.AuthenticationFailed(REVOKED_KEY, code="api_key_revoked")
     if secret == selectors.PREVIOUS and not api_key.has_live_previous(now):
+        metrics.api_key_auth_failed(reason="rotated")
         raise exceptions.AuthenticationFailed(ROTATED_KEY, code="api_key_rotated")
     if api_key.is_expired(now):
+        metrics.api_key_auth_failed(reason="expired")
         raise exceptions.AuthenticationFailed(EXPIRED_KEY, code="api_key_expired")
     if api_key.disabled:
+        metrics.api_key_auth_failed(reason="disabled")
         raise exceptions.AuthenticationFailed(DISABLED_KEY, code="api_key_disabled")
     address = client_ip(request)
     if not network.is_allowed(address, api_key.allowed_cidrs):
         services.api_key_ip_denied(api_key=api_key, client_ip=address)
+        metrics.api_key_auth_failed(reason="ip_denied")
         raise exceptions.PermissionDenied(network.DENIED.format(ip=address))
     # Past the allowlist, the request is a use of the key, whatever comes next.
     services.api_key_record_use(api_key=api_key, now=now, client_ip=address, secret=secret)
@@ -115,10 +122,12 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if secret is None:
             return None
         if not keys.is_well_formed(secret):
+            metrics.api_key_auth_failed(reason="invalid")
             raise exceptions.AuthenticationFailed(INVALID_KEY, code="api_key_invalid")
         found = selectors.api_key_find_by_secret(secret=secret)
         if found is None:
             # The same answer as for a malformed key: nothing tells a guesser how close it came.
+            metrics.api_key_auth_failed(reason="invalid")
             raise exceptions.AuthenticationFailed(INVALID_KEY, code="api_key_invalid")
         api_key, which = found
         now = timezone.now()

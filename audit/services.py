@@ -93,6 +93,21 @@ def audit_record(
         client_ip=client_ip or None,
     )
     logger.info(
-        "audit %s tenant=%s actor=%s target=%s:%s", action, tenant_id, actor_label, event.target_type, event.target_id
+        "audit %s tenant=%s actor=%s target=%s:%s",
+        action,
+        tenant_id,
+        actor_label,
+        event.target_type,
+        event.target_id,
+        # The JSON log's fields (core.logging): one line per audit event.
+        extra={
+            "audit_event": str(event.pk),
+            "action": action,
+            "tenant": str(tenant_id),
+            "actor_type": actor_type,
+            "actor_id": actor_id,
+            "target_type": event.target_type,
+            "target_id": event.target_id,
+        },
     )
     return event

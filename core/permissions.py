@@ -15,6 +15,8 @@ endpoint that is for API keys only sets `allow_user_login = False`.
 
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
+from core import metrics
+
 USER_LOGIN_REQUIRED = "This endpoint requires a user login; API keys are not accepted here."
 API_KEY_REQUIRED = "This endpoint is for API keys only; a user login is not accepted here."
 NO_TENANT = "Your account does not belong to a tenant."
@@ -38,9 +40,11 @@ class ApiAccess(BasePermission):
             scope = getattr(view, "required_scope", None)
             if scope is None:
                 self.message = USER_LOGIN_REQUIRED
+                metrics.api_key_auth_failed(reason="scope")
                 return False
             if scope != ANY_SCOPE and not principal.has_scope(scope):
                 self.message = missing_scope_message(scope)
+                metrics.api_key_auth_failed(reason="scope")
                 return False
             return True
         if not getattr(view, "allow_user_login", True):

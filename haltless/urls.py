@@ -19,6 +19,8 @@ api_v1 = [
 urlpatterns = [
     path("", site_views.landing, name="landing"),
     path("healthz", site_views.healthz, name="healthz"),
+    path("readyz", site_views.readyz, name="readyz"),
+    path("metrics", site_views.prometheus_metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -28,6 +28,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from audit.services import audit_record
+from core import metrics
 from retention import conf, policies
 from retention.models import RetentionHold, RetentionPolicy, RetentionRun
 from telemetry import rollups
@@ -192,6 +193,7 @@ def _claim(run_id: UUID) -> tuple[RetentionRun, UUID] | None:
         )
         if failed:
             logger.error("retention run %s failed: %s", run_id, exc)
+            metrics.retention_run_finished(trigger=run.trigger, outcome=Status.FAILED, seconds=0.0, rows={})
             audit_record(
                 tenant_id=run.tenant_id, action="retention.run_failed", target=run, changes={"error": str(exc)}
             )
@@ -412,6 +414,14 @@ def _finish(*, run: RetentionRun, token: UUID, status: str, error: str) -> None:
                 **({"error": error} if error else {}),
             },
         )
+    metrics.retention_run_finished(
+        trigger=run.trigger,
+        outcome=status,
+        seconds=(run.finished_at - run.started_at).total_seconds() if run.started_at else None,
+        rows={"readings": run.readings_deleted, "heartbeats": run.heartbeats_deleted, "rollups": run.rollups_deleted},
+        partitions=run.partitions_dropped,
+        finished_at=run.finished_at.timestamp(),
+    )
     logger.info(
         "retention run %s of tenant %s %s: %s readings, %s heartbeats deleted",
         run.pk,

@@ -51,6 +51,12 @@ if not isinstance(GITHUB_SECRET_SCANNING_KEYS, dict):
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured("GITHUB_SECRET_SCANNING_KEYS: a JSON object of key identifier -> PEM.")
+# "plain" (default) or "json": one JSON object per line, for a log shipper.
+LOG_FORMAT = env.str("DJANGO_LOG_FORMAT", default="plain")
+# The bearer token Prometheus scrapes /metrics with; unset, /metrics answers 404 to everyone.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# A Celery worker serves its own /metrics (same token) on this port when set; 0 = off.
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
 
 # --- Applications -------------------------------------------------------------
 INSTALLED_APPS = [
@@ -77,6 +83,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so it times (and gives a request id to) everything below it.
+    "core.middleware.RequestObservabilityMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "core.middleware.ResponseHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -295,10 +303,28 @@ HALTLESS_REDIS_URL = CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis:/
 HALTLESS_PLATFORM_AI_MODELS = ["haltless-standard", "haltless-advanced"]
 
 # --- Logging -----------------------------------------------------------------------
+# Every line is redacted by its formatter and carries the request id (core.logging), whatever the format.
+if LOG_FORMAT not in ("plain", "json"):
+    raise ValueError(f"DJANGO_LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "request_id": {"()": "core.logging.RequestIdFilter"},
+    },
+    "formatters": {
+        "plain": {
+            "()": "core.logging.RedactingFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        },
+        "json": {"()": "core.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

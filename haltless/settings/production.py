@@ -11,8 +11,8 @@ SIMPLE_JWT["SIGNING_KEY"] = SECRET_KEY
 
 DEBUG = False
 SECURE_SSL_REDIRECT = True
-# The load balancer's health check comes over plain HTTP.
-SECURE_REDIRECT_EXEMPT = [r"^healthz/?$"]
+# The load balancer's health checks and Prometheus's scrape come over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz/?$", r"^readyz/?$", r"^metrics/?$"]
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SECURE_HSTS_SECONDS = 60 * 60 * 24 * 365

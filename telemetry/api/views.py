@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
 from apikeys import ratelimit
+from core import metrics
 from core.exceptions import Conflict
 from core.http import client_ip
 from core.pagination import NewestFirstCursorPagination, StandardPageNumberPagination
@@ -132,6 +133,28 @@ class IngestView(generics.GenericAPIView):
         except BatchConflict:
             raise Conflict(BATCH_CONFLICT) from None
         return Response({"accepted": accepted}, status=status.HTTP_202_ACCEPTED)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        _count_ingest(request, response)
+        return response
+
+
+# An ingest answer's status -> why its readings were refused; 401/403 are counted as auth failures.
+_INGEST_REFUSALS = {400: "invalid", 409: "conflict", 413: "too_large", 429: "rate_limited"}
+
+
+def _count_ingest(request, response) -> None:
+    if response.status_code == status.HTTP_202_ACCEPTED:
+        metrics.readings_accepted(count=response.data["accepted"])
+        return
+    reason = _INGEST_REFUSALS.get(response.status_code)
+    if reason is None:
+        return
+    # The batch's size if its body was parsed (not for a 413 or a parse error).
+    data = getattr(request, "_full_data", None)
+    readings = data.get("readings") if isinstance(data, dict) else None
+    metrics.readings_refused(reason=reason, count=len(readings) if isinstance(readings, list) else 0)
 
 
 _SERVER_TIME = serializers.DateTimeField()

@@ -1,0 +1,372 @@
+"""Operations (contract Part 2): /healthz, /readyz, /metrics, request ids, the request log line.
+
+In-process tests through Django's test client; the multi-worker scrape and the
+real gunicorn access log are in core/tests/test_live_gunicorn.py.
+"""
+
+import json
+import logging
+import socket
+from datetime import timedelta
+
+import pytest
+from django.db import OperationalError, connection
+from django.test import Client
+from django.utils import timezone
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import client_for_key
+from core import metrics
+from core.logging import JsonFormatter, RequestIdFilter, redact
+from haltless import views as site_views
+from telemetry.tests.conftest import T0
+from telemetry.tests.conftest import machine as machine  # a fixture
+
+pytestmark = pytest.mark.django_db
+
+METRICS_TOKEN = "scrape-token-for-tests-0123456789"
+INGEST = "/api/v1/ingest"
+HEARTBEAT = "/api/v1/agent/heartbeat"
+
+
+def sample(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def closed_loopback_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def reading(sensor="bearing_temp", minutes=0, value=21.5):
+    return {"machine": "m1", "sensor": sensor, "ts": (T0 + timedelta(minutes=minutes)).isoformat(), "value": value}
+
+
+# --- Liveness and readiness ------------------------------------------------------------------
+
+
+class TestHealthz:
+    def test_answers_200_and_touches_nothing(self, client, settings, monkeypatch, django_assert_num_queries):
+        settings.CELERY_TASK_ALWAYS_EAGER = False
+
+        def no_broker(*args, **kwargs):
+            raise AssertionError("/healthz must not touch the broker")
+
+        monkeypatch.setattr(site_views.celery_app, "connection_for_write", no_broker)
+        with django_assert_num_queries(0):
+            response = client.get("/healthz")
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok"}
+        assert response["Cache-Control"].startswith("max-age=0")
+
+    def test_answers_even_when_the_database_is_down(self, client, monkeypatch):
+        monkeypatch.setattr(connection, "cursor", _unreachable)
+        assert client.get("/healthz").status_code == 200
+
+
+def _unreachable(*args, **kwargs):
+    raise OperationalError("connection refused")
+
+
+@pytest.fixture
+def migrations_unknown(monkeypatch):
+    # The "migrations applied" answer is remembered per process; each test starts without it.
+    monkeypatch.setattr(site_views, "_migrations_known_applied", False)
+
+
+@pytest.mark.usefixtures("migrations_unknown")
+class TestReadyz:
+    def test_ready_with_a_migrated_database(self, client, settings):
+        settings.CELERY_TASK_ALWAYS_EAGER = True  # embedded: no broker to check
+        response = client.get("/readyz")
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok", "checks": {"database": "ok", "migrations": "ok"}}
+
+    def test_unreachable_database_is_503(self, client, settings, monkeypatch):
+        settings.CELERY_TASK_ALWAYS_EAGER = True
+        monkeypatch.setattr(connection, "cursor", _unreachable)
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json() == {"status": "unavailable", "checks": {"database": "down"}}
+
+    def test_unapplied_migrations_are_503(self, client, settings, monkeypatch):
+        settings.CELERY_TASK_ALWAYS_EAGER = True
+        from django.db.migrations.executor import MigrationExecutor
+
+        real_plan = MigrationExecutor.migration_plan
+
+        def plan_with_one_pending(self, targets, clean_start=False):
+            # As if the newest migration of `audit` were not applied yet.
+            leaf = max(node for node in self.loader.graph.leaf_nodes() if node[0] == "audit")
+            return real_plan(self, targets, clean_start) or [(self.loader.graph.nodes[leaf], False)]
+
+        monkeypatch.setattr(MigrationExecutor, "migration_plan", plan_with_one_pending)
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json() == {"status": "unavailable", "checks": {"database": "ok", "migrations": "pending"}}
+
+    def test_a_down_broker_is_degraded_not_unready(self, client, settings):
+        from haltless.celery import app as celery_app
+
+        settings.CELERY_TASK_ALWAYS_EAGER = False  # as when CELERY_BROKER_URL is set
+        url = f"redis://127.0.0.1:{closed_loopback_port()}/5"
+        saved = celery_app.conf.broker_url
+        celery_app.conf.broker_url = url
+        try:
+            response = client.get("/readyz")
+        finally:
+            celery_app.conf.broker_url = saved
+        assert response.status_code == 200
+        assert response.json() == {
+            "status": "degraded",
+            "checks": {"database": "ok", "migrations": "ok", "broker": "down"},
+        }
+
+    @pytest.mark.celery_worker
+    def test_reaches_the_real_broker(self, client, settings):
+        settings.CELERY_TASK_ALWAYS_EAGER = False
+        response = client.get("/readyz")
+        assert response.status_code == 200
+        assert response.json()["checks"]["broker"] == "ok"
+
+    def test_slash_variant(self, client, settings):
+        settings.CELERY_TASK_ALWAYS_EAGER = True
+        assert client.get("/readyz/").status_code == 200
+
+
+# --- /metrics ----------------------------------------------------------------------------------
+
+
+class TestMetricsAccess:
+    def test_unset_token_is_404_even_with_a_bearer(self, client, settings):
+        settings.METRICS_TOKEN = ""
+        response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer ")
+        assert response.status_code == 404
+        assert response.json() == {"detail": "Not found."}
+
+    @pytest.mark.parametrize(
+        "header",
+        [None, f"Bearer {METRICS_TOKEN}x", f"Bearer {METRICS_TOKEN[:-1]}", f"Basic {METRICS_TOKEN}", METRICS_TOKEN],
+        ids=["missing", "longer", "shorter", "other-scheme", "no-scheme"],
+    )
+    def test_missing_or_wrong_token_is_404(self, client, settings, header):
+        settings.METRICS_TOKEN = METRICS_TOKEN
+        extra = {"HTTP_AUTHORIZATION": header} if header else {}
+        response = client.get("/metrics", **extra)
+        assert response.status_code == 404
+        assert response.json() == {"detail": "Not found."}
+
+    def test_right_token_gets_the_text_format(self, client, settings):
+        settings.METRICS_TOKEN = METRICS_TOKEN
+        response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {METRICS_TOKEN}")
+        assert response.status_code == 200
+        assert response["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        names = {family.name for family in text_string_to_metric_families(response.content.decode())}
+        assert {"haltless_http_requests", "haltless_readings_accepted", "haltless_celery_tasks"} <= names
+
+
+class TestRequestMetrics:
+    def test_labelled_by_route_template_method_and_status(self, admin_client, machine):
+        labels = {"route": "/api/v1/machines/<uuid:pk>", "method": "GET", "status": "200"}
+        before = sample("haltless_http_requests_total", **labels)
+        before_hist = sample("haltless_http_request_duration_seconds_count", **labels)
+        for _ in range(3):
+            assert admin_client.get(f"/api/v1/machines/{machine.pk}").status_code == 200
+        assert sample("haltless_http_requests_total", **labels) == before + 3
+        assert sample("haltless_http_request_duration_seconds_count", **labels) == before_hist + 3
+        # The raw path is never a label value.
+        raw = f"/api/v1/machines/{machine.pk}"
+        assert sample("haltless_http_requests_total", route=raw, method="GET", status="200") == 0
+
+    def test_unknown_paths_share_one_series(self, client):
+        labels = {"route": "unmatched", "method": "GET", "status": "404"}
+        before = sample("haltless_http_requests_total", **labels)
+        client.get("/no/such/page")
+        client.get("/hlts_looks_like_a_secret")
+        assert sample("haltless_http_requests_total", **labels) == before + 2
+
+    def test_odd_methods_are_other(self, client):
+        before = sample("haltless_http_requests_total", route="/healthz", method="other", status="405")
+        client.generic("BREW", "/healthz")
+        assert sample("haltless_http_requests_total", route="/healthz", method="other", status="405") == before + 1
+
+
+class TestIngestMetrics:
+    def test_accepted_readings_are_counted(self, key_client, machine):
+        before = sample("haltless_readings_accepted_total")
+        batches = sample("haltless_ingest_batches_total", outcome="accepted")
+        body = {"readings": [reading(minutes=i) for i in range(4)]}
+        assert key_client.post(INGEST, body, format="json").status_code == 202
+        assert sample("haltless_readings_accepted_total") == before + 4
+        assert sample("haltless_ingest_batches_total", outcome="accepted") == batches + 1
+
+    def test_refused_readings_are_counted_by_reason(self, key_client, machine):
+        before = sample("haltless_readings_refused_total", reason="invalid")
+        accepted = sample("haltless_readings_accepted_total")
+        body = {"readings": [reading(minutes=1), reading(sensor="no_such_sensor", minutes=2), reading(minutes=3)]}
+        assert key_client.post(INGEST, body, format="json").status_code == 400
+        assert sample("haltless_readings_refused_total", reason="invalid") == before + 3
+        assert sample("haltless_readings_accepted_total") == accepted
+
+    def test_oversized_body_is_a_refused_batch(self, key_client, machine):
+        from telemetry.api.parsers import MAX_INGEST_BODY_BYTES
+
+        before = sample("haltless_ingest_batches_total", outcome="too_large")
+        response = key_client.post(INGEST, b"[" + b" " * MAX_INGEST_BODY_BYTES + b"]", content_type="application/json")
+        assert response.status_code == 413
+        assert sample("haltless_ingest_batches_total", outcome="too_large") == before + 1
+
+
+class TestAuthFailureMetrics:
+    @pytest.mark.parametrize(
+        ("secret", "reason"),
+        [("hlts_not-a-well-formed-key", "invalid"), ("hlts_" + "A" * 32 + "000000", "invalid")],
+    )
+    def test_bad_secrets(self, api_client, secret, reason):
+        before = sample("haltless_api_key_auth_failures_total", reason=reason)
+        assert api_client.get(HEARTBEAT, HTTP_AUTHORIZATION=f"Bearer {secret}").status_code == 401
+        assert sample("haltless_api_key_auth_failures_total", reason=reason) == before + 1
+
+    def test_revoked_expired_and_scope(self, make_api_key):
+        from apikeys.models import ApiKey
+
+        revoked = make_api_key(name="revoked")
+        ApiKey.objects.filter(pk=revoked.api_key.pk).update(revoked_at=timezone.now())
+        expired = make_api_key(name="expired", expires_at=timezone.now() + timedelta(seconds=1))
+        ApiKey.objects.filter(pk=expired.api_key.pk).update(expires_at=timezone.now() - timedelta(days=1))
+        reader = make_api_key(name="reader", scopes="read_only")
+        counts = {r: sample("haltless_api_key_auth_failures_total", reason=r) for r in ("revoked", "expired", "scope")}
+
+        assert client_for_key(revoked.secret).get(HEARTBEAT).status_code == 401
+        assert client_for_key(expired.secret).get(HEARTBEAT).status_code == 401
+        assert client_for_key(reader.secret).get(HEARTBEAT).status_code == 403
+
+        for reason, before in counts.items():
+            assert sample("haltless_api_key_auth_failures_total", reason=reason) == before + 1, reason
+
+
+class TestLabelsStayBounded:
+    def test_unknown_values_are_other(self):
+        before = sample("haltless_api_key_auth_failures_total", reason="other")
+        metrics.api_key_auth_failed(reason="user@example.com")
+        metrics.rate_limited(limit="hlts_secret")
+        assert sample("haltless_api_key_auth_failures_total", reason="other") == before + 1
+        assert sample("haltless_api_key_auth_failures_total", reason="user@example.com") == 0
+        assert sample("haltless_rate_limited_requests_total", limit="hlts_secret") == 0
+
+
+# --- Request ids and the request log line ---------------------------------------------------
+
+
+class TestRequestId:
+    def test_a_good_one_is_kept_and_returned(self, client):
+        response = client.get("/healthz", HTTP_X_REQUEST_ID="lb-7f3a:req/42")
+        assert response["X-Request-ID"] == "lb-7f3a:req/42"
+
+    @pytest.mark.parametrize(
+        "given",
+        ["x" * 129, "has space", "tab\there", "caf\u00e9", ""],
+        ids=["long", "space", "control", "utf8", "empty"],
+    )
+    def test_a_bad_one_is_replaced(self, client, given):
+        response = client.get("/healthz", HTTP_X_REQUEST_ID=given)
+        made = response["X-Request-ID"]
+        assert made != given and len(made) == 32 and int(made, 16) >= 0
+
+    def test_128_visible_characters_are_accepted(self, client):
+        given = "".join(chr(33 + i % 94) for i in range(128))
+        assert client.get("/healthz", HTTP_X_REQUEST_ID=given)["X-Request-ID"] == given
+
+    def test_made_when_absent(self, client):
+        first, second = client.get("/healthz")["X-Request-ID"], client.get("/healthz")["X-Request-ID"]
+        assert len(first) == 32 and first != second
+
+
+class JsonCapture(logging.Handler):
+    """The production handler's pipeline (filters, JSON formatter) into a list of lines."""
+
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.addFilter(RequestIdFilter())
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(self.format(record))
+
+    def parsed(self) -> list[dict]:
+        return [json.loads(line) for line in self.lines]
+
+
+@pytest.fixture
+def json_log():
+    handler = JsonCapture()
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    yield handler
+    root.removeHandler(handler)
+    root.setLevel(old_level)
+
+
+class TestJsonLogLines:
+    def test_one_line_per_request_with_its_fields(self, json_log, api_key, machine):
+        client = Client()
+        response = client.get(HEARTBEAT, HTTP_AUTHORIZATION=f"Bearer {api_key.secret}", HTTP_X_REQUEST_ID="req-1")
+        assert response.status_code == 200
+        lines = [line for line in json_log.parsed() if line["logger"] == "haltless.request"]
+        assert len(lines) == 1
+        line = lines[0]
+        assert line["request_id"] == "req-1"
+        assert (line["method"], line["route"], line["status"]) == ("GET", "/api/v1/agent/heartbeat", 200)
+        assert line["tenant"] == str(api_key.api_key.tenant_id)
+        assert (line["caller"], line["key_prefix"]) == ("api_key", api_key.api_key.prefix)
+        assert isinstance(line["duration_ms"], float) and line["duration_ms"] > 0
+        assert line["level"] == "INFO" and line["time"].endswith("Z")
+        assert api_key.secret not in "\n".join(json_log.lines)
+
+    def test_user_and_anonymous_callers(self, json_log, admin_user, admin_client):
+        admin_client.get("/api/v1/users")
+        Client().get("/healthz")
+        lines = [line for line in json_log.parsed() if line["logger"] == "haltless.request"]
+        assert [(line["caller"], line["tenant"], line["key_prefix"]) for line in lines] == [
+            ("user", str(admin_user.tenant_id), None),
+            ("anonymous", None, None),
+        ]
+
+    def test_audit_events_have_their_own_line(self, json_log, admin_client, tenant):
+        response = admin_client.post("/api/v1/settings/api-keys", {"name": "new", "scopes": "read_only"}, format="json")
+        assert response.status_code == 201
+        audits = [line for line in json_log.parsed() if line.get("action") == "api_key.create"]
+        assert len(audits) == 1
+        assert audits[0]["tenant"] == str(tenant.pk) and audits[0]["target_type"] == "apikey"
+        # Every line of the request carries its id.
+        request_id = response["X-Request-ID"]
+        assert {line["request_id"] for line in json_log.parsed()} == {request_id}
+        assert response.json()["key"] not in "\n".join(json_log.lines)
+
+    def test_a_secret_in_a_message_is_redacted(self, json_log, api_key):
+        token = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoxfQ.c2lnbmF0dXJl"
+        logging.getLogger("anything").warning("got %s and %s with password=hunter2&x=1", api_key.secret, token)
+        (line,) = [line for line in json_log.parsed() if line["logger"] == "anything"]
+        assert line["message"] == "got hlts_[REDACTED] and [REDACTED] with password=[REDACTED]&x=1"
+
+
+class TestRedact:
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("GET /x?api_key=hlts_abc12345 HTTP/1.1", "GET /x?api_key=[REDACTED] HTTP/1.1"),
+            ("Authorization: Bearer abc.def", "Authorization: Bearer [REDACTED]"),
+            ("sent hlte_Zz09Zz09Zz09 end", "sent hlte_[REDACTED] end"),
+            ("prefix hlts_Ab3dE7x is shown", "prefix hlts_Ab3dE7x is shown"),
+            ("?refresh=eyJa.eyJb.c&page=2", "?refresh=[REDACTED]&page=2"),
+            ("nothing to see", "nothing to see"),
+        ],
+    )
+    def test_patterns(self, text, expected):
+        assert redact(text) == expected
