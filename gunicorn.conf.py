@@ -7,7 +7,8 @@ Command-line flags (the Dockerfile's CMD) override anything set here.
   before any worker imports prometheus_client, so it is set here (a fresh
   temporary directory unless the environment names one), emptied when the
   master starts, and a dead worker's live gauges are dropped in child_exit.
-- The access log goes through the app's redaction (haltless.gunicorn_logging).
+- The access log (on with --access-logfile) goes through the app's redaction
+  (haltless.gunicorn_logging).
 """
 
 import os
@@ -20,7 +21,6 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _created_metrics_dir
 
 logger_class = "haltless.gunicorn_logging.RedactingLogger"
-accesslog = "-"
 
 
 def on_starting(server):
