@@ -37,6 +37,7 @@ class RateLimited(exceptions.APIException):
     def __init__(self, *, limit: int, unit: str, wait: int):
         super().__init__(EXCEEDED.format(limit=limit, unit=unit))
         self.wait = max(1, int(wait))  # DRF's handler turns it into Retry-After
+        self.metrics_limit = f"key_{unit}"  # core.metrics: key_requests or key_readings
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,8 @@ from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.views import exception_handler
 
+from core import metrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -36,4 +38,7 @@ def api_exception_handler(exc, context):
         # through still answers 400 in DRF's shape, never 500.
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": " ".join(exc.messages)}
         exc = exceptions.ValidationError(detail)
+    if isinstance(exc, exceptions.APIException) and exc.status_code == 429:
+        # Every 429 of the API passes here once: a limit that names itself (metrics_limit), else a DRF throttle.
+        metrics.rate_limited(limit=getattr(exc, "metrics_limit", None) or "throttle")
     return exception_handler(exc, context)

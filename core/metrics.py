@@ -51,14 +51,11 @@ INGEST_REFUSAL_REASONS = frozenset(
 # Which limit answered 429.
 RATE_LIMITS = frozenset(
     {
-        "key_requests",  # an API key's requests_per_minute
-        "key_readings",  # an API key's readings_per_minute
-        "tenant_requests",  # the tier cap over all of a tenant's keys
-        "tenant_readings",
-        "self_rotation",  # POST /agent/key/rotate, 10 a day
-        "login",  # /auth/token and admin logins
-        "ai_probe",
-        "public_revocation",
+        "key_requests",  # an API key's requests_per_minute (or its tenant's tier cap)
+        "key_readings",  # an API key's readings_per_minute (or its tenant's tier cap)
+        "throttle",  # a DRF throttle: failed logins, wrong current passwords, AI probes
+        "self_rotation",  # POST /agent/key/rotate, 10 a day per key
+        "public_revocation",  # POST /public/credentials/revoke, per client address
     }
 )
 RETENTION_TRIGGERS = frozenset({"manual", "schedule", "command", "maintenance"})

@@ -248,6 +248,49 @@ class TestAuthFailureMetrics:
             assert sample("haltless_api_key_auth_failures_total", reason=reason) == before + 1, reason
 
 
+class TestRateLimitMetrics:
+    @pytest.fixture
+    def limited_key(self, make_api_key):
+        from apikeys.models import ApiKey
+
+        issued = make_api_key(scopes=["ingest", "agent"], name="limited")
+        ApiKey.objects.filter(pk=issued.api_key.pk).update(requests_per_minute=2, readings_per_minute=5)
+        return issued
+
+    def test_a_keys_request_limit(self, limited_key):
+        before = sample("haltless_rate_limited_requests_total", limit="key_requests")
+        client = client_for_key(limited_key.secret)
+        assert [client.get(HEARTBEAT).status_code for _ in range(4)] == [200, 200, 429, 429]
+        assert sample("haltless_rate_limited_requests_total", limit="key_requests") == before + 2
+
+    def test_a_keys_readings_limit_is_a_refused_batch_too(self, limited_key, machine):
+        limited = sample("haltless_rate_limited_requests_total", limit="key_readings")
+        refused = sample("haltless_readings_refused_total", reason="rate_limited")
+        client = client_for_key(limited_key.secret)
+        assert client.post(INGEST, {"readings": [reading(minutes=i) for i in range(4)]}).status_code == 202
+        assert client.post(INGEST, {"readings": [reading(minutes=10 + i) for i in range(3)]}).status_code == 429
+        assert sample("haltless_rate_limited_requests_total", limit="key_readings") == limited + 1
+        assert sample("haltless_readings_refused_total", reason="rate_limited") == refused + 3
+
+    def test_failed_login_throttle(self, api_client, admin_user, settings):
+        before = sample("haltless_rate_limited_requests_total", limit="throttle")
+        body = {"email": admin_user.email, "password": "Wrong-Guess-2031!"}
+        statuses = [api_client.post("/api/v1/auth/token", body).status_code for _ in range(11)]
+        assert statuses[-1] == 429
+        assert sample("haltless_rate_limited_requests_total", limit="throttle") == before + statuses.count(429)
+
+
+class TestAllowlistMetric:
+    def test_a_use_from_outside_the_allowlist(self, make_api_key):
+        from apikeys.models import ApiKey
+
+        issued = make_api_key(name="fenced")
+        ApiKey.objects.filter(pk=issued.api_key.pk).update(allowed_cidrs=["192.0.2.0/24"])
+        before = sample("haltless_api_key_auth_failures_total", reason="ip_denied")
+        assert client_for_key(issued.secret).get(HEARTBEAT).status_code == 403  # the test client is 127.0.0.1
+        assert sample("haltless_api_key_auth_failures_total", reason="ip_denied") == before + 1
+
+
 class TestLabelsStayBounded:
     def test_unknown_values_are_other(self):
         before = sample("haltless_api_key_auth_failures_total", reason="other")
