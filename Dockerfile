@@ -30,6 +30,9 @@ RUN DJANGO_SECRET_KEY="build-only-collectstatic-$(python -c 'import secrets; pri
 USER haltless
 EXPOSE 8000
 
+# Liveness (/healthz answers whenever the process can; it touches nothing): a container
+# whose database is down is not restarted for it. Readiness (/readyz) is for the load
+# balancer and for compose's depends_on (see docker-compose.yml).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"]
 
