@@ -291,6 +291,33 @@ class TestAllowlistMetric:
         assert sample("haltless_api_key_auth_failures_total", reason="ip_denied") == before + 1
 
 
+class TestRetentionMetrics:
+    def test_a_run_counts_its_outcome_rows_and_duration(
+        self, admin_client, tenant, machine, django_capture_on_commit_callbacks
+    ):
+        from telemetry.models import SensorReading
+
+        sensor = machine.sensors.get(key="bearing_temp")
+        now = timezone.now()
+        SensorReading.objects.bulk_create(
+            SensorReading(tenant_id=tenant.pk, sensor=sensor, ts=now - timedelta(days=days), value=1.0)
+            for days in (400, 300, 200, 1)
+        )
+        runs = sample("haltless_retention_runs_total", trigger="manual", outcome="succeeded")
+        rows = sample("haltless_retention_rows_deleted_total", data="readings")
+        durations = sample("haltless_retention_run_duration_seconds_count", trigger="manual")
+
+        with django_capture_on_commit_callbacks(execute=True):  # the task is sent on commit; eager, it runs here
+            response = admin_client.post("/api/v1/settings/admin/retention/run")
+        assert response.status_code == 202
+
+        assert sample("haltless_retention_runs_total", trigger="manual", outcome="succeeded") == runs + 1
+        assert sample("haltless_retention_rows_deleted_total", data="readings") == rows + 3
+        assert sample("haltless_retention_run_duration_seconds_count", trigger="manual") == durations + 1
+        assert sample("haltless_retention_last_success_timestamp_seconds") >= now.timestamp()
+        assert sample("haltless_celery_tasks_total", task="retention.run_execute", outcome="succeeded") >= 1
+
+
 class TestLabelsStayBounded:
     def test_unknown_values_are_other(self):
         before = sample("haltless_api_key_auth_failures_total", reason="other")
