@@ -27,6 +27,20 @@ _OUTCOMES = {"SUCCESS": "succeeded", "FAILURE": "failed", "RETRY": "retried"}
 _started: dict[str, tuple[float, object]] = {}
 
 
+@signals.setup_logging.connect
+def _use_django_logging(**kwargs):
+    """The worker logs as the web does (settings.LOGGING: format, redaction, request ids), not Celery's way.
+
+    With this receiver Celery leaves logging alone; `--loglevel` is then
+    ignored in favour of DJANGO_LOG_LEVEL.
+    """
+    from logging.config import dictConfig
+
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)
+
+
 @signals.before_task_publish.connect
 def _carry_request_id(headers=None, **kwargs):
     from core.logging import request_id_var
@@ -40,7 +54,7 @@ def _carry_request_id(headers=None, **kwargs):
 def _task_started(task_id=None, task=None, **kwargs):
     from core.logging import request_id_var, valid_request_id
 
-    request_id = getattr(task.request, REQUEST_ID_HEADER, None)
+    request_id = getattr(task.request, REQUEST_ID_HEADER, None) or (task.request.headers or {}).get(REQUEST_ID_HEADER)
     if not valid_request_id(request_id):
         # Eager tasks run inside the sending request and keep its id; others get their own.
         request_id = request_id_var.get() if request_id_var.get() != "-" else task_id

@@ -1,3 +1,4 @@
+import re
 from datetime import timedelta
 from io import StringIO
 
@@ -20,6 +21,11 @@ def run_retention(*args) -> str:
     return out.getvalue()
 
 
+def summary(text: str) -> str:
+    """The summary line's pattern (its duration varies)."""
+    return re.escape(text).replace("TIME", r"\d+\.\d")
+
+
 @pytest.fixture
 def data(tenant, other_tenant, sensor, other_sensor, api_key, add_readings, add_heartbeats):
     other_tenant.tier = "free"
@@ -33,11 +39,15 @@ class TestRunRetention:
     def test_every_tenant_prints_cutoff_and_rows_deleted(self, data, tenant, other_tenant):
         output = run_retention()
 
-        assert output.splitlines() == [
+        *lines, last = output.splitlines()
+        assert lines == [
             f"Acme Plant ({tenant.pk}): cutoff {CUTOFF.isoformat()} (90 days), deleted 2 readings, 1 heartbeats",
             f"Other Works ({other_tenant.pk}): cutoff {OTHER_CUTOFF.isoformat()} (7 days), "
             "deleted 1 readings, 0 heartbeats",
         ]
+        assert re.fullmatch(
+            summary("Retention: 2 tenant(s), deleted 3 readings and 1 heartbeats, 0 failed, in TIME s."), last
+        )
         assert reading_times(tenant.pk) == [CUTOFF]
         assert heartbeat_times(tenant.pk) == [NOW]
         assert reading_times(other_tenant.pk) == [NOW]
@@ -49,19 +59,22 @@ class TestRunRetention:
         output = run_retention("--tenant", "acme plant" if how == "name" else str(tenant.pk))
 
         assert output.startswith(f"Acme Plant ({tenant.pk}): cutoff ")
-        assert len(output.splitlines()) == 1
+        assert len(output.splitlines()) == 2  # and the summary line
         assert reading_times(tenant.pk) == [CUTOFF]
         assert len(reading_times(other_tenant.pk)) == 2
 
     def test_dry_run_counts_and_deletes_nothing(self, data, tenant, other_tenant):
         output = run_retention("--dry-run")
 
-        assert output.splitlines() == [
+        *lines, last = output.splitlines()
+        assert lines == [
             f"Acme Plant ({tenant.pk}): cutoff {CUTOFF.isoformat()} (90 days), "
             "would delete 2 readings, 1 heartbeats (dry run)",
             f"Other Works ({other_tenant.pk}): cutoff {OTHER_CUTOFF.isoformat()} (7 days), "
             "would delete 1 readings, 0 heartbeats (dry run)",
         ]
+        pattern = "Retention: 2 tenant(s), would delete 3 readings and 1 heartbeats, 0 failed, in TIME s."
+        assert re.fullmatch(summary(pattern), last)
         assert len(reading_times(tenant.pk)) == 3
         assert len(heartbeat_times(tenant.pk)) == 2
         assert len(reading_times(other_tenant.pk)) == 2
@@ -79,7 +92,11 @@ class TestRunRetention:
 
         output = run_retention("--tenant", str(tenant.pk))
 
-        assert output == f"Acme Plant ({tenant.pk}): skipped, run {active.pk} is already running\n"
+        first, last = output.splitlines()
+        assert first == f"Acme Plant ({tenant.pk}): skipped, run {active.pk} is already running"
+        assert re.fullmatch(
+            summary("Retention: 1 tenant(s), deleted 0 readings and 0 heartbeats, 0 failed, in TIME s."), last
+        )
         assert len(reading_times(tenant.pk)) == 3
 
     def test_a_failed_run_exits_non_zero(self, data, tenant, settings):

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from core.progress import Progress
 from retention.models import RetentionRun
 from retention.selectors import retention_expired_counts
 from retention.services import RetentionError, retention_cutoffs, retention_run_execute, retention_run_request
@@ -26,9 +27,18 @@ class Command(BaseCommand):
         else:
             tenants = list(Tenant.objects.order_by("name"))
         failures = 0
-        for each in tenants:
-            ok = self._dry_run(each) if dry_run else self._run(each)
-            failures += not ok
+        self.deleted = {"readings": 0, "heartbeats": 0}
+        with Progress(stderr=self.stderr, label="Retention", total=len(tenants), unit="tenants") as progress:
+            for each in tenants:
+                progress.note(each.name)
+                ok = self._dry_run(each) if dry_run else self._run(each)
+                failures += not ok
+                progress.advance()
+        verb = "would delete" if dry_run else "deleted"
+        self.stdout.write(
+            f"Retention: {len(tenants)} tenant(s), {verb} {self.deleted['readings']} readings and "
+            f"{self.deleted['heartbeats']} heartbeats, {failures} failed, in {progress.seconds:.1f} s."
+        )
         if failures:
             raise CommandError(f"Retention failed for {failures} of {len(tenants)} tenant(s).")
 
@@ -43,6 +53,8 @@ class Command(BaseCommand):
             return False
         cutoff, days = cutoffs["readings"], windows["readings"]
         counts = retention_expired_counts(tenant_id=tenant.pk, cutoffs=cutoffs)["would_delete"]
+        self.deleted["readings"] += counts["readings"]
+        self.deleted["heartbeats"] += counts["heartbeats"]
         self.stdout.write(
             f"{self._label(tenant)}: cutoff {cutoff.isoformat()} ({days} days), "
             f"would delete {counts['readings']} readings, {counts['heartbeats']} heartbeats (dry run)"
@@ -60,6 +72,8 @@ class Command(BaseCommand):
         if run.status != RetentionRun.Status.SUCCEEDED:
             self.stdout.write(f"{self._label(tenant)}: run {run.pk} {run.status}: {run.error}")
             return False
+        self.deleted["readings"] += run.readings_deleted
+        self.deleted["heartbeats"] += run.heartbeats_deleted
         self.stdout.write(
             f"{self._label(tenant)}: cutoff {run.cutoff.isoformat()} ({run.retention_days} days), "
             f"deleted {run.readings_deleted} readings, {run.heartbeats_deleted} heartbeats"

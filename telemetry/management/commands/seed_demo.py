@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
+from core.progress import Progress
 from telemetry.models import Machine, Sensor
 from telemetry.services import machine_create, readings_bulk_insert
 from tenants.models import Tenant
@@ -95,24 +96,28 @@ class Command(BaseCommand):
         existing = set(Machine.objects.filter(tenant=tenant).values_list("external_id", flat=True))
         end = timezone.now().replace(second=0, microsecond=0)
         rng = random.Random(2026)  # noqa: S311 - demo values, not secrets
-        for external_id, name, location, sensors in DEMO_MACHINES:
-            if external_id in existing:
-                continue
-            with transaction.atomic():
-                machine = machine_create(
-                    tenant=tenant,
-                    external_id=external_id,
-                    name=name,
-                    location=location,
-                    sensors=[(key, kind) for key, kind, *_ in sensors],
-                )
-                by_key = {sensor.key: sensor for sensor in machine.sensors.all()}
-                for key, _, typical, swing, noise in sensors:
-                    readings_bulk_insert(
-                        tenant_id=tenant.id, rows=demo_readings(by_key[key], typical, swing, noise, end, rng)
+        missing = [machine for machine in DEMO_MACHINES if machine[0] not in existing]
+        per_sensor = int(DEMO_HISTORY / DEMO_STEP) + 1
+        total = per_sensor * sum(len(sensors) for *_, sensors in missing)
+        with Progress(stderr=self.stderr, label="Seeding readings", total=total, unit="readings") as progress:
+            for external_id, name, location, sensors in missing:
+                progress.note(external_id)
+                with transaction.atomic():
+                    machine = machine_create(
+                        tenant=tenant,
+                        external_id=external_id,
+                        name=name,
+                        location=location,
+                        sensors=[(key, kind) for key, kind, *_ in sensors],
                     )
-            self.stdout.write(
-                self.style.SUCCESS(
+                    by_key = {sensor.key: sensor for sensor in machine.sensors.all()}
+                    for key, _, typical, swing, noise in sensors:
+                        rows = demo_readings(by_key[key], typical, swing, noise, end, rng)
+                        readings_bulk_insert(tenant_id=tenant.id, rows=progress.counting(rows))
+                created = (
                     f"Created machine {external_id!r} with {len(sensors)} sensors and a week of one-minute readings."
                 )
-            )
+                self.stdout.write(self.style.SUCCESS(created))
+        self.stdout.write(
+            f"Seeded {len(missing)} machine(s) and {progress.count} readings in {progress.seconds:.1f} s."
+        )
