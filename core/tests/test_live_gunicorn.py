@@ -28,6 +28,8 @@ import pytest
 from django.conf import settings as django_settings
 from prometheus_client.parser import text_string_to_metric_families
 
+pytestmark = pytest.mark.live
+
 REPO_ROOT = Path(django_settings.BASE_DIR)
 HOST = "127.0.0.1"
 TOKEN = "live-scrape-token-0123456789abcdef"
