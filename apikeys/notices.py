@@ -84,8 +84,11 @@ def _send_unused(tenant_id, after_days: int | None, now: datetime) -> int:
     return sent
 
 
-def api_key_notices_send(*, tenant_id=None, now: datetime | None = None) -> NoticeCounts:
-    """Send the due `api_key.expiring` and `api_key.unused` events of every tenant with a webhook URL."""
+def api_key_notices_send(*, tenant_id=None, now: datetime | None = None, on_tenant_done=None) -> NoticeCounts:
+    """Send the due `api_key.expiring` and `api_key.unused` events of every tenant with a webhook URL.
+
+    `on_tenant_done(tenant_id, expiring, unused)`, if given, is called after each tenant (progress).
+    """
     from webhooks.models import WebhookEndpoint
 
     now = now or timezone.now()
@@ -101,4 +104,6 @@ def api_key_notices_send(*, tenant_id=None, now: datetime | None = None) -> Noti
         counts.expiring += expiring
         counts.unused += unused
         counts.tenants.append((endpoint_tenant_id, expiring, unused))
+        if on_tenant_done is not None:
+            on_tenant_done(endpoint_tenant_id, expiring, unused)
     return counts

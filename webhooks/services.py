@@ -10,6 +10,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import audit_record
+from core import metrics
 from settings_app.crypto import decrypt_secret, encrypt_secret
 from webhooks import sender
 from webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -110,6 +112,7 @@ def webhook_event_enqueue(*, tenant_id, type: str, data: dict[str, Any]) -> Webh
         next_attempt_at=now,
     )
     transaction.on_commit(lambda: _dispatch(delivery.pk))
+    metrics.webhook_event_enqueued(event_type=type)
     return delivery
 
 
@@ -149,11 +152,14 @@ def webhook_delivery_attempt(*, delivery_id, now: datetime | None = None) -> Web
         return None
     endpoint = WebhookEndpoint.objects.filter(tenant_id=delivery.tenant_id).first()
     secret = decrypt_secret(endpoint.secret_encrypted) if endpoint else None
+    seconds = None
     if endpoint is None or secret is None:
         outcome = sender.AttemptOutcome(error=NO_ENDPOINT, refused=True)
     else:
         body = json.dumps(delivery.payload, separators=(",", ":")).encode()
+        started = time.perf_counter()
         outcome = sender.post_event(endpoint.url, body, secret)
+        seconds = time.perf_counter() - started
     delivery.attempts += 1
     delivery.status_code = outcome.status_code
     delivery.claimed_until = None
@@ -167,7 +173,18 @@ def webhook_delivery_attempt(*, delivery_id, now: datetime | None = None) -> Web
     delivery.save(
         update_fields=["attempts", "status_code", "claimed_until", "status", "delivered_at", "error", "next_attempt_at"]
     )
+    metrics.webhook_delivery_attempted(
+        event_type=delivery.type, outcome=_metrics_outcome(delivery, outcome), seconds=seconds
+    )
     return delivery
+
+
+def _metrics_outcome(delivery: WebhookDelivery, outcome) -> str:
+    if outcome.delivered:
+        return "delivered"
+    if outcome.refused:
+        return "refused"
+    return "gave_up" if delivery.status == "failed" else "failed"
 
 
 def webhook_deliveries_due(*, now: datetime | None = None) -> list:

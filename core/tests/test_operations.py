@@ -318,6 +318,67 @@ class TestRetentionMetrics:
         assert sample("haltless_celery_tasks_total", task="retention.run_execute", outcome="succeeded") >= 1
 
 
+class TestWebhookMetrics:
+    @pytest.fixture
+    def receiver(self):
+        """A webhook receiver on 127.0.0.1 answering the statuses it is given, in order."""
+        import threading
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+
+        statuses: list[int] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self.send_response(statuses.pop(0))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        server = HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        yield f"http://127.0.0.1:{server.server_port}/hook", statuses
+        server.shutdown()
+        server.server_close()
+
+    def test_events_and_attempts_by_outcome(self, tenant, settings, receiver):
+        from webhooks import services as webhooks
+
+        settings.WEBHOOK_ALLOW_LOOPBACK = True
+        url, statuses = receiver
+        webhooks.webhook_endpoint_set(tenant_id=tenant.pk, url=url)
+        kind = "api_key.rotated"
+        before = {o: sample("haltless_webhook_deliveries_total", type=kind, outcome=o) for o in ("delivered", "failed")}
+        events = sample("haltless_webhook_events_total", type=kind)
+        timed = sample("haltless_webhook_delivery_duration_seconds_count")
+
+        delivery = webhooks.webhook_event_enqueue(tenant_id=tenant.pk, type=kind, data={"key_id": "k"})
+        statuses += [500]
+        assert webhooks.webhook_delivery_attempt(delivery_id=delivery.pk).status == "pending"
+        statuses += [204]
+        later = timezone.now() + timedelta(minutes=2)
+        assert webhooks.webhook_delivery_attempt(delivery_id=delivery.pk, now=later).status == "delivered"
+
+        assert sample("haltless_webhook_events_total", type=kind) == events + 1
+        assert sample("haltless_webhook_deliveries_total", type=kind, outcome="failed") == before["failed"] + 1
+        assert sample("haltless_webhook_deliveries_total", type=kind, outcome="delivered") == before["delivered"] + 1
+        assert sample("haltless_webhook_delivery_duration_seconds_count") == timed + 2
+
+    def test_a_refused_address_is_counted_as_refused(self, tenant, settings, receiver):
+        from webhooks import services as webhooks
+
+        settings.WEBHOOK_ALLOW_LOOPBACK = True
+        webhooks.webhook_endpoint_set(tenant_id=tenant.pk, url=receiver[0])
+        settings.WEBHOOK_ALLOW_LOOPBACK = False  # the operator changed their mind: loopback is refused now
+        kind = "api_key.exposed"
+        before = sample("haltless_webhook_deliveries_total", type=kind, outcome="refused")
+        delivery = webhooks.webhook_event_enqueue(tenant_id=tenant.pk, type=kind, data={})
+        assert webhooks.webhook_delivery_attempt(delivery_id=delivery.pk).status == "failed"
+        assert sample("haltless_webhook_deliveries_total", type=kind, outcome="refused") == before + 1
+
+
 class TestLabelsStayBounded:
     def test_unknown_values_are_other(self):
         before = sample("haltless_api_key_auth_failures_total", reason="other")

@@ -79,3 +79,24 @@ class TestSeedDemoProgress:
         call_command("seed_demo", stdout=out, stderr=err)
         assert err.getvalue() == ""
         assert "Seeded 3 machine(s) and" in out.getvalue()
+
+
+class TestNotifyApiKeysProgress:
+    @pytest.fixture
+    def endpoint(self, tenant, settings):
+        from webhooks.services import webhook_endpoint_set
+
+        settings.WEBHOOK_ALLOW_LOOPBACK = True
+        webhook_endpoint_set(tenant_id=tenant.pk, url="http://127.0.0.1:9/hook")  # stored only; nothing is sent
+
+    def test_a_bar_over_tenants_on_a_terminal_and_a_summary(self, endpoint):
+        out, terminal = io.StringIO(), Terminal()
+        call_command("notify_api_keys", stdout=out, stderr=terminal)
+        assert "Notifying" in terminal.getvalue() and "1tenants" in terminal.getvalue().replace(" ", "")
+        assert re.search(r"^sent 0 expiring and 0 unused notices \(1 tenant\(s\), \d+\.\d s\)$", out.getvalue(), re.M)
+
+    def test_only_the_summary_when_piped(self, endpoint):
+        out, err = io.StringIO(), io.StringIO()
+        call_command("notify_api_keys", stdout=out, stderr=err)
+        assert err.getvalue() == ""
+        assert out.getvalue().splitlines()[-1].startswith("sent 0 expiring and 0 unused notices (1 tenant(s), ")

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from apikeys.notices import api_key_notices_send
+from core.progress import Progress
 from tenants.models import Tenant
 from tenants.selectors import tenant_get_by_id_or_name
 
@@ -21,7 +22,11 @@ class Command(BaseCommand):
                 tenant_id = tenant_get_by_id_or_name(tenant).id
             except Tenant.DoesNotExist as exc:
                 raise CommandError(str(exc)) from None
-        counts = api_key_notices_send(tenant_id=tenant_id)
+        with Progress(stderr=self.stderr, label="Notifying", unit="tenants") as progress:
+            counts = api_key_notices_send(tenant_id=tenant_id, on_tenant_done=lambda *_: progress.advance())
         for each_tenant_id, expiring, unused in counts.tenants:
             self.stdout.write(f"{each_tenant_id}: {expiring} expiring, {unused} unused")
-        self.stdout.write(f"sent {counts.expiring} expiring and {counts.unused} unused notices")
+        self.stdout.write(
+            f"sent {counts.expiring} expiring and {counts.unused} unused notices "
+            f"({len(counts.tenants)} tenant(s), {progress.seconds:.1f} s)"
+        )
