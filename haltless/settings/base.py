@@ -201,6 +201,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "core.openapi.ApiAutoSchema",
     "DEFAULT_PAGINATION_CLASS": None,
     "EXCEPTION_HANDLER": "core.exceptions.api_exception_handler",
+    "DEFAULT_METADATA_CLASS": "core.metadata.ApiMetadata",
     "DEFAULT_THROTTLE_RATES": {
         "login_ip": "30/min",
         "login_account": "10/min",

@@ -146,7 +146,12 @@ class AggregateQuerySerializer(ReadingsQuerySerializer):
     def validate(self, attrs):
         attrs = super().validate(attrs)
         until: datetime = attrs.get("to") or timezone.now()
-        since: datetime = attrs.get("from") or until - DEFAULT_AGGREGATE_WINDOW
+        since: datetime | None = attrs.get("from")
+        if since is None:
+            try:
+                since = until - DEFAULT_AGGREGATE_WINDOW
+            except OverflowError:  # `to` within the first day of the calendar
+                since = datetime.min.replace(tzinfo=UTC)
         if since >= until:
             raise serializers.ValidationError({"from": ["Must be earlier than `to` (default: now)."]})
         if (until - since).total_seconds() / BUCKETS[attrs["bucket"]] > MAX_BUCKETS:
