@@ -157,3 +157,33 @@ def _caller_of(request: HttpRequest) -> tuple[str, str | None, str | None]:
         api_key = getattr(user, "api_key", None)
         return "api_key", tenant, getattr(api_key, "prefix", None)
     return "user", tenant, None
+
+
+class ApiJsonErrorsMiddleware:
+    """Every error answer under /api/ is JSON in DRF's shape, whatever the settings module.
+
+    Django answers an unmatched path or an uncaught exception with its HTML debug
+    pages when DEBUG is on (the local settings): 11 KB listing the URL patterns,
+    which a generated client cannot parse. Outermost, so it also sees what other
+    middleware answers.
+    """
+
+    prefixes = ("/api/",)
+    details = {404: "Not found.", 500: "Internal server error."}
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code >= 400 and request.path_info.startswith(self.prefixes):
+            content_type = response.get("Content-Type", "")
+            if not content_type.startswith("application/json"):
+                detail = self.details.get(response.status_code) or f"{response.reason_phrase}."
+                json_response = JsonResponse({"detail": detail}, status=response.status_code)
+                for header, value in response.items():
+                    if header.lower() not in ("content-type", "content-length"):
+                        json_response[header] = value
+                return json_response
+        return response
+        return response

@@ -1,6 +1,8 @@
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
+JSON_TOO_DEEP = "JSON parse error - the document is nested too deeply."
+
 
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, but JSON nested deeper than Python's decoder can follow is a 400.
@@ -13,4 +15,4 @@ class JSONParser(parsers.JSONParser):
         try:
             return super().parse(stream, media_type, parser_context)
         except RecursionError:
-            raise ParseError("JSON parse error - the document is nested too deeply.") from None
+            raise ParseError(JSON_TOO_DEEP) from None

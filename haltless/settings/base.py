@@ -85,6 +85,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so it times (and gives a request id to) everything below it.
     "core.middleware.RequestObservabilityMiddleware",
+    "core.middleware.ApiJsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "core.middleware.ResponseHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -16,6 +16,7 @@ from rest_framework import status
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import BaseParser
 
+from core.parsers import JSON_TOO_DEEP
 from telemetry.services import MAX_BATCH_SIZE, ingest_body_decode
 
 # A reading with 100-character ids, a full ISO timestamp and a 17-digit value
@@ -55,5 +56,7 @@ class IngestJSONParser(BaseParser):
             return typed
         try:
             return json.loads(body)
-        except (ValueError, RecursionError) as exc:
+        except RecursionError:
+            raise ParseError(JSON_TOO_DEEP) from None
+        except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
