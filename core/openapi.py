@@ -9,6 +9,7 @@ can produce, with DRF's error shapes.
 """
 
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import get_override
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny
 
@@ -45,6 +46,12 @@ class ApiAutoSchema(AutoSchema):
             if code not in responses:
                 schema, description = ERRORS[code]
                 responses[code] = {"content": {"application/json": {"schema": schema}}, "description": description}
+        # An error a view documents by its description alone still has DRF's body: say which, so
+        # that a generated client parses it and hands the message to its caller.
+        for code, response in responses.items():
+            if code[0] in "45" and "content" not in response:
+                schema = VALIDATION_SCHEMA if code == "400" else DETAIL_SCHEMA
+                response["content"] = {"application/json": {"schema": schema}}
         if getattr(self.view, "required_scope", None) is not None:
             # API keys come in here: each answer may carry the key's rate-limit headers.
             for response in responses.values():
@@ -54,6 +61,14 @@ class ApiAutoSchema(AutoSchema):
             retry_after = {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying."}
             responses["429"].setdefault("headers", {}).setdefault("Retry-After", retry_after)
         return operation
+
+    def _map_basic_serializer(self, serializer, direction):
+        # A serializer's docstring is written for the next developer ("Reject fields the serializer
+        # does not accept..."), not for API clients: components are described by their fields' help texts.
+        component = super()._map_basic_serializer(serializer, direction)
+        if not get_override(serializer, "description"):
+            component.pop("description", None)
+        return component
 
     def _error_codes(self, operation: dict) -> list[str]:
         locations = {parameter.get("in") for parameter in operation.get("parameters", [])}

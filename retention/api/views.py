@@ -30,7 +30,7 @@ from retention.tasks import retention_run_enqueue
 from tenants.tiers import tier_names
 
 
-@extend_schema(tags=["retention"])
+@extend_schema(tags=["retention"], summary="Run retention now")
 class RetentionRunRequestView(GenericAPIView):
     """Start a cleanup of the caller's tenant: data older than the tier's window is deleted.
 
@@ -68,7 +68,7 @@ class RetentionRunRequestView(GenericAPIView):
         )
 
 
-@extend_schema(tags=["retention"])
+@extend_schema(tags=["retention"], summary="List retention runs")
 class RetentionRunListView(TenantScopedMixin, ListAPIView):
     """The tenant's latest retention runs (at most 100), newest first, as a plain array."""
 
@@ -80,7 +80,7 @@ class RetentionRunListView(TenantScopedMixin, ListAPIView):
         return super().get_queryset().order_by("-created_at", "-id")[: selectors.RUN_LIST_LIMIT]
 
 
-@extend_schema(tags=["retention"])
+@extend_schema(tags=["retention"], summary="A retention run")
 class RetentionRunDetailView(TenantScopedMixin, RetrieveAPIView):
     """One retention run of the caller's tenant (another tenant's run: 404)."""
 

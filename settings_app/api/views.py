@@ -33,7 +33,9 @@ class MeView(GenericAPIView):
     permission_classes = [ApiAccess]
     serializer_class = MeSerializer
 
-    @extend_schema(responses={200: MeSerializer}, operation_id="me_retrieve")
+    @extend_schema(
+        summary="Who you are and what you are shown", responses={200: MeSerializer}, operation_id="me_retrieve"
+    )
     def get(self, request):
         return Response(self.get_serializer(selectors.me_for(request.user)).data)
 
@@ -44,11 +46,12 @@ class RolePermissionsView(GenericAPIView):
     permission_classes = [IsTenantAdminForWrites]
     serializer_class = RolePermissionsSerializer
 
-    @extend_schema(responses={200: RolePermissionsSerializer})
+    @extend_schema(summary="Role permissions", responses={200: RolePermissionsSerializer})
     def get(self, request):
         return Response(selectors.role_permissions_for_tenant(tenant_id=request.user.tenant_id))
 
     @extend_schema(
+        summary="Replace the role permissions",
         request=RolePermissionsSerializer,
         responses={200: RolePermissionsSerializer},
         description="Admin only. Replaces the mapping; both `operator` and `viewer` are required. "
@@ -72,12 +75,13 @@ class AiSettingsView(GenericAPIView):
     permission_classes = [IsTenantAdminForWrites]
     serializer_class = AiSettingsOutputSerializer
 
-    @extend_schema(responses={200: AiSettingsOutputSerializer})
+    @extend_schema(summary="AI provider settings", responses={200: AiSettingsOutputSerializer})
     def get(self, request):
         ai = selectors.ai_settings_for_tenant(tenant_id=request.user.tenant_id)
         return Response(AiSettingsOutputSerializer(ai).data)
 
     @extend_schema(
+        summary="Change the AI provider settings",
         request=AiSettingsPatchSerializer,
         responses={200: AiSettingsOutputSerializer},
         description="Admin only. Provider `custom` needs an http(s) URL and a model (checked on the state "
@@ -109,6 +113,7 @@ class AiModelsView(GenericAPIView):
     throttle_classes = [AiProbeThrottle]
 
     @extend_schema(
+        summary="List the models of an AI server",
         parameters=[
             OpenApiParameter(
                 "probe_url",
@@ -147,11 +152,12 @@ class DashboardPresetsView(GenericAPIView):
     permission_classes = [IsTenantAdminForWrites]
     serializer_class = DashboardPresetsSerializer
 
-    @extend_schema(responses={200: DashboardPresetsSerializer})
+    @extend_schema(summary="Dashboard presets of every role", responses={200: DashboardPresetsSerializer})
     def get(self, request):
         return Response(selectors.dashboard_presets_for_tenant(tenant_id=request.user.tenant_id))
 
     @extend_schema(
+        summary="Save one role's dashboard preset",
         request=DashboardPresetInputSerializer,
         responses={200: DashboardPresetSerializer},
         description="Admin only. Saves one role's preset: widgets need `id` (unique), `labelKey`, `visible` "
@@ -178,11 +184,15 @@ class UnitPreferencesView(GenericAPIView):
     permission_classes = [ApiAccess]
     serializer_class = UnitPreferencesOutputSerializer
 
-    @extend_schema(responses={200: UnitPreferencesOutputSerializer})
+    @extend_schema(summary="Your display units", responses={200: UnitPreferencesOutputSerializer})
     def get(self, request):
         return Response(selectors.unit_preferences_for(request.user))
 
-    @extend_schema(request=UnitPreferencesSerializer, responses={200: UnitPreferencesOutputSerializer})
+    @extend_schema(
+        summary="Change your display units",
+        request=UnitPreferencesSerializer,
+        responses={200: UnitPreferencesOutputSerializer},
+    )
     def patch(self, request):
         serializer = UnitPreferencesSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

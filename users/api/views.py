@@ -4,7 +4,7 @@ from contextlib import contextmanager
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import update_last_login
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.exceptions import AuthenticationFailed, Throttled
 from rest_framework.response import Response
@@ -98,7 +98,7 @@ class TokenObtainView(_LoginEndpoint):
     # The login throttles (users.throttles) are applied by hand, so the schema is told.
     extra_error_codes = ("429",)
 
-    @extend_schema(request=TokenObtainInputSerializer, responses={200: TokenPairSerializer}, auth=[])
+    @extend_schema(summary="Log in", request=TokenObtainInputSerializer, responses={200: TokenPairSerializer}, auth=[])
     def post(self, request):
         serializer = TokenObtainInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -118,7 +118,12 @@ class TokenObtainView(_LoginEndpoint):
 class TokenRefreshView(_LoginEndpoint):
     """Trade a refresh token for a new access token (refused once revoked)."""
 
-    @extend_schema(request=TokenRefreshInputSerializer, responses={200: AccessTokenSerializer}, auth=[])
+    @extend_schema(
+        summary="Refresh an access token",
+        request=TokenRefreshInputSerializer,
+        responses={200: AccessTokenSerializer},
+        auth=[],
+    )
     def post(self, request):
         serializer = TokenRefreshInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -130,11 +135,12 @@ class ProfileView(CurrentPasswordCheckMixin, generics.GenericAPIView):
 
     serializer_class = UserOutputSerializer
 
-    @extend_schema(responses={200: UserOutputSerializer})
+    @extend_schema(summary="Your profile", responses={200: UserOutputSerializer})
     def get(self, request):
         return Response(UserOutputSerializer(request.user).data)
 
     @extend_schema(
+        summary="Change your name or email",
         request=ProfileUpdateInputSerializer,
         responses={200: UserOutputSerializer},
         description="Change `full_name` and/or `email`. An email change needs the correct `current_password`; "
@@ -158,6 +164,7 @@ class PasswordChangeView(CurrentPasswordCheckMixin, generics.GenericAPIView):
     serializer_class = PasswordChangeInputSerializer
 
     @extend_schema(
+        summary="Change your password",
         request=PasswordChangeInputSerializer,
         responses={200: TokenPairSerializer},
         description="Returns a fresh token pair; all tokens issued before are refused (401) from now on.",
@@ -184,11 +191,12 @@ class _TenantUsersEndpoint(TenantScopedMixin, generics.GenericAPIView):
 class UserListCreateView(_TenantUsersEndpoint, generics.ListAPIView):
     filterset_fields = ["role", "is_active"]
 
-    @extend_schema(description="All users of the caller's tenant, active and inactive, by email.")
+    @extend_schema(summary="List users", description="All users of the caller's tenant, active and inactive, by email.")
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
+        summary="Create a user",
         request=UserCreateInputSerializer,
         responses={201: UserOutputSerializer},
         description="Create a user in the caller's tenant. `role` defaults to `viewer`. "
@@ -206,8 +214,10 @@ class UserListCreateView(_TenantUsersEndpoint, generics.ListAPIView):
         return Response(UserOutputSerializer(user).data, status=status.HTTP_201_CREATED)
 
 
+@extend_schema_view(get=extend_schema(summary="A user"))
 class UserDetailView(_TenantUsersEndpoint, generics.RetrieveDestroyAPIView):
     @extend_schema(
+        summary="Deactivate a user",
         responses={204: None, 400: RULE_VIOLATION},
         description="Soft-deactivate the user (`is_active=false`): their data stays and all their sessions end "
         "at once. You cannot deactivate yourself, nor the tenant's last active admin. Deactivating an "
@@ -222,6 +232,7 @@ class UserDetailView(_TenantUsersEndpoint, generics.RetrieveDestroyAPIView):
 
 class UserRoleView(_TenantUsersEndpoint):
     @extend_schema(
+        summary="Change a user's role",
         request=UserRoleInputSerializer,
         responses={200: UserOutputSerializer, 400: RULE_VIOLATION},
         description="Give the user another role. The tenant's last active admin cannot be demoted. "
