@@ -68,7 +68,19 @@ METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
 )
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
 _LIMITED_BROADCAST = ipaddress.ip_address("255.255.255.255")
-_NAT64_PREFIXES = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+# The well-known NAT64 prefix 64:ff9b::/96 (RFC 6052) and the local-use 64:ff9b:1::/48 (RFC 8215)
+# both lie in 64:ff9b::/32; a translator may use any RFC 6052 layout inside it.
+_NAT64_SPACE = ipaddress.ip_network("64:ff9b::/32")
+# RFC 6052 section 2.2: per prefix length, the bit ranges (from the left) that carry the
+# IPv4 address; bits 64..71 (the "u" octet) never do.
+_NAT64_LAYOUTS: dict[int, tuple[tuple[int, int], ...]] = {
+    32: ((32, 64),),
+    40: ((40, 64), (72, 80)),
+    48: ((48, 64), (72, 88)),
+    56: ((56, 64), (72, 96)),
+    64: ((72, 104),),
+    96: ((96, 128),),
+}
 _IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 _DISCARD_ONLY = ipaddress.ip_network("100::/64")
@@ -84,8 +96,24 @@ class ProbeRefused(Exception):
     """The URL, or an address its host resolves to, is not allowed (HTTP 400)."""
 
 
+class AddressRefused(ProbeRefused):
+    """An address the host is, or resolves to, is refused by the address rules.
+
+    The message says which address and why, for the server's log; the API
+    answers one fixed text, so that refusals do not map the network.
+    """
+
+
 class ProbeFailed(Exception):
-    """The server could not be reached or gave no usable model list (HTTP 502)."""
+    """The server could not be reached or gave no usable model list (HTTP 502).
+
+    The message is the reason, for the server's log only; `origin` is what the
+    API may name.
+    """
+
+    def __init__(self, reason: str, origin: str = ""):
+        super().__init__(reason)
+        self.origin = origin
 
 
 class _DeadlinePassed(Exception):
@@ -105,8 +133,10 @@ class ProbeTarget:
 
     @property
     def origin(self) -> str:
+        """The origin as browsers write it (RFC 6454): the scheme's default port left out."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
+        default_port = 443 if self.scheme == "https" else 80
+        return f"{self.scheme}://{host}" if self.port == default_port else f"{self.scheme}://{host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -199,12 +229,31 @@ def _is_localhost_name(host: str) -> bool:
 # --- The addresses ------------------------------------------------------------------
 
 
+def nat64_readings(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 address a NAT64 translator could read out of `address`, under each RFC 6052 layout.
+
+    The prefix length a translator uses is its operator's choice, so every layout
+    counts; suffix bits, which translators ignore, are ignored here too.
+    """
+    bits = int(address)
+    readings = []
+    for ranges in _NAT64_LAYOUTS.values():
+        value = 0
+        for start, end in ranges:
+            width = end - start
+            value = (value << width) | ((bits >> (128 - end)) & ((1 << width) - 1))
+        reading = ipaddress.IPv4Address(value)
+        if reading not in readings:
+            readings.append(reading)
+    return readings
+
+
 def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address carries and would reach, if any."""
+    """The IPv4 address an IPv6 address carries and would reach, if any (NAT64: see nat64_readings)."""
     if address.ipv4_mapped is not None:
         return address.ipv4_mapped
     low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    if any(address in prefix for prefix in _NAT64_PREFIXES) or address in _IPV4_TRANSLATED:
+    if address in _NAT64_SPACE or address in _IPV4_TRANSLATED:
         return low32
     if address.sixtofour is not None:
         return address.sixtofour
@@ -223,6 +272,16 @@ def address_refusal(address: IPAddress, *, allow_loopback: bool) -> str | None:
     """
     if address in METADATA_ADDRESSES:
         return "a cloud metadata address"
+    if isinstance(address, ipaddress.IPv6Address) and address in _NAT64_SPACE:
+        # Refused if any layout's reading is; a reading in 0.0.0.0/8 is the zero bits of
+        # another layout (64:ff9b::8.8.8.8 read as /32 is 0.0.0.0), unless nothing else is read.
+        readings = nat64_readings(address)
+        meaningful = [reading for reading in readings if reading not in _THIS_NETWORK] or readings
+        for reading in meaningful:
+            reason = address_refusal(reading, allow_loopback=allow_loopback)
+            if reason:
+                return f"{reason} ({reading}, embedded in a NAT64 address)"
+        return None
     if isinstance(address, ipaddress.IPv6Address):
         inner = embedded_ipv4(address)
         if inner is not None:
@@ -267,9 +326,9 @@ def validate_saved_url(url: str, *, allow_loopback: bool | None = None) -> str:
     if address is not None:
         reason = address_refusal(address, allow_loopback=allow_loopback)
         if reason:
-            raise ProbeRefused(_refusal_message(target.host, address, reason))
+            raise AddressRefused(_refusal_message(target.host, address, reason))
     elif _is_localhost_name(target.host) and not allow_loopback:
-        raise ProbeRefused(_refusal_message(target.host, ipaddress.ip_address("127.0.0.1"), "a loopback address"))
+        raise AddressRefused(_refusal_message(target.host, ipaddress.ip_address("127.0.0.1"), "a loopback address"))
     return url.strip()
 
 
@@ -309,7 +368,7 @@ def resolve_checked(target: ProbeTarget, deadline: _Deadline, *, allow_loopback:
     for resolved in addresses:
         reason = address_refusal(resolved, allow_loopback=allow_loopback)
         if reason:
-            raise ProbeRefused(_refusal_message(target.host, resolved, reason))
+            raise AddressRefused(_refusal_message(target.host, resolved, reason))
     return addresses
 
 
@@ -518,8 +577,20 @@ def probe_models(url: str, *, api_key: str | None = None, allow_loopback: bool |
     """
     if allow_loopback is None:
         allow_loopback = settings.AI_PROBE_ALLOW_LOOPBACK
-    deadline = _Deadline(PROBE_DEADLINE_SECONDS)
     target = parse_url(url)
+    try:
+        return _probe(target, api_key=api_key, allow_loopback=allow_loopback)
+    except ProbeFailed as exc:
+        raise ProbeFailed(str(exc), origin=target.origin) from None
+    except ProbeRefused:
+        raise
+    except Exception as exc:  # anything else a hostile server provokes is a failure too, not a 500
+        logger.exception("AI probe of %s failed unexpectedly", target.origin)
+        raise ProbeFailed(f"unexpected {type(exc).__name__}", origin=target.origin) from None
+
+
+def _probe(target: ProbeTarget, *, api_key: str | None, allow_loopback: bool) -> ProbeResult:
+    deadline = _Deadline(PROBE_DEADLINE_SECONDS)
     unusable: list[str] = []
     try:
         addresses = resolve_checked(target, deadline, allow_loopback=allow_loopback)

@@ -1,13 +1,13 @@
 """Writes to tenant settings and unit preferences; each change is audited (never a secret)."""
 
+import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from audit.services import audit_record
-from settings_app import access, dashboard, probe
+from settings_app import access, dashboard, probe, selectors
 from settings_app.crypto import encrypt_secret
 from settings_app.models import AiSettings, DashboardPreset, RolePermission, UnitPreference
 from settings_app.units import UNIT_CHOICES
@@ -16,6 +16,8 @@ from tenants.models import Tenant
 # What PATCH /settings/ai may change; `custom_ai_api_key` is write-only.
 AI_FIELDS = ("ai_provider", "custom_ai_url", "custom_ai_model", "custom_ai_api_key")
 MAX_AI_API_KEY_LENGTH = 4096
+
+logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
@@ -73,15 +75,6 @@ def role_permissions_update(
     return changed
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return parts.scheme.lower(), (parts.hostname or "").lower(), port
-
-
 @transaction.atomic
 def ai_settings_update(
     *,
@@ -115,10 +108,11 @@ def _ai_settings_apply(ai: AiSettings, changes: dict[str, Any]) -> dict[str, Any
     """Apply `changes` to `ai` in memory, validate the resulting state, return what to audit.
 
     `custom_ai_api_key`: a string sets it, None or "" clears it, absent keeps
-    it. A key is bound to its server: when the URL's scheme, host or port
-    changes and no new key comes with it, the old key is cleared rather than
-    sent to the new server. URLs are checked like the probe checks them, except
-    that host names are not resolved (see probe.validate_saved_url).
+    it. A key is bound to the exact saved URL: when any part of it changes (a
+    path on the same origin may be another service that echoes headers) and no
+    new key comes with it, the old key is cleared rather than sent there. URLs
+    are checked like the probe checks them, except that host names are not
+    resolved (see probe.validate_saved_url).
     """
     unknown = sorted(set(changes) - set(AI_FIELDS))
     if unknown:
@@ -164,7 +158,7 @@ def _ai_settings_apply(ai: AiSettings, changes: dict[str, Any]) -> dict[str, Any
     if new_key is not ...:
         ai.custom_ai_api_key_encrypted = encrypt_secret(new_key) if new_key else ""
         key_change = "set" if new_key else ("cleared" if had_key else "")
-    elif had_key and _origin(ai.custom_ai_url) != _origin(before["custom_ai_url"]):
+    elif had_key and ai.custom_ai_url != before["custom_ai_url"]:
         ai.custom_ai_api_key_encrypted = ""
         key_change = "cleared"
 
@@ -241,3 +235,48 @@ def unit_preferences_update(
             client_ip=client_ip,
         )
     return pref.as_dict()
+
+
+def ai_models_probe(
+    *, tenant: Tenant, probe_url: str | None, actor=None, client_ip: str | None = None
+) -> probe.ProbeResult:
+    """The models an admin may choose from (see selectors.ai_models_for_tenant), each probe audited.
+
+    A probe is an outbound request the admin chose, so each one leaves a
+    `settings.ai.probe` event: the origin asked and the outcome, never the
+    reason of a failure (that is logged here, server-side only).
+    """
+    outcome, origin, result = "failed", None, None
+    try:
+        result = selectors.ai_models_for_tenant(tenant_id=tenant.id, probe_url=probe_url)
+        outcome = "succeeded"
+        return result
+    except probe.ProbeRefused as exc:
+        outcome = "refused"
+        logger.warning("AI probe refused for tenant %s: %s", tenant.id, exc)
+        raise
+    except probe.ProbeFailed as exc:
+        origin = exc.origin
+        logger.warning("AI probe of %s failed for tenant %s: %s", exc.origin, tenant.id, exc)
+        raise
+    finally:
+        if result is None or result.provider_type != "platform":  # listing the platform's models probes nothing
+            changes = {"outcome": outcome, "origin": origin or _origin_of(probe_url, tenant=tenant)}
+            if result is not None:
+                changes.update(provider_type=result.provider_type, models=len(result.models))
+            audit_record(
+                tenant_id=tenant.id,
+                action="settings.ai.probe",
+                actor=actor,
+                target_type="ai_settings",
+                changes=changes,
+                client_ip=client_ip,
+            )
+
+
+def _origin_of(probe_url: str | None, *, tenant: Tenant) -> str | None:
+    url = probe_url if probe_url is not None else selectors.ai_settings_for_tenant(tenant_id=tenant.id).custom_ai_url
+    try:
+        return probe.parse_url(url).origin
+    except probe.ProbeRefused:
+        return None

@@ -39,9 +39,9 @@ def served(settings_module: str, env: dict[str, str] | None = None, timeout: flo
             if process.poll() is not None:
                 raise RuntimeError(f"server exited: {process.stderr.read().decode()[-2000:]}")
             try:
-                requests.get(base_url + "/api/", timeout=1, allow_redirects=False)
+                requests.get(base_url + "/api/", timeout=5, allow_redirects=False)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)

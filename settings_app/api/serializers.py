@@ -146,7 +146,7 @@ class AiSettingsPatchSerializer(StrictSerializer):
         allow_blank=True,
         write_only=True,
         help_text="Write-only, for OpenAI-compatible servers that need one; null or empty clears it. "
-        "Cleared too when the URL moves to another scheme, host or port without a new key.",
+        "Sent only to the exact saved URL: cleared too when any part of the URL changes without a new key.",
     )
 
 

@@ -4,7 +4,6 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
-from rest_framework.throttling import UserRateThrottle
 
 from core.exceptions import BadGateway
 from core.http import client_ip
@@ -23,6 +22,7 @@ from settings_app.api.serializers import (
     UnitPreferencesOutputSerializer,
     UnitPreferencesSerializer,
 )
+from settings_app.throttling import PROBES_PER_MINUTE, AiProbeTenantThrottle
 
 # 400/401/403 with DRF's error shapes come from core.openapi for every operation.
 
@@ -99,10 +99,8 @@ class AiSettingsView(GenericAPIView):
         return Response(AiSettingsOutputSerializer(ai).data)
 
 
-class AiProbeThrottle(UserRateThrottle):
-    # Each probe makes outbound requests: bound how fast one admin can make them.
-    scope = "ai_probe"
-    rate = "30/min"
+PROBE_FAILED = "No Ollama or OpenAI-compatible server answered at {origin}."
+ADDRESS_REFUSED = "This address is not allowed for an AI server."
 
 
 class AiModelsView(GenericAPIView):
@@ -110,7 +108,7 @@ class AiModelsView(GenericAPIView):
 
     permission_classes = [IsTenantAdmin]
     serializer_class = AiModelsSerializer
-    throttle_classes = [AiProbeThrottle]
+    throttle_classes = [AiProbeTenantThrottle]
 
     @extend_schema(
         summary="List the models of an AI server",
@@ -124,25 +122,39 @@ class AiModelsView(GenericAPIView):
         ],
         responses={
             200: AiModelsSerializer,
-            429: OpenApiResponse(description="Too many probes."),
-            502: OpenApiResponse(description="Unreachable, too slow, too large, a redirect, non-2xx, no model list."),
+            400: OpenApiResponse(
+                description=f'An address rule refused the host: `{{"detail": "{ADDRESS_REFUSED}"}}`; '
+                'a malformed URL: `{"probe_url": ["..."]}`.'
+            ),
+            429: OpenApiResponse(description=f"More than {PROBES_PER_MINUTE} probes a minute in this tenant."),
+            502: OpenApiResponse(
+                description="Any failure of the probe (unreachable, too slow, not HTTP, TLS, an HTTP error, a "
+                f'redirect, too large, not a model list): `{{"detail": "{PROBE_FAILED}"}}`, the same text '
+                "whatever the reason (it is logged server-side)."
+            ),
         },
         description="Admin only. Tries Ollama (`GET /api/tags`), then OpenAI-compatible (`GET /v1/models`). "
         "One 5-second deadline, no redirects, at most 1 MiB read. Every address the host resolves to is checked "
         "and only a checked address is connected to: cloud metadata, link-local, multicast, unspecified and "
-        "reserved addresses are refused (400), loopback too unless AI_PROBE_ALLOW_LOOPBACK is set; private "
-        "LAN addresses are allowed.",
+        "reserved addresses are refused (400), loopback too unless AI_PROBE_ALLOW_LOOPBACK is set, and IPv6 "
+        "addresses that embed a refused IPv4 address (NAT64 in any RFC 6052 layout, 6to4, Teredo, mapped); "
+        "private LAN addresses are allowed. Each probe is audited (`settings.ai.probe`); at most "
+        f"{PROBES_PER_MINUTE} a minute per tenant.",
     )
     def get(self, request):
         query = AiModelsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         probe_url = query.validated_data.get("probe_url")
         try:
-            result = selectors.ai_models_for_tenant(tenant_id=request.user.tenant_id, probe_url=probe_url)
+            result = services.ai_models_probe(
+                tenant=request.user.tenant, probe_url=probe_url, actor=request.user, client_ip=client_ip(request)
+            )
+        except probe.AddressRefused:
+            raise ValidationError({"detail": ADDRESS_REFUSED}) from None
         except probe.ProbeRefused as exc:
             raise ValidationError({"probe_url" if probe_url is not None else "custom_ai_url": [str(exc)]}) from None
         except probe.ProbeFailed as exc:
-            raise BadGateway(str(exc)) from None
+            raise BadGateway(PROBE_FAILED.format(origin=exc.origin)) from None
         return Response(self.get_serializer({"provider_type": result.provider_type, "models": result.models}).data)
 
 

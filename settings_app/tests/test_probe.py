@@ -62,8 +62,6 @@ class TestAddressRules:
             ("::ffff:127.0.0.1", "a loopback address"),
             ("::ffff:169.254.169.254", "a cloud metadata address"),
             ("::ffff:0:7f00:1", "a loopback address"),  # IPv4-translated
-            ("64:ff9b::7f00:1", "a loopback address"),  # NAT64
-            ("64:ff9b::a9fe:a9fe", "a cloud metadata address"),  # NAT64 of 169.254.169.254
             ("2002:7f00:1::1", "a loopback address"),  # 6to4
             ("2002:a9fe:a9fe::1", "a cloud metadata address"),  # 6to4 of 169.254.169.254
             ("::7f00:1", "a loopback address"),  # IPv4-compatible
@@ -586,3 +584,72 @@ def test_openai_handler_is_real_shaped():
     with serve(openai_handler) as fake:
         pass
     assert fake.url.startswith("http://127.0.0.1:")
+
+
+def nat64(prefix_length: int, ipv4: str, prefix: str = "64:ff9b:1::") -> ipaddress.IPv6Address:
+    """`ipv4` embedded in `prefix` with the RFC 6052 layout for `prefix_length` (suffix zero)."""
+    v4 = int(ipaddress.IPv4Address(ipv4))
+    base = int(ipaddress.IPv6Address(prefix))
+    if prefix_length == 96:
+        return ipaddress.IPv6Address(base | v4)
+    if prefix_length == 64:
+        return ipaddress.IPv6Address(base | (v4 << 24))
+    # /32../56: the address is split around bits 64..71 (the "u" octet, zero).
+    before_u = 64 - prefix_length  # bits of the IPv4 address before the u octet
+    high, low = v4 >> (32 - before_u), v4 & ((1 << (32 - before_u)) - 1)
+    return ipaddress.IPv6Address(base | (high << 64) | (low << (56 - (32 - before_u))))
+
+
+class TestNat64EveryLayout:
+    """RFC 6052 layouts /32, /40, /48, /56, /64, /96, in the well-known and the local-use (RFC 8215) prefix."""
+
+    LAYOUTS = [32, 40, 48, 56, 64, 96]
+
+    def test_the_layout_helper_matches_rfc_6052s_examples(self):
+        # RFC 6052 section 2.4, 192.0.2.33 with the prefix 2001:db8::/n.
+        examples = {
+            32: "2001:db8:c000:221::",
+            40: "2001:db8:1c0:2:21::",
+            48: "2001:db8:122:c000:2:2100::",
+            56: "2001:db8:122:3c0:0:221::",
+            64: "2001:db8:122:344:c0:2:2100:0",
+            96: "2001:db8:122:344::192.0.2.33",
+        }
+        prefixes = {32: "2001:db8::", 40: "2001:db8:100::", 48: "2001:db8:122::", 56: "2001:db8:122:300::"}
+        for length, expected in examples.items():
+            prefix = prefixes.get(length, "2001:db8:122:344::")
+            assert nat64(length, "192.0.2.33", prefix) == ipaddress.IPv6Address(expected)
+
+    # The local-use /48 holds the layouts of prefixes /48 and longer; 64:ff9b::/32 holds them all.
+    PREFIX_LAYOUTS = [("64:ff9b::", length) for length in LAYOUTS] + [("64:ff9b:1::", n) for n in (48, 56, 64, 96)]
+
+    @pytest.mark.parametrize(("prefix", "length"), PREFIX_LAYOUTS)
+    @pytest.mark.parametrize("ipv4", ["169.254.169.254", "127.0.0.1", "169.254.3.4", "224.0.0.1", "100.100.100.200"])
+    def test_a_refused_ipv4_address_is_refused_in_every_layout(self, prefix, length, ipv4):
+        address = nat64(length, ipv4, prefix)
+        assert ip(ipv4) in probe.nat64_readings(address)
+        refusal = probe.address_refusal(address, allow_loopback=False)
+        assert refusal is not None and refusal.endswith("embedded in a NAT64 address)"), str(address)
+
+    @pytest.mark.parametrize(("prefix", "length"), PREFIX_LAYOUTS)
+    def test_the_metadata_address_is_named_in_every_layout(self, prefix, length):
+        address = nat64(length, "169.254.169.254", prefix)
+        reasons = [probe.address_refusal(r, allow_loopback=False) for r in probe.nat64_readings(address)]
+        assert "a cloud metadata address" in reasons
+
+    @pytest.mark.parametrize("ipv4", ["8.8.8.8", "192.168.1.50", "10.20.30.40"])
+    @pytest.mark.parametrize("prefix", ["64:ff9b:1::", "64:ff9b::"])
+    def test_the_well_known_layout_of_an_allowed_address_is_allowed(self, prefix, ipv4):
+        assert probe.address_refusal(nat64(96, ipv4, prefix), allow_loopback=False) is None
+
+    def test_suffix_bits_do_not_hide_the_address(self):
+        # Translators ignore the suffix; a non-zero one must not hide a /48-layout metadata address.
+        hidden = ipaddress.IPv6Address(int(nat64(48, "169.254.169.254")) | 0x8_08_08_08)
+        assert probe.address_refusal(hidden, allow_loopback=False).startswith("a cloud metadata address")
+
+    def test_the_bare_prefix_is_unspecified(self):
+        refusal = probe.address_refusal(ipaddress.IPv6Address("64:ff9b::"), allow_loopback=False)
+        assert refusal.startswith("an unspecified address")
+
+    def test_loopback_in_nat64_follows_the_loopback_setting(self):
+        assert probe.address_refusal(nat64(64, "127.0.0.1"), allow_loopback=True) is None
