@@ -2,6 +2,7 @@
 
 import logging
 from typing import Any
+from uuid import UUID
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -238,7 +239,7 @@ def unit_preferences_update(
 
 
 def ai_models_probe(
-    *, tenant: Tenant, probe_url: str | None, actor=None, client_ip: str | None = None
+    *, tenant_id: UUID, probe_url: str | None, actor=None, client_ip: str | None = None
 ) -> probe.ProbeResult:
     """The models an admin may choose from (see selectors.ai_models_for_tenant), each probe audited.
 
@@ -248,24 +249,24 @@ def ai_models_probe(
     """
     outcome, origin, result = "failed", None, None
     try:
-        result = selectors.ai_models_for_tenant(tenant_id=tenant.id, probe_url=probe_url)
+        result = selectors.ai_models_for_tenant(tenant_id=tenant_id, probe_url=probe_url)
         outcome = "succeeded"
         return result
     except probe.ProbeRefused as exc:
         outcome = "refused"
-        logger.warning("AI probe refused for tenant %s: %s", tenant.id, exc)
+        logger.warning("AI probe refused for tenant %s: %s", tenant_id, exc)
         raise
     except probe.ProbeFailed as exc:
         origin = exc.origin
-        logger.warning("AI probe of %s failed for tenant %s: %s", exc.origin, tenant.id, exc)
+        logger.warning("AI probe of %s failed for tenant %s: %s", exc.origin, tenant_id, exc)
         raise
     finally:
         if result is None or result.provider_type != "platform":  # listing the platform's models probes nothing
-            changes = {"outcome": outcome, "origin": origin or _origin_of(probe_url, tenant=tenant)}
+            changes = {"outcome": outcome, "origin": origin or _origin_of(probe_url, tenant_id=tenant_id)}
             if result is not None:
                 changes.update(provider_type=result.provider_type, models=len(result.models))
             audit_record(
-                tenant_id=tenant.id,
+                tenant_id=tenant_id,
                 action="settings.ai.probe",
                 actor=actor,
                 target_type="ai_settings",
@@ -274,8 +275,8 @@ def ai_models_probe(
             )
 
 
-def _origin_of(probe_url: str | None, *, tenant: Tenant) -> str | None:
-    url = probe_url if probe_url is not None else selectors.ai_settings_for_tenant(tenant_id=tenant.id).custom_ai_url
+def _origin_of(probe_url: str | None, *, tenant_id: UUID) -> str | None:
+    url = probe_url if probe_url is not None else selectors.ai_settings_for_tenant(tenant_id=tenant_id).custom_ai_url
     try:
         return probe.parse_url(url).origin
     except probe.ProbeRefused:

@@ -147,7 +147,7 @@ class AiModelsView(GenericAPIView):
         probe_url = query.validated_data.get("probe_url")
         try:
             result = services.ai_models_probe(
-                tenant=request.user.tenant, probe_url=probe_url, actor=request.user, client_ip=client_ip(request)
+                tenant_id=request.user.tenant_id, probe_url=probe_url, actor=request.user, client_ip=client_ip(request)
             )
         except probe.AddressRefused:
             raise ValidationError({"detail": ADDRESS_REFUSED}) from None
