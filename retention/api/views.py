@@ -102,11 +102,15 @@ class RetentionPolicyView(GenericAPIView):
     permission_classes = [IsTenantAdminForWrites]
     serializer_class = RetentionPolicySerializer
 
-    @extend_schema(responses={200: RetentionPolicySerializer})
+    @extend_schema(summary="The retention policy", responses={200: RetentionPolicySerializer})
     def get(self, request):
         return Response(selectors.retention_policy_for(tenant=request.user.tenant))
 
-    @extend_schema(request=RetentionPolicySerializer, responses={200: RetentionPolicySerializer})
+    @extend_schema(
+        summary="Change the retention policy",
+        request=RetentionPolicySerializer,
+        responses={200: RetentionPolicySerializer},
+    )
     def put(self, request):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -126,7 +130,11 @@ class RetentionPreviewView(GenericAPIView):
     permission_classes = [IsTenantAdmin]
     serializer_class = RetentionPreviewSerializer
 
-    @extend_schema(parameters=[RetentionPreviewQuerySerializer], responses={200: RetentionPreviewSerializer})
+    @extend_schema(
+        summary="What a retention run would delete now",
+        parameters=[RetentionPreviewQuerySerializer],
+        responses={200: RetentionPreviewSerializer},
+    )
     def get(self, request):
         query = RetentionPreviewQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -152,12 +160,16 @@ class RetentionHoldListView(GenericAPIView):
     serializer_class = RetentionHoldOutputSerializer
     queryset = RetentionHold.objects.none()  # for the schema; the list comes from the selector
 
-    @extend_schema(responses={200: RetentionHoldOutputSerializer(many=True)})
+    @extend_schema(summary="List legal holds", responses={200: RetentionHoldOutputSerializer(many=True)})
     def get(self, request):
         holds = selectors.retention_hold_list(tenant_id=request.user.tenant_id)
         return Response(self.get_serializer(holds, many=True).data)
 
-    @extend_schema(request=RetentionHoldInputSerializer, responses={201: RetentionHoldOutputSerializer})
+    @extend_schema(
+        summary="Place a legal hold",
+        request=RetentionHoldInputSerializer,
+        responses={201: RetentionHoldOutputSerializer},
+    )
     def post(self, request):
         serializer = RetentionHoldInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -183,7 +195,7 @@ class RetentionHoldDetailView(TenantScopedMixin, GenericAPIView):
     queryset = RetentionHold.objects.all()
     lookup_url_kwarg = "hold_id"
 
-    @extend_schema(responses={204: None})
+    @extend_schema(summary="Release a legal hold", responses={204: None})
     def delete(self, request, hold_id):
         retention_hold_release(hold=self.get_object(), actor=request.user, client_ip=client_ip(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
