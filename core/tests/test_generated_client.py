@@ -25,11 +25,19 @@ pytestmark = [pytest.mark.generated_client, pytest.mark.django_db(transaction=Tr
 PACKAGE = "haltless_client"
 
 
-@pytest.fixture(scope="module")
-def hc(live_server, tmp_path_factory):
-    """The generated package, imported (module `haltless_client`)."""
-    workdir: Path = tmp_path_factory.mktemp("generated")
-    schema = requests.get(live_server.url + "/api/schema/", params={"format": "json"}, timeout=30)
+_GENERATED: dict[str, object] = {}
+
+
+@pytest.fixture
+def hc(live_server, transactional_db, tmp_path_factory):
+    """The generated package (module `haltless_client`), generated once from the live server's schema."""
+    if "package" not in _GENERATED:
+        _GENERATED["package"] = _generate(live_server.url, tmp_path_factory.mktemp("generated"))
+    return _GENERATED["package"]
+
+
+def _generate(base_url: str, workdir: Path):
+    schema = requests.get(base_url + "/api/schema/", params={"format": "json"}, timeout=30)
     assert schema.status_code == 200
     (workdir / "schema.json").write_text(json.dumps(schema.json()))
     (workdir / "config.yaml").write_text("post_hooks: []\n")
@@ -55,12 +63,7 @@ def hc(live_server, tmp_path_factory):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Warning" not in done.stdout, done.stdout  # every part of the schema became client code
     sys.path.insert(0, str(workdir))
-    try:
-        yield importlib.import_module(PACKAGE)
-    finally:
-        sys.path.remove(str(workdir))
-        for name in [m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")]:
-            del sys.modules[name]
+    return importlib.import_module(PACKAGE)
 
 
 def api(hc, path: str):
