@@ -14,6 +14,7 @@ from core.http import client_ip
 from core.permissions import IsTenantAdmin, NoApiKeyCredentials
 from core.tenancy import TenantScopedMixin
 from users import services
+from users.api.filters import UserFilter
 from users.api.serializers import (
     BAD_CREDENTIALS,
     AccessTokenSerializer,
@@ -189,7 +190,7 @@ class _TenantUsersEndpoint(TenantScopedMixin, generics.GenericAPIView):
 
 
 class UserListCreateView(_TenantUsersEndpoint, generics.ListAPIView):
-    filterset_fields = ["role", "is_active"]
+    filterset_class = UserFilter
 
     @extend_schema(summary="List users", description="All users of the caller's tenant, active and inactive, by email.")
     def get(self, request, *args, **kwargs):

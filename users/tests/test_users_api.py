@@ -353,3 +353,25 @@ class TestDeactivate:
         assert other_tenant_admin_client.delete(user_url(admin_user)).status_code == 404
         admin_user.refresh_from_db()
         assert (admin_user.role, admin_user.is_active) == (Role.ADMIN, True)
+
+
+class TestActiveFilterIsStrict:
+    """Found by Schemathesis over HTTP: `?is_active=2` listed everyone instead of refusing."""
+
+    @pytest.mark.parametrize("value", ["2", "yes", "TRUE ", ""])
+    def test_a_value_other_than_true_or_false_is_a_400(self, admin_client, value):
+        response = admin_client.get("/api/v1/users", {"is_active": value})
+        if value == "":
+            assert response.status_code == 200  # an empty parameter is no filter, as for every filter
+        else:
+            assert response.status_code == 400
+            assert list(response.json()) == ["is_active"]
+
+    def test_true_and_false_filter(self, admin_client, admin_user, tenant):
+        from users.tests.factories import UserFactory
+
+        UserFactory(tenant=tenant, is_active=False, email="gone@acme.test")
+        active = admin_client.get("/api/v1/users", {"is_active": "true"}).json()
+        inactive = admin_client.get("/api/v1/users", {"is_active": "false"}).json()
+        assert [u["email"] for u in inactive] == ["gone@acme.test"]
+        assert "gone@acme.test" not in [u["email"] for u in active]
