@@ -13,6 +13,7 @@ none is for logged-in users only, so a new endpoint is safe by default. An
 endpoint that is for API keys only sets `allow_user_login = False`.
 """
 
+from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from core import metrics
@@ -29,10 +30,23 @@ def missing_scope_message(scope: str) -> str:
     return f"API key does not have the required scope: {scope}"
 
 
+def refuse_unserved_method(request, view) -> None:
+    """405 for a method the endpoint does not serve, before any credential or role rule.
+
+    DRF checks permissions before it looks for the method's handler, so a TRACE with
+    an API key on a user-only endpoint would be told to log in (403) rather than
+    that the method does not exist here; which methods exist is public (the schema).
+    """
+    method = request.method.lower()
+    if method not in view.http_method_names or not hasattr(view, method):
+        raise MethodNotAllowed(request.method)
+
+
 class ApiAccess(BasePermission):
     """Authenticated, and let in by credential type; subclasses add role rules."""
 
     def has_permission(self, request, view) -> bool:
+        refuse_unserved_method(request, view)
         principal = request.user
         if not (principal and principal.is_authenticated):
             return False
@@ -84,4 +98,5 @@ class NoApiKeyCredentials(BasePermission):
     message = USER_LOGIN_REQUIRED
 
     def has_permission(self, request, view) -> bool:
+        refuse_unserved_method(request, view)
         return not getattr(request.user, "is_api_key", False)

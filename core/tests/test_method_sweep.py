@@ -153,3 +153,18 @@ class TestKnownServerErrors:
         response = admin_client.get(API_PREFIX + "/sensor-data/aggregate", query)
         assert response.status_code == 200
         assert response.json()["buckets"] == []
+
+
+@pytest.mark.django_db
+class TestAnUnservedMethodIsA405WhoeverAsks:
+    """Found by Schemathesis over HTTP: with an API key, TRACE on a user-only endpoint said "log in" (403)."""
+
+    @pytest.mark.parametrize(
+        ("method", "path"), [("TRACE", "/auth/token"), ("DELETE", "/settings/units"), ("PUT", "/me")]
+    )
+    @pytest.mark.parametrize("caller", ["anonymous", "key:all", "viewer"])
+    def test_405_with_allow(self, world, caller, method, path):
+        response = _client(world, caller).generic(method, API_PREFIX + path)
+        assert response.status_code == 405
+        assert response.json() == {"detail": f'Method "{method}" not allowed.'}
+        assert "Allow" in response
