@@ -13,6 +13,8 @@ from drf_spectacular.plumbing import get_override
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny
 
+from core.serializers import StrictSerializerMixin
+
 DETAIL_SCHEMA = {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}
 # Field errors nest as the body does (a list item's errors under its index), so any object.
 VALIDATION_SCHEMA = {"type": "object", "additionalProperties": {}}
@@ -52,6 +54,16 @@ class ApiAutoSchema(AutoSchema):
             if code[0] in "45" and "content" not in response:
                 schema = VALIDATION_SCHEMA if code == "400" else DETAIL_SCHEMA
                 response["content"] = {"application/json": {"schema": schema}}
+        # django-filter ignores an empty filter (`?actor=`): the schema says an empty value is allowed.
+        filterset_class = getattr(self.view, "filterset_class", None)
+        filter_names = (
+            set(filterset_class.base_filters)
+            if filterset_class
+            else set(getattr(self.view, "filterset_fields", None) or ())
+        )
+        for parameter in operation.get("parameters", []):
+            if parameter.get("in") == "query" and parameter.get("name") in filter_names:
+                parameter["allowEmptyValue"] = True
         if getattr(self.view, "required_scope", None) is not None:
             # API keys come in here: each answer may carry the key's rate-limit headers.
             for response in responses.values():
@@ -68,6 +80,9 @@ class ApiAutoSchema(AutoSchema):
         component = super()._map_basic_serializer(serializer, direction)
         if not get_override(serializer, "description"):
             component.pop("description", None)
+        if direction == "request" and isinstance(serializer, StrictSerializerMixin):
+            # Unknown fields are a 400 (core.serializers): say so, so that clients and fuzzers know.
+            component["additionalProperties"] = False
         return component
 
     def _error_codes(self, operation: dict) -> list[str]:

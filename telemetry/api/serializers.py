@@ -12,8 +12,8 @@ from telemetry.services import MAX_BATCH_SIZE
 # --- Ingest -------------------------------------------------------------------------
 
 
-class IngestReadingSerializer(serializers.Serializer):
-    """One reading as an agent sends it (documentation: the service validates batches)."""
+class IngestReadingSerializer(StrictSerializer):
+    """One reading as an agent sends it (documentation only: the service validates batches, unknown fields too)."""
 
     machine = serializers.CharField(help_text="The machine's external_id.")
     sensor = serializers.CharField(help_text="The sensor's key on that machine.")
