@@ -61,9 +61,20 @@ class ApiAutoSchema(AutoSchema):
             if filterset_class
             else set(getattr(self.view, "filterset_fields", None) or ())
         )
+        filters = filterset_class.base_filters if filterset_class else {}
         for parameter in operation.get("parameters", []):
             if parameter.get("in") == "query" and parameter.get("name") in filter_names:
                 parameter["allowEmptyValue"] = True
+                # A filter's bounds (`NumberFilter(min_value=0)`) are its parameter's bounds too.
+                extra = getattr(filters.get(parameter["name"]), "extra", {})
+                schema = parameter.setdefault("schema", {})
+                for option, keyword in (
+                    ("min_value", "minimum"),
+                    ("max_value", "maximum"),
+                    ("max_length", "maxLength"),
+                ):
+                    if extra.get(option) is not None:
+                        schema.setdefault(keyword, extra[option])
         if getattr(self.view, "required_scope", None) is not None:
             # API keys come in here: each answer may carry the key's rate-limit headers.
             for response in responses.values():
