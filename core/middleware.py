@@ -164,8 +164,8 @@ class ApiJsonErrorsMiddleware:
 
     Django answers an unmatched path or an uncaught exception with its HTML debug
     pages when DEBUG is on (the local settings): 11 KB listing the URL patterns,
-    which a generated client cannot parse. Outermost, so it also sees what other
-    middleware answers.
+    which a generated client cannot parse. Second in MIDDLEWARE, right after the
+    request-observability middleware, so it also sees what the others answer.
     """
 
     prefixes = ("/api/",)
