@@ -261,31 +261,40 @@ def ingest_body_decode(body: bytes) -> dict[str, Any] | None:
     return {"readings": TypedReadings(decoded.readings)}
 
 
-def _parse_typed_batch(readings: TypedReadings, now: datetime) -> _ParsedBatch | None:
-    """The checks msgspec cannot make (names, timestamps); None at the first doubt, for the slow path."""
-    machines: list[str] = []
-    sensors: list[str] = []
-    timestamps: list[datetime] = []
-    values: list[float] = []
-    checked_names: set[str] = set()
+def _resolve_typed_batch(
+    *, tenant_id: uuid.UUID, readings: TypedReadings, now: datetime, machine_ids: list[str] | None
+) -> list[tuple] | None:
+    """The common case in one pass: the rows to store, or None at the first doubt (the slow path names it).
+
+    msgspec has checked the types; this makes the checks it cannot (names,
+    timestamps, the sensor's kind's bounds) with the batch's machines and
+    sensors resolved in one query first.
+    """
+    machines = {reading.machine for reading in readings}
+    if not all(_storable(machine) for machine in machines):
+        return None
+    _, sensor_ids = _sensor_ids_by_name(tenant_id=tenant_id, machines=machines, machine_ids=machine_ids)
+    targets = {name: (sensor_id, *VALUE_BOUNDS[kind]) for name, (sensor_id, kind) in sensor_ids.items()}
+    tenant = uuid.UUID(str(tenant_id))
+    rows: list[tuple] = []
+    append = rows.append
     fromisoformat = datetime.fromisoformat
     for reading in readings:
-        machine, sensor = reading.machine, reading.sensor
-        if machine not in checked_names or sensor not in checked_names:
-            if not (_storable(machine) and _storable(sensor)):
-                return None
-            checked_names.update((machine, sensor))
+        target = targets.get((reading.machine, reading.sensor))
+        if target is None:
+            return None
+        sensor_id, low, high = target
+        value = reading.value
+        if not low <= value <= high:
+            return None
         try:
             ts = fromisoformat(reading.ts)
         except ValueError:
             return None
         if ts.tzinfo is None or ts.utcoffset() is None or ts > now or ts < _EPOCH:
             return None
-        machines.append(machine)
-        sensors.append(sensor)
-        timestamps.append(ts)
-        values.append(reading.value)
-    return _ParsedBatch(machines, sensors, timestamps, values, None, {})
+        append((tenant, sensor_id, ts, value))
+    return rows
 
 
 def _sensor_ids_by_name(
@@ -328,12 +337,24 @@ def readings_ingest(
     it by raising); it may return an undo, called if the batch is not stored.
     """
     now = timezone.now() + MAX_FUTURE_SKEW
-    batch = _parse_typed_batch(readings, now) if type(readings) is TypedReadings else None
-    if batch is None:
-        if type(readings) is TypedReadings:
-            readings = [msgspec.structs.asdict(reading) for reading in readings]
-        batch = _parse_any_batch(readings, now)
+    if type(readings) is TypedReadings:
+        rows = _resolve_typed_batch(tenant_id=tenant_id, readings=readings, now=now, machine_ids=machine_ids)
+        if rows is not None:
+            return _store_batch(rows=rows, admit=admit)
+        readings = [msgspec.structs.asdict(reading) for reading in readings]
+    batch = _parse_any_batch(readings, now)
     return _ingest_parsed(tenant_id=tenant_id, readings=readings, batch=batch, machine_ids=machine_ids, admit=admit)
+
+
+def _store_batch(*, rows: list[tuple], admit: Callable[[int], Callable[[], None] | None] | None) -> int:
+    undo = admit(len(rows)) if admit is not None else None
+    try:
+        _write_readings(rows=rows)
+    except BaseException:  # BatchConflict (a sensor deleted meanwhile) included
+        if undo is not None:
+            undo()
+        raise
+    return len(rows)
 
 
 def _parse_any_batch(readings: Any, now: datetime) -> _ParsedBatch:
@@ -394,44 +415,32 @@ def _ingest_parsed(
                         errors["value"] = [out_of_range_message(kind)]
         raise BatchInvalid(errors, index=batch.first_bad)
 
-    undo = admit(len(readings)) if admit is not None else None
-    try:
-        _write_readings(tenant_id=tenant_id, sensor_ids=resolved, timestamps=batch.timestamps, values=batch.values)
-    except BaseException:  # BatchConflict (a sensor deleted meanwhile) included
-        if undo is not None:
-            undo()
-        raise
-    return len(readings)
+    tenant = uuid.UUID(str(tenant_id))
+    return _store_batch(rows=list(zip(repeat(tenant), resolved, batch.timestamps, batch.values)), admit=admit)
 
 
-def _write_readings(
-    *,
-    tenant_id: uuid.UUID,
-    sensor_ids: list[int],
-    timestamps: list[datetime],
-    values: list[float],
-    lock_sensors: bool = True,
-) -> None:
-    """Store the rows in one transaction, skipping any already stored (same sensor and ts) or repeated.
+def _write_readings(*, rows: list[tuple], lock_sensors: bool = True) -> None:
+    """Store (tenant_id, sensor_id, ts, value) rows in one transaction, skipping any already stored
+    (same sensor and ts) or repeated.
 
     First as if every row were new (on PostgreSQL a plain binary COPY, the
     common case); if one was not, the COPY fails on the unique index, its
     transaction is rolled back, and a second transaction writes the rows
     through a staging table, skipping the conflicts.
     """
-    rows = {"tenant_id": tenant_id, "sensor_ids": sensor_ids, "timestamps": timestamps, "values": values}
+    sensor_ids = {row[1] for row in rows} if lock_sensors else set()
     try:
         with transaction.atomic():
             if lock_sensors:
-                _lock_sensors(set(sensor_ids))
-            _insert_readings(**rows, skip_existing=False)
+                _lock_sensors(sensor_ids)
+            _insert_readings(rows=rows, skip_existing=False)
         return
     except psycopg.errors.UniqueViolation:
         pass
     with transaction.atomic():
         if lock_sensors:
-            _lock_sensors(set(sensor_ids))
-        _insert_readings(**rows, skip_existing=True)
+            _lock_sensors(sensor_ids)
+        _insert_readings(rows=rows, skip_existing=True)
 
 
 def _lock_sensors(sensor_ids: set[int]) -> None:
@@ -457,22 +466,15 @@ def readings_bulk_insert(
     *, tenant_id: uuid.UUID, rows: Iterable[tuple[int, datetime, float]], chunk_size: int = 50_000
 ) -> None:
     """Store trusted (sensor_id, aware ts, value) rows in bulk, skipping duplicates (seeding, backfills)."""
-    sensor_ids: list[int] = []
-    timestamps: list[datetime] = []
-    values: list[float] = []
+    tenant = uuid.UUID(str(tenant_id))
+    chunk: list[tuple] = []
     for sensor_id, ts, value in rows:
-        sensor_ids.append(sensor_id)
-        timestamps.append(ts)
-        values.append(float(value))
-        if len(sensor_ids) >= chunk_size:
-            _write_readings(
-                tenant_id=tenant_id, sensor_ids=sensor_ids, timestamps=timestamps, values=values, lock_sensors=False
-            )
-            sensor_ids, timestamps, values = [], [], []
-    if sensor_ids:
-        _write_readings(
-            tenant_id=tenant_id, sensor_ids=sensor_ids, timestamps=timestamps, values=values, lock_sensors=False
-        )
+        chunk.append((tenant, sensor_id, ts, float(value)))
+        if len(chunk) >= chunk_size:
+            _write_readings(rows=chunk, lock_sensors=False)
+            chunk = []
+    if chunk:
+        _write_readings(rows=chunk, lock_sensors=False)
 
 
 # The readings table's columns as COPY writes them, and their types for psycopg's binary format.
@@ -481,20 +483,12 @@ _COPY_TYPES = ("uuid", "bigint", "timestamptz", "float8")
 _STAGING_TABLE = "telemetry_ingest_staging"
 
 
-def _insert_readings(
-    *,
-    tenant_id: uuid.UUID,
-    sensor_ids: list[int],
-    timestamps: list[datetime],
-    values: list[float],
-    skip_existing: bool,
-) -> None:
+def _insert_readings(*, rows: list[tuple], skip_existing: bool) -> None:
     """Store the rows in one statement. With skip_existing, a row already stored (same sensor
     and ts) or repeated is skipped, the first kept; without, on PostgreSQL, it raises UniqueViolation.
     """
     table = connection.ops.quote_name(SensorReading._meta.db_table)
     if connection.vendor == "postgresql":
-        rows = zip(repeat(uuid.UUID(str(tenant_id))), sensor_ids, timestamps, values)
         if not skip_existing:
             _copy_rows(f"COPY {table} {_COPY_COLUMNS} FROM STDIN (FORMAT BINARY)", rows)
             return
@@ -518,11 +512,8 @@ def _insert_readings(
         # SQLite binds at most 999 values per statement in Django's bulk_create;
         # one JSON parameter unpacked by json_each keeps the batch one statement.
         # Timestamps go in the text form Django stores (naive UTC).
-        rows = json.dumps(
-            [
-                [sensor_id, str(ts.astimezone(UTC).replace(tzinfo=None)), value]
-                for sensor_id, ts, value in zip(sensor_ids, timestamps, values, strict=True)
-            ]
+        batch = json.dumps(
+            [[sensor_id, str(ts.astimezone(UTC).replace(tzinfo=None)), value] for _, sensor_id, ts, value in rows]
         )
         sql = (
             f"INSERT INTO {table} (tenant_id, sensor_id, ts, value) "  # noqa: S608 - table from model meta
@@ -531,13 +522,10 @@ def _insert_readings(
             "ON CONFLICT (sensor_id, ts) DO NOTHING"
         )
         with connection.cursor() as cursor:
-            cursor.execute(sql, [uuid.UUID(str(tenant_id)).hex, rows])
+            cursor.execute(sql, [rows[0][0].hex, batch])
         return
     SensorReading.objects.bulk_create(  # pragma: no cover - the project runs on PostgreSQL and SQLite
-        [
-            SensorReading(tenant_id=tenant_id, sensor_id=s, ts=ts, value=v)
-            for s, ts, v in zip(sensor_ids, timestamps, values, strict=True)
-        ],
+        [SensorReading(tenant_id=t, sensor_id=s, ts=ts, value=v) for t, s, ts, v in rows],
         ignore_conflicts=True,
     )
 
