@@ -307,7 +307,7 @@ def _readings_figures(ctx: Context, tenant, sensor_ids, secret) -> list[Measurem
 
     client = Client()
     requests = ctx.scale(200, 30)
-    total = ctx.scale(1_000_000, 50_000)
+    total = ctx.scale(10_000_000, 50_000)
     small = 10_000
     one_sensor = {"machine": MACHINE, "sensor": "s3"}
     whole_machine = {"machine": MACHINE}
@@ -319,6 +319,7 @@ def _readings_figures(ctx: Context, tenant, sensor_ids, secret) -> list[Measurem
     rows = SensorReading.objects.count()
     big_one, big_one_median, plan = _readings_latency(client, secret, requests, one_sensor)
     big_all, big_all_median, plan_all = _readings_latency(client, secret, requests, whole_machine)
+    aggregate = _aggregate_figures(ctx, client, secret, ctx.scale(30, 10), rows)
     index_line = next((line.strip() for line in plan if "Index" in line), plan[0].strip())
     uses_index = "telemetry_reading_sensor_ts_unique" in index_line and "Backward" in index_line
     sorts = any("Sort" in line for line in plan)
@@ -331,7 +332,9 @@ def _readings_figures(ctx: Context, tenant, sensor_ids, secret) -> list[Measurem
         "One sensor, plan: " + " / ".join(line.strip() for line in plan[:3]) + ". Whole machine: a UNION ALL "
         f"of one bounded backward index walk per sensor ({walks} in the plan), merged."
     )
+    ctx.notes.append("Plan of the one-sensor readings page at 10M rows: " + " / ".join(line.strip() for line in plan))
     return [
+        *aggregate,
         Measurement(
             f"GET /sensor-data/readings, one sensor, {rows:,} rows in the table",
             big_one * 1000,
@@ -350,6 +353,68 @@ def _readings_figures(ctx: Context, tenant, sensor_ids, secret) -> list[Measurem
             baseline_value=small_all * 1000,
             target="<= 1.5x",
             ok=big_all / small_all <= 1.5 and walks == SENSOR_COUNT,
+        ),
+    ]
+
+
+AGGREGATE_PATH = "/api/v1/sensor-data/aggregate"
+
+
+def _aggregate_figures(ctx: Context, client: Client, secret: str, count: int, rows: int) -> list[Measurement]:
+    """30 days of one sensor at 1h: latency, plan, and the rows its scan read against the rows in the range."""
+    from django.db import connection
+
+    since = START + timedelta(days=1)
+    until = since + timedelta(days=30)
+    params = {"machine": MACHINE, "sensor": "s3", "bucket": "1h", "from": since.isoformat(), "to": until.isoformat()}
+    header = f"Bearer {secret}"
+    for _ in range(3):
+        client.get(AGGREGATE_PATH, params, HTTP_AUTHORIZATION=header)
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        response = client.get(AGGREGATE_PATH, params, HTTP_AUTHORIZATION=header)
+        times.append(time.perf_counter() - start)
+        if response.status_code != 200:
+            raise RuntimeError(f"aggregate answered {response.status_code}: {response.content[:300]!r}")
+    buckets = response.json()["buckets"]
+    with CaptureQueriesContext(connection) as captured:
+        client.get(AGGREGATE_PATH, params, HTTP_AUTHORIZATION=header)
+    sql = next(q["sql"] for q in captured.captured_queries if 'FROM "telemetry_sensorreading"' in q["sql"])
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + sql)
+        plan = [row[0] for row in cursor.fetchall()]
+        cursor.execute(
+            "SELECT count(*) FROM telemetry_sensorreading r JOIN telemetry_sensor s ON s.id = r.sensor_id "
+            "WHERE s.key = 's3' AND r.ts >= %s AND r.ts < %s",
+            [since, until],
+        )
+        in_range = cursor.fetchone()[0]
+    scan = next((line for line in plan if "Scan" in line), "")
+    scanned = int(scan.split("actual rows=")[1].split()[0]) if "actual rows=" in scan else -1
+    seq_scan = any("Seq Scan" in line for line in plan)
+    ctx.notes.append(
+        f"Aggregate at {rows:,} rows: 30 days of one sensor at 1h ({len(buckets)} buckets, {in_range:,} readings "
+        f"in the range), median {statistics.median(times) * 1000:.1f} ms of {count} requests. Plan: "
+        + " / ".join(line.strip() for line in plan)
+    )
+    return [
+        Measurement(
+            f"GET /sensor-data/aggregate, 30 days at 1h, {rows:,} rows in the table",
+            min(times) * 1000,
+            "ms",
+            baseline="median",
+            baseline_value=statistics.median(times) * 1000,
+        ),
+        Measurement(
+            "aggregate: rows its index scan read",
+            scanned,
+            "rows",
+            baseline="readings in the 30 days",
+            baseline_value=in_range,
+            target="= 1.0x, index scan, no seq scan",
+            ok=scanned == in_range and not seq_scan and "Index" in scan,
+            note=scan.strip(),
         ),
     ]
 
