@@ -38,4 +38,7 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 
 # WEB_CONCURRENCY sets gunicorn's worker count; migrations run as their own step
 # (see docker-compose.yml), never inside every web container's start.
-CMD ["gunicorn", "haltless.wsgi:application", "--bind", "0.0.0.0:8000", "--access-logfile", "-", "--timeout", "30", "--graceful-timeout", "30"]
+# gthread workers keep edge agents' connections open between heartbeats and batches
+# (sync workers close every connection after one response): measured in
+# bench/bench_hotpaths.py, see README "Serving". Keep-alive outlasts the 10 s heartbeat.
+CMD ["gunicorn", "haltless.wsgi:application", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--threads", "4", "--keep-alive", "75", "--access-logfile", "-", "--timeout", "30", "--graceful-timeout", "30"]

@@ -37,10 +37,11 @@ DEFAULT_SERVER_URL = "postgres://postgres@127.0.0.1:5432"
 DEFAULT_OUTPUT = REPO_ROOT / "docs" / "performance.md"
 # Hand-written findings (profiles, before/after) that every generated report carries.
 FINDINGS_FILE = REPO_ROOT / "bench" / "performance_notes.md"
-# `make bench` must finish within ten minutes on the 2-core machine: the whole
-# run has a budget, and no single module may take most of it.
-DEFAULT_BUDGET = 570
-DEFAULT_MODULE_TIMEOUT = 300
+# `make bench` must finish within fifteen minutes on the 2-core machine: the whole
+# run has a budget (the fleet test alone drives 2 x 120 s, the reads load 10M rows),
+# and no single module may take most of it.
+DEFAULT_BUDGET = 870
+DEFAULT_MODULE_TIMEOUT = 420
 # Kept back from the budget for dropping the database and writing the report.
 FINISH_RESERVE = 15
 MIN_MODULE_SECONDS = 30
