@@ -23,6 +23,19 @@ class BadGateway(exceptions.APIException):
     default_code = "bad_gateway"
 
 
+class ServiceUnavailable(exceptions.APIException):
+    """A dependency the request needs is down (the broker, …): 503 with Retry-After, nothing changed."""
+
+    status_code = 503
+    default_detail = "The service cannot do this right now; try again shortly."
+    default_code = "service_unavailable"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 30):
+        super().__init__(detail)
+        # DRF's handler turns `wait` into the Retry-After header.
+        self.wait = retry_after
+
+
 def api_exception_handler(exc, context):
     """DRF's handler, with Django's own exceptions mapped to their DRF shapes.
 

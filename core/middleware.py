@@ -187,3 +187,36 @@ class ApiJsonErrorsMiddleware:
                 return json_response
         return response
         return response
+
+
+DATABASE_UNAVAILABLE = "The service cannot reach its database right now; try again shortly."
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+class DatabaseUnavailableMiddleware:
+    """The database unreachable, restarting, or a connection dropped mid-request: 503 JSON
+    with Retry-After, not a 500. Nothing half-done stays behind, because every write is
+    one statement or one transaction; the connection is replaced at the next request
+    (CONN_HEALTH_CHECKS). Logged as one warning line, without a traceback."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        from django.db import InterfaceError, OperationalError
+
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        logger.warning(
+            "database unavailable during %s %s: %s: %s",
+            request.method,
+            request.path,
+            type(exception).__name__,
+            str(exception).strip().splitlines()[0] if str(exception).strip() else "",
+        )
+        response = JsonResponse({"detail": DATABASE_UNAVAILABLE}, status=503)
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+        return response

@@ -27,6 +27,7 @@ ERRORS = {
     "413": (DETAIL_SCHEMA, "The body is larger than the server accepts."),
     "415": (DETAIL_SCHEMA, "The body is not `application/json`."),
     "429": (DETAIL_SCHEMA, "Too many requests; `Retry-After` says when to try again."),
+    "503": (DETAIL_SCHEMA, "A service this needs is down; nothing was changed. `Retry-After` says when to try again."),
 }
 
 

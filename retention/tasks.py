@@ -4,8 +4,10 @@ import logging
 from uuid import UUID
 
 from celery import shared_task
+from django.conf import settings
 from django.db import transaction
 
+from core.exceptions import ServiceUnavailable
 from retention import conf, services
 from retention.models import RetentionRun
 from tenants.models import Tenant
@@ -16,6 +18,9 @@ logger = logging.getLogger(__name__)
 # never handed to a second worker while the first is still alive.
 EXECUTE_SOFT_TIME_LIMIT = 50 * 60
 EXECUTE_TIME_LIMIT = 55 * 60
+NOT_YET_COMMITTED_RETRIES = 3
+BROKER_UNAVAILABLE = "Background jobs cannot be queued right now; nothing was started. Try again shortly."
+BROKER_RETRY_AFTER_SECONDS = 30
 
 
 @shared_task(
@@ -29,6 +34,10 @@ EXECUTE_TIME_LIMIT = 55 * 60
     bind=True,
 )
 def retention_run_execute(self, run_id: str) -> None:
+    if self.request.retries < NOT_YET_COMMITTED_RETRIES and not RetentionRun.objects.filter(pk=run_id).exists():
+        # Published from inside the requesting transaction (retention_run_dispatch): it
+        # may not have committed yet. Look again in a moment.
+        raise self.retry(countdown=1)
     try:
         services.retention_run_execute(run_id=UUID(run_id))
     except services.RetentionRunBusy as exc:
@@ -45,6 +54,28 @@ def retention_run_enqueue(*, run_id: UUID) -> None:
     """
     options = {"queue": conf.queue()} if conf.queue() else {}
     transaction.on_commit(lambda: retention_run_execute.apply_async(args=[str(run_id)], **options))
+
+
+def retention_run_dispatch(*, run_id: UUID) -> None:
+    """Send the run to a worker now, from inside the transaction that creates it.
+
+    If the broker cannot take it, raises ServiceUnavailable (503, Retry-After), and
+    the caller's transaction rolls back: no queued run is left behind to block the
+    tenant's next request, and no audit event claims one was requested. The task
+    tolerates arriving before that transaction commits (it looks again).
+    Without a broker (CELERY_TASK_ALWAYS_EAGER) it runs once the transaction commits.
+    """
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        retention_run_enqueue(run_id=run_id)
+        return
+    from kombu.exceptions import OperationalError as BrokerError
+
+    options = {"queue": conf.queue()} if conf.queue() else {}
+    try:
+        retention_run_execute.apply_async(args=[str(run_id)], **options)
+    except (BrokerError, OSError) as exc:
+        logger.warning("retention run %s not queued: the broker does not answer (%s)", run_id, type(exc).__name__)
+        raise ServiceUnavailable(BROKER_UNAVAILABLE, retry_after=BROKER_RETRY_AFTER_SECONDS) from None
 
 
 @shared_task(name="retention.schedule_all", ignore_result=True)

@@ -167,9 +167,10 @@ class TestRetentionBudgets:
         return [RetentionRunFactory(tenant=tenant, requested_by=admin_user) for _ in range(ROWS)]
 
     def test_run_request(self, admin_client, past_runs, budget):
-        # The request only: the run itself goes to a worker once the transaction commits.
-        # Caller, tenant, active run?; savepoint, insert, audit, release; the run's status re-read.
-        with budget(8):
+        # The request only: the run is published from inside the transaction that creates it.
+        # Caller, tenant; savepoint (the request's transaction), active run?; savepoint, insert,
+        # audit, release; release; the run's status re-read.
+        with budget(10):
             response = admin_client.post("/api/v1/settings/admin/retention/run", {}, format="json")
         assert response.status_code == 202
         assert response.json()["status"] == "queued"

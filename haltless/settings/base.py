@@ -88,6 +88,7 @@ MIDDLEWARE = [
     "core.middleware.ApiJsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "core.middleware.ResponseHeadersMiddleware",
+    "core.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.middleware.OptionalTrailingSlashMiddleware",
     "core.middleware.RequestBodyLimitMiddleware",
@@ -143,7 +144,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = 60
+    # A connection that died (database restarted, backend terminated) is replaced at the
+    # next request instead of failing it.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # An unreachable database answers 503 within seconds (core.middleware), well inside
+    # gunicorn's timeout, instead of hanging the worker on connect.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 3)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ------------------------------------------------------------------------
@@ -152,9 +158,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Redis down: a per-process cache stands in, never a 500 (core/cache.py).
+            "BACKEND": "core.cache.FallbackRedisCache",
             "LOCATION": CELERY_BROKER_URL,
             "KEY_PREFIX": "haltless",
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
         }
     }
 else:
@@ -229,7 +237,8 @@ SPECTACULAR_SETTINGS = {
         "Users and roles, API keys with scopes, per-role permissions and dashboard presets, "
         "AI provider settings, unit preferences, tiered data retention, and the scope-guarded "
         'telemetry endpoints. Errors use DRF\'s shapes: `{"detail": ...}` or '
-        '`{"field": [messages]}`. Unknown fields in a write body are rejected with 400.'
+        '`{"field": [messages]}`. Unknown fields in a write body are rejected with 400. '
+        'While the database is unreachable every endpoint answers 503 `{"detail": ...}` with `Retry-After`.'
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -258,6 +267,21 @@ CELERY_TASK_TIME_LIMIT = 30 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 25 * 60
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Broker down when a request wants work done: give up publishing within about two
+# seconds, so the request can answer 503 and roll back (retention.tasks).
+CELERY_BROKER_CONNECTION_TIMEOUT = 1
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+# A worker killed mid-task: tasks are acknowledged when they finish (retention sets
+# acks_late), so the message comes back after the visibility timeout, which must
+# exceed the longest task (retention's hard limit is 55 minutes). Unacknowledged
+# messages are swept back every 10 s.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    "unacked_restore_interval": 10,
+    "unacked_restore_throttle": 1,
+    "socket_connect_timeout": 1,
+    "socket_timeout": 5,
+}
 CELERY_TIMEZONE = "UTC"
 # Daily retention for every tenant (one task per tenant), at RETENTION_DAILY_HOUR UTC.
 CELERY_BEAT_SCHEDULE = {

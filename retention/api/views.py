@@ -1,3 +1,4 @@
+from django.db import transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
@@ -26,7 +27,7 @@ from retention.services import (
     retention_policy_update,
     retention_run_request,
 )
-from retention.tasks import retention_run_enqueue
+from retention.tasks import retention_run_dispatch
 from tenants.tiers import tier_names
 
 
@@ -41,6 +42,8 @@ class RetentionRunRequestView(GenericAPIView):
 
     permission_classes = [IsTenantAdmin]
     serializer_class = RetentionRunRequestSerializer
+    # The broker down: 503, and no run is left queued (retention.tasks.retention_run_dispatch).
+    extra_error_codes = ("503",)
 
     @extend_schema(
         operation_id="retention_run_create",
@@ -52,14 +55,16 @@ class RetentionRunRequestView(GenericAPIView):
     )
     def post(self, request):
         self.get_serializer(data=request.data).is_valid(raise_exception=True)
-        run, created = retention_run_request(
-            tenant=request.user.tenant,
-            trigger=RetentionRun.Trigger.MANUAL,
-            requested_by=request.user,
-            client_ip=client_ip(request),
-        )
-        if created:
-            retention_run_enqueue(run_id=run.id)
+        # One transaction with the publish: a broker that is down rolls the run back (503).
+        with transaction.atomic():
+            run, created = retention_run_request(
+                tenant=request.user.tenant,
+                trigger=RetentionRun.Trigger.MANUAL,
+                requested_by=request.user,
+                client_ip=client_ip(request),
+            )
+            if created:
+                retention_run_dispatch(run_id=run.id)
         # Without a broker the run has finished by now: answer with its real status.
         run.refresh_from_db(fields=["status"])
         location = reverse("retention-run-detail", kwargs={"run_id": run.id}, request=request)

@@ -5,6 +5,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from conftest import client_for_key, client_for_user
 from core.permissions import ADMIN_REQUIRED, USER_LOGIN_REQUIRED
 from retention import services
@@ -27,7 +28,7 @@ def run_url(run_id) -> str:
 def no_enqueue(monkeypatch):
     """Keep requested runs queued: record what would have been sent to a worker."""
     sent = []
-    monkeypatch.setattr(views, "retention_run_enqueue", lambda *, run_id: sent.append(run_id))
+    monkeypatch.setattr(views, "retention_run_dispatch", lambda *, run_id: sent.append(run_id))
     return sent
 
 
@@ -297,3 +298,59 @@ class TestConcurrentRequests:
         assert no_enqueue == [run.pk]
         # The loser's insert was refused, and its second look found the winner's run.
         assert looks == [None, None, run]
+
+
+@pytest.fixture
+def broker_down(monkeypatch, settings):
+    """A broker is configured, and it does not answer: publishing fails as kombu fails."""
+    from kombu.exceptions import OperationalError
+
+    from retention import tasks
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+
+    def refuse(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6399. Connection refused.")
+
+    monkeypatch.setattr(tasks.retention_run_execute, "apply_async", refuse)
+
+
+@pytest.fixture
+def broker_up(monkeypatch, settings):
+    from retention import tasks
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    sent = []
+    monkeypatch.setattr(tasks.retention_run_execute, "apply_async", lambda args, **kw: sent.append(args[0]))
+    return sent
+
+
+@pytest.mark.django_db(transaction=True)
+class TestRunWithTheBrokerDown:
+    def test_503_with_retry_after_and_no_run_left_behind(self, admin_client, tenant, broker_down):
+        response = admin_client.post(RUN_URL, {}, format="json")
+        assert response.status_code == 503
+        assert response.json() == {
+            "detail": "Background jobs cannot be queued right now; nothing was started. Try again shortly."
+        }
+        assert response.headers["Retry-After"] == "30"
+        assert not RetentionRun.objects.exists()
+        assert not AuditEvent.objects.filter(action="retention.run_requested").exists()
+
+    def test_the_next_request_once_it_is_back_is_accepted(self, admin_client, tenant, broker_down, monkeypatch):
+        assert admin_client.post(RUN_URL, {}, format="json").status_code == 503
+        from retention import tasks
+
+        sent = []
+        monkeypatch.setattr(tasks.retention_run_execute, "apply_async", lambda args, **kw: sent.append(args[0]))
+        response = admin_client.post(RUN_URL, {}, format="json")
+        assert response.status_code == 202
+        assert sent == [response.json()["run_id"]]
+        assert RetentionRun.objects.get().status == RetentionRun.Status.QUEUED
+
+    def test_an_active_run_is_returned_without_publishing_again(self, admin_client, tenant, broker_up):
+        first = admin_client.post(RUN_URL, {}, format="json")
+        second = admin_client.post(RUN_URL, {}, format="json")
+        assert (first.status_code, second.status_code) == (202, 202)
+        assert first.json()["run_id"] == second.json()["run_id"]
+        assert len(broker_up) == 1

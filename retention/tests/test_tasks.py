@@ -105,3 +105,15 @@ class TestDailySchedule:
         other_run = RetentionRun.objects.get(tenant=other_tenant)
         assert sent == [[str(other_run.pk)]]
         assert RetentionRun.objects.filter(tenant=tenant).get() == active
+
+
+@pytest.mark.django_db
+class TestPublishedBeforeCommit:
+    def test_a_run_not_yet_visible_is_looked_for_again(self, monkeypatch):
+        from celery.exceptions import Retry
+
+        from retention import tasks
+
+        # Published from inside the requesting transaction: the row may not be committed yet.
+        with pytest.raises(Retry):
+            tasks.retention_run_execute.apply(args=["00000000-0000-0000-0000-000000000001"], throw=True)
