@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 MANAGE := $(BIN)/python manage.py
 
-.PHONY: install run test test-integration lint format bench migrate worker beat clean mutation
+.PHONY: install run test test-integration test-faults lint format bench migrate worker beat clean mutation
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,11 @@ test: install
 # Tests that start a real Celery worker (needs DATABASE_URL and CELERY_BROKER_URL).
 test-integration: install
 	$(BIN)/python -m pytest -m celery_worker
+
+# Faults survived: starts its own Redis and PostgreSQL cluster, stops and starts them
+# under the service (gunicorn) and a Celery worker. Needs PostgreSQL 15's binaries.
+test-faults: install
+	HALTLESS_FAULT_SUITE=1 timeout 600 $(BIN)/python -m pytest -m faults -p no:cacheprovider core/tests/test_faults.py
 
 lint: install
 	$(BIN)/ruff check .

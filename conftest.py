@@ -148,7 +148,10 @@ def pytest_collection_modifyitems(config, items):
 
     on_postgres = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
     has_broker = bool(os.environ.get("CELERY_BROKER_URL"))
+    fault_suite = os.environ.get("HALTLESS_FAULT_SUITE") == "1"
     for item in items:
+        if "faults" in item.keywords and not fault_suite:
+            item.add_marker(pytest.mark.skip(reason="the fault suite runs with `make test-faults`"))
         if "postgres" in item.keywords and not on_postgres:
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL)"))
         if "celery_worker" in item.keywords and not (on_postgres and has_broker):

@@ -30,19 +30,37 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     return (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
+class _Outage:
+    """Whether one Redis is down, shared by every thread of the process (Django makes
+    one cache object per thread)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.down_until = 0.0
+        self.warned_at = float("-inf")
+
+
+_outages: dict[str, _Outage] = {}
+_outages_lock = threading.Lock()
+
+
+def _outage_of(server: str) -> _Outage:
+    with _outages_lock:
+        return _outages.setdefault(server, _Outage())
+
+
 class FallbackRedisCache(RedisCache):
     """django.core.cache.backends.redis.RedisCache, plus a LocMem stand-in for outages."""
 
     def __init__(self, server, params):
         super().__init__(server, params)
-        self._fallback = LocMemCache(f"fallback-{id(self)}", {"TIMEOUT": params.get("TIMEOUT", 300)})
-        self._lock = threading.Lock()
-        self._down_until = 0.0
-        self._warned_at = float("-inf")
+        # LocMem caches of one name share their storage: one stand-in per process, not per thread.
+        self._fallback = LocMemCache(f"redis-fallback:{server}", {"TIMEOUT": params.get("TIMEOUT", 300)})
+        self._outage = _outage_of(str(server))
         self._errors = _redis_errors()
 
     def _call(self, name: str, *args, **kwargs):
-        if time.monotonic() >= self._down_until:
+        if time.monotonic() >= self._outage.down_until:
             try:
                 return getattr(super(), name)(*args, **kwargs)
             except self._errors as exc:
@@ -51,11 +69,12 @@ class FallbackRedisCache(RedisCache):
 
     def _mark_down(self, exc: BaseException) -> None:
         now = time.monotonic()
-        with self._lock:
-            self._down_until = now + RETRY_AFTER_FAILURE_SECONDS
-            warn = now - self._warned_at >= WARN_EVERY_SECONDS
+        outage = self._outage
+        with outage.lock:
+            outage.down_until = now + RETRY_AFTER_FAILURE_SECONDS
+            warn = now - outage.warned_at >= WARN_EVERY_SECONDS
             if warn:
-                self._warned_at = now
+                outage.warned_at = now
         if warn:
             logger.warning(
                 "The Redis cache does not answer (%s); caching per process until it does.", type(exc).__name__
@@ -64,7 +83,7 @@ class FallbackRedisCache(RedisCache):
     @property
     def redis_is_down(self) -> bool:
         """Whether the last call to Redis failed a moment ago (for readiness reports)."""
-        return time.monotonic() < self._down_until
+        return time.monotonic() < self._outage.down_until
 
     def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
         return self._call("add", key, value, timeout, version)

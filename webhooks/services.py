@@ -119,9 +119,21 @@ def webhook_event_enqueue(*, tenant_id, type: str, data: dict[str, Any]) -> Webh
 def _dispatch(delivery_id, countdown: float = 0) -> None:
     """Hand a delivery to whoever sends: the worker, or the embedded sender thread."""
     if not settings.CELERY_TASK_ALWAYS_EAGER:
+        from kombu.exceptions import OperationalError as BrokerError
+
         from webhooks.tasks import webhook_delivery_attempt_task
 
-        webhook_delivery_attempt_task.apply_async(args=[str(delivery_id)], countdown=countdown)
+        try:
+            webhook_delivery_attempt_task.apply_async(args=[str(delivery_id)], countdown=countdown)
+        except (BrokerError, OSError) as exc:
+            # The broker is down: the delivery is in the outbox already (committed), and the
+            # minute's sweep (webhooks.send_due) sends it once the broker is back. The
+            # request that caused it must not fail for that.
+            logger.warning(
+                "webhook delivery %s not handed to a worker: the broker does not answer (%s); the sweep will send it",
+                delivery_id,
+                type(exc).__name__,
+            )
     elif settings.WEBHOOK_EMBEDDED_SENDER:
         EmbeddedSender.wake()
 

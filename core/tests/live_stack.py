@@ -109,6 +109,10 @@ class LiveStack:
     def server_log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def manage(self, *args: str) -> str:
+        """Run a management command in the stack's environment (its database, its settings)."""
+        return _manage(self.env, *args)
+
 
 def in_parallel(count: int, work: Callable[[int], object], timeout: float = 60) -> list:
     """Run work(0..count-1) in `count` threads released together by a barrier; their results, in order."""
@@ -201,11 +205,34 @@ def race_admin_email(index: int, side: str) -> str:
     return f"race{index}-{side}@live.test"
 
 
+def _postgres_reset(database_url: str) -> Callable[[], None]:
+    def reset() -> None:
+        import psycopg
+
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM core_throttlecounter")
+
+    return reset
+
+
 def start_live_stack(
-    tmp_dir: Path, *, workers: int = 2, threads: int = 8, race_tenants: int = 12, extra_env: dict | None = None
+    tmp_dir: Path,
+    *,
+    workers: int = 2,
+    threads: int = 8,
+    race_tenants: int = 12,
+    extra_env: dict | None = None,
+    database_url: str | None = None,
 ):
-    """Start the stack; returns (LiveStack, stop). Race admins' password is ROOT_ADMIN_PASSWORD."""
-    database_url, reset, drop_database = _database_for_stack(tmp_dir)
+    """Start the stack; returns (LiveStack, stop). Race admins' password is ROOT_ADMIN_PASSWORD.
+
+    `database_url`: an empty PostgreSQL database the caller made (the fault suite's own
+    cluster); by default the stack makes its own next to the test database.
+    """
+    if database_url is None:
+        database_url, reset, drop_database = _database_for_stack(tmp_dir)
+    else:
+        reset, drop_database = _postgres_reset(database_url), lambda: None
     env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "CELERY_BROKER_URL")}
     env.update(
         {

@@ -20,12 +20,17 @@ def closed_loopback_port() -> int:
         return sock.getsockname()[1]
 
 
+OPTIONS = {"OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2}}
+
+
 @pytest.fixture
-def unreachable_redis_cache():
-    return FallbackRedisCache(
-        f"redis://127.0.0.1:{closed_loopback_port()}/0",
-        {"OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2}},
-    )
+def unreachable_redis_url() -> str:
+    return f"redis://127.0.0.1:{closed_loopback_port()}/0"
+
+
+@pytest.fixture
+def unreachable_redis_cache(unreachable_redis_url):
+    return FallbackRedisCache(unreachable_redis_url, OPTIONS)
 
 
 class TestFallbackRedisCache:
@@ -54,6 +59,15 @@ class TestFallbackRedisCache:
         assert warnings[0].getMessage() == (
             "The Redis cache does not answer (ConnectionError); caching per process until it does."
         )
+
+    def test_every_thread_of_a_process_shares_the_stand_in_and_the_outage(
+        self, unreachable_redis_url, unreachable_redis_cache
+    ):
+        # Django makes one cache object per thread; a throttle must still count per process.
+        other_thread_cache = FallbackRedisCache(unreachable_redis_url, OPTIONS)
+        unreachable_redis_cache.set("k", "v", 30)
+        assert other_thread_cache.redis_is_down
+        assert other_thread_cache.get("k") == "v"
 
     def test_after_a_failure_redis_is_left_alone_for_a_moment(self, unreachable_redis_cache, monkeypatch):
         tried = []

@@ -91,5 +91,5 @@ class TestEmbeddedDefaults:
             "haltless",
             "127.0.0.1",
             "False",
-            "django.core.cache.backends.redis.RedisCache",
+            "core.cache.FallbackRedisCache",  # Django's RedisCache, with a per-process stand-in
         ]
