@@ -206,9 +206,13 @@ class DatabaseUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        from django.db import InterfaceError, OperationalError
+        from django.db import InterfaceError, OperationalError, connection
 
-        if not isinstance(exception, OperationalError | InterfaceError):
+        # Django's wrapped errors, and the driver's own where code talks to it directly
+        # (psycopg's COPY in telemetry's ingest).
+        driver = connection.Database
+        unavailable = (OperationalError, InterfaceError, driver.OperationalError, driver.InterfaceError)
+        if not isinstance(exception, unavailable):
             return None
         logger.warning(
             "database unavailable during %s %s: %s: %s",

@@ -133,3 +133,19 @@ def test_the_database_settings_bound_connects_and_replace_dead_connections():
         DJANGO_SETTINGS_MODULE="haltless.settings.test",
     )
     assert sqlite.stdout.split() == ["IMMEDIATE", "20"], sqlite.stderr
+
+
+@pytest.mark.django_db
+def test_the_drivers_own_error_is_a_503_too(key_client, monkeypatch):
+    # Code that talks to the driver directly (a COPY) gets the driver's exception, unwrapped.
+    from django.db import connection
+
+    from apikeys import selectors
+
+    def fail(**kwargs):
+        raise connection.Database.OperationalError("terminating connection due to administrator command")
+
+    monkeypatch.setattr(selectors, "api_key_find_by_secret", fail)
+    response = key_client.get("/api/v1/machines")
+    assert response.status_code == 503
+    assert response.json() == DATABASE_UNAVAILABLE

@@ -277,7 +277,10 @@ class TestIngestInterrupted:
         key = {"X-API-Key": faults.api_key}
         # Inside the retention window (two days old), so the retention run below leaves them.
         base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
-        for attempt in range(20):
+        import psycopg
+
+        killer = psycopg.connect(faults.postgres.url(DATABASE), autocommit=True)
+        for attempt in range(40):
             start = base + timedelta(hours=attempt)
             end = start + timedelta(hours=1)
             batch = readings(5000, start=start)
@@ -287,12 +290,15 @@ class TestIngestInterrupted:
             )
             sender.start()
             killed = []
+            # The service's connection while it is inside the batch's transaction and has
+            # written to (or is writing to) the readings table: COPY, or the staged INSERT.
             while sender.is_alive() and not killed:
-                killed = faults.sql(
+                killed = killer.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = %s AND state = 'active' AND query ILIKE %s AND pid <> pg_backend_pid()",
-                    (DATABASE, "INSERT INTO%telemetry_sensorreading%"),
-                )
+                    "WHERE datname = %s AND pid <> pg_backend_pid() AND xact_start IS NOT NULL "
+                    "AND state <> 'idle' AND query ILIKE %s",
+                    (DATABASE, "%telemetry_sensorreading%"),
+                ).fetchall()
             sender.join(30)
             [answer] = answers
             if answer.status == 202:
@@ -306,7 +312,10 @@ class TestIngestInterrupted:
             assert stored_between(faults, start, end) == 5000
             break
         else:
-            pytest.fail("no ingest was caught mid-insert in 20 tries")
+            killer.close()
+            pytest.fail("no ingest was caught mid-insert in 40 tries")
+        killer.close()
+        print(json.dumps({"cut_off_on_try": attempt + 1}))
         assert "Traceback" not in stack.server_log()
 
 
