@@ -11,6 +11,7 @@ from core import metrics
 from core.logging import request_id_var, valid_request_id
 
 request_logger = logging.getLogger("haltless.request")
+logger = logging.getLogger(__name__)
 
 
 class OptionalTrailingSlashMiddleware:
