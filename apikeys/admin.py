@@ -15,9 +15,19 @@ from django.utils import timezone
 
 from apikeys import observed, scopes
 from apikeys.admin_restrictions import RESTRICTION_FIELDS, AllowObservedActionMixin, RestrictionsFormMixin
-from apikeys.models import ApiKey
-from apikeys.services import ApiKeyAlreadyRevoked, api_key_create, api_key_revoke, api_key_update, api_key_validate
+from apikeys.models import ApiKey, ApiKeyPolicy
+from apikeys.services import (
+    POLICY_DEFAULTS,
+    ApiKeyAlreadyRevoked,
+    api_key_create,
+    api_key_policy_update,
+    api_key_revoke,
+    api_key_rotate,
+    api_key_update,
+    api_key_validate,
+)
 from core.admin import OneTimeRevealAdminMixin, TenantScopedAdmin
+from core.exceptions import Conflict
 from core.http import client_ip
 
 
@@ -49,10 +59,13 @@ class ApiKeyForm(RestrictionsFormMixin, forms.ModelForm):
         # An unchanged expiry that has since passed must not block renaming the key.
         expiry_changed = self.instance._state.adding or "expires_at" in self.changed_data
         try:
+            tenant = cleaned.get("tenant") or getattr(self.instance, "tenant", None)
             api_key_validate(
                 name=cleaned.get("name", ""),
                 scopes_requested=cleaned.get("scopes", []),
                 expires_at=cleaned.get("expires_at") if expiry_changed else None,
+                # The tenant's key policy, for a new key (a change is checked by api_key_update).
+                tenant_id=tenant.pk if tenant is not None and self.instance._state.adding else None,
             )
         except ValidationError as exc:
             self.add_error(None, exc)
@@ -92,13 +105,14 @@ class ApiKeyAdmin(AllowObservedActionMixin, OneTimeRevealAdminMixin, TenantScope
         "created_at",
         "expires_at",
         "last_used_at",
+        "disabled",
         "revoked",
     ]
-    list_filter = [StatusFilter, "tenant", "created_at", "expires_at"]
+    list_filter = [StatusFilter, "disabled", "tenant", "created_at", "expires_at"]
     list_select_related = ["tenant"]
     search_fields = ["name", "prefix", "tenant__name", "id"]
     date_hierarchy = "created_at"
-    actions = ["revoke_selected", "allow_observed"]
+    actions = ["revoke_selected", "allow_observed", "rotate_selected", "disable_selected", "enable_selected"]
     # key_digest is in neither list: the admin never shows it.
     readonly_fields = [
         "id",
@@ -211,6 +225,108 @@ class ApiKeyAdmin(AllowObservedActionMixin, OneTimeRevealAdminMixin, TenantScope
         if skipped:
             message += f" {skipped} {'was' if skipped == 1 else 'were'} already revoked."
         self.message_user(request, message, messages.SUCCESS)
+
+    @admin.action(description="Rotate the selected key (shows its new secret once)", permissions=["change"])
+    def rotate_selected(self, request: HttpRequest, queryset: QuerySet):
+        """One key at a time: its new secret goes to the one-time page; the old one works for an hour."""
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one key to rotate.", messages.ERROR)
+            return None
+        api_key = queryset.get()
+        try:
+            issued = api_key_rotate(api_key=api_key, actor=request.user, client_ip=client_ip(request))
+        except ApiKeyAlreadyRevoked:
+            self.message_user(request, "A revoked key cannot be rotated.", messages.ERROR)
+            return None
+        except (ValidationError, Conflict) as exc:
+            text = exc.detail if isinstance(exc, Conflict) else " ".join(exc.messages)
+            self.message_user(request, f"Not rotated: {text}", messages.ERROR)
+            return None
+        return self.reveal_redirect(request, issued.api_key, issued.secret)
+
+    def _set_disabled(self, request: HttpRequest, queryset: QuerySet, disabled: bool) -> None:
+        changed = 0
+        for api_key in queryset.filter(revoked_at__isnull=True, disabled=not disabled):
+            api_key_update(api_key=api_key, disabled=disabled, actor=request.user, client_ip=client_ip(request))
+            changed += 1
+        verb = "Disabled" if disabled else "Enabled"
+        self.message_user(request, f"{verb} {changed} API key{'s' if changed != 1 else ''}.", messages.SUCCESS)
+
+    @admin.action(description="Disable selected keys (they can be enabled again)", permissions=["change"])
+    def disable_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._set_disabled(request, queryset, True)
+
+    @admin.action(description="Enable selected keys", permissions=["change"])
+    def enable_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._set_disabled(request, queryset, False)
+
+
+class ApiKeyPolicyForm(forms.ModelForm):
+    notify_days_before_expiry = forms.CharField(
+        required=False,
+        initial="7, 1",
+        help_text="Days before expiry to send api_key.expiring, comma-separated, each 1 to 90.",
+    )
+
+    class Meta:
+        model = ApiKeyPolicy
+        fields = [
+            "tenant",
+            "max_lifetime_days",
+            "require_expiry",
+            "notify_days_before_expiry",
+            "notify_unused_after_days",
+            "leaked_key_action",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        days = self.initial.get("notify_days_before_expiry")
+        if isinstance(days, list):
+            self.initial["notify_days_before_expiry"] = ", ".join(str(day) for day in days)
+
+    def clean_notify_days_before_expiry(self) -> list[int]:
+        raw = self.cleaned_data.get("notify_days_before_expiry") or ""
+        try:
+            days = [int(part) for part in raw.replace(" ", "").split(",") if part]
+        except ValueError:
+            raise ValidationError("Whole numbers of days, separated by commas.") from None
+        if any(not 1 <= day <= 90 for day in days):
+            raise ValidationError("Each must be between 1 and 90.")
+        return days
+
+    def clean(self):
+        cleaned = super().clean()
+        for field, low, high in (("max_lifetime_days", 1, 730), ("notify_unused_after_days", 1, 365)):
+            value = cleaned.get(field)
+            if value is not None and not low <= value <= high:
+                self.add_error(field, f"Between {low} and {high}, or empty for none.")
+        return cleaned
+
+
+@admin.register(ApiKeyPolicy)
+class ApiKeyPolicyAdmin(TenantScopedAdmin):
+    """The tenant's key policy, saved through api_key_policy_update (audited; keys are never rewritten).
+
+    The webhook URL is set over the API (PUT /settings/api-key-policy), which shows its secret once.
+    """
+
+    form = ApiKeyPolicyForm
+    tenant_admin_permissions = frozenset({"view", "add", "change"})
+    list_display = ["tenant", "max_lifetime_days", "require_expiry", "notify_unused_after_days", "leaked_key_action"]
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # set it back to the defaults instead: the change is audited
+
+    def save_model(self, request: HttpRequest, obj: ApiKeyPolicy, form, change: bool) -> None:
+        from webhooks.services import webhook_endpoint_url
+
+        tenant = self.form_tenant(request, form)
+        values = {field: form.cleaned_data.get(field, POLICY_DEFAULTS[field]) for field in POLICY_DEFAULTS}
+        # The admin form does not show the webhook URL: keep whatever the API set.
+        values["webhook_url"] = webhook_endpoint_url(tenant_id=tenant.pk)
+        saved, _ = api_key_policy_update(tenant=tenant, values=values, actor=request.user, client_ip=client_ip(request))
+        obj.pk, obj._state.adding, obj._state.db = saved.pk, False, saved._state.db
 
 
 # Enrollment tokens have a page of their own (apikeys.admin_enrollment), registered with the rest.

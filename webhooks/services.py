@@ -67,11 +67,12 @@ def webhook_endpoint_set(*, tenant_id, url: str | None) -> EndpointChange:
     """Set, keep or clear the tenant's webhook URL. A new URL gets a new secret (returned once)."""
     current = WebhookEndpoint.objects.select_for_update().filter(tenant_id=tenant_id).first()
     old_url = current.url if current else None
-    if url is not None:
+    if url is not None and url.strip() != old_url:
         try:
             url = sender.validate_webhook_url(url)
         except sender.WebhookUrlRefused as exc:
             raise ValidationError({"webhook_url": [str(exc)]}) from None
+    url = url.strip() if url is not None else None
     if url == old_url:
         return EndpointChange(False, None, origin_of(old_url), origin_of(url))
     if url is None:
