@@ -16,6 +16,10 @@
    not answer). Target: <= 1.15x. And the restricted key's queries on the
    trivial endpoint: still one (authentication).
 
+5. After a rotation (issue 16): the same trivial endpoint by the rotated key's
+   current secret and by its previous secret (within the overlap), against
+   JWT, interleaved. Target: each <= 1.0x JWT, and one query whichever secret.
+
 This module is also the URLconf of the trivial endpoint (ROOT_URLCONF is
 pointed at it for the request figures).
 """
@@ -216,6 +220,62 @@ def _restricted_figures(ctx: Context) -> list[Measurement]:
     ]
 
 
+def _rotated_figures(ctx: Context, jwt_header: str, tenant) -> list[Measurement]:
+    """A rotated key: one indexed query (prefix OR previous_prefix) whichever secret is sent."""
+    from django.db import connection
+
+    from apikeys.services import api_key_create, api_key_rotate
+
+    issued = api_key_create(tenant=tenant, name="bench rotated", scopes_requested="read_only")
+    client = Client(HTTP_HOST="127.0.0.1")
+    _per_request_seconds(client, f"Bearer {issued.secret}", 1)  # used: the rotation keeps it as the previous
+    rotated = api_key_rotate(api_key=issued.api_key, overlap_seconds=3600)
+    headers = {"current": f"Bearer {rotated.secret}", "previous": f"Bearer {issued.secret}", "jwt": jwt_header}
+    for header in headers.values():
+        _per_request_seconds(client, header, 50)
+    rounds, per_round = ctx.scale(21, 5), ctx.scale(100, 40)
+    times: dict[str, list[float]] = {label: [] for label in headers}
+    labels = list(headers)
+    for index in range(rounds):
+        order = labels[index % 3 :] + labels[: index % 3]  # rotate who goes first
+        for label in order:
+            times[label].append(_per_request_seconds(client, headers[label], per_round))
+    median_us = {label: statistics.median(values) * 1e6 for label, values in times.items()}
+    queries = {}
+    for label in ("current", "previous"):
+        with CaptureQueriesContext(connection) as captured:
+            client.get(TRIVIAL_PATH, HTTP_AUTHORIZATION=headers[label])
+        queries[label] = len(captured.captured_queries)
+    figures = []
+    for label in ("current", "previous"):
+        ratio = median_us[label] / median_us["jwt"]
+        figures.append(
+            Measurement(
+                f"request by a rotated key's {label} secret",
+                median_us[label],
+                "µs",
+                baseline="same request by JWT",
+                baseline_value=median_us["jwt"],
+                target="<= 1.0x",
+                ok=ratio <= 1.0,
+            )
+        )
+        figures.append(
+            Measurement(
+                f"queries per request by a rotated key's {label} secret",
+                queries[label],
+                "queries",
+                target="<= 1",
+                ok=queries[label] <= 1,
+            )
+        )
+    ctx.notes.append(
+        f"Rotated key: median of {rounds} rounds of {per_round} requests each, current secret, previous secret "
+        "(within its overlap) and JWT interleaved, on the same trivial endpoint."
+    )
+    return figures
+
+
 def run(ctx: Context) -> list[Measurement]:
     ctx.truncate_all()
     from apikeys.services import api_key_create
@@ -231,6 +291,7 @@ def run(ctx: Context) -> list[Measurement]:
 
     with override_settings(ROOT_URLCONF=__name__):
         figures = _request_figures(ctx, key_header, jwt_header)
+        figures += _rotated_figures(ctx, jwt_header, tenant)
     figures += _verification_figures(ctx, issued.secret, issued.api_key.key_digest)
     figures += _restricted_figures(ctx)
     ctx.truncate_all()
