@@ -51,13 +51,28 @@ def address_refusal(address) -> str | None:
     reason = probe.address_refusal(address, allow_loopback=settings.WEBHOOK_ALLOW_LOOPBACK)
     if reason:
         return reason
-    inner = probe.embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
-    effective = inner or address
-    if effective.is_loopback:
-        return None  # allowed by the probe's rule under WEBHOOK_ALLOW_LOOPBACK
-    if not settings.WEBHOOK_ALLOW_PRIVATE and not effective.is_global:
-        return "a private address"
+    if settings.WEBHOOK_ALLOW_PRIVATE:
+        return None
+    for reached in _reached_addresses(address):
+        # Loopback got past the probe's rule only under WEBHOOK_ALLOW_LOOPBACK.
+        if not reached.is_loopback and not reached.is_global:
+            return "a private address"
     return None
+
+
+def _reached_addresses(address) -> list:
+    """The address itself and the IPv4 address(es) an IPv6 form carries, as the probe reads them."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return [address]
+    reached = [address]
+    if address in probe._NAT64_SPACE:
+        reached += probe.nat64_readings(address)
+        # The probe's rule: a 0.0.0.0/8 reading is another layout's zero bits, unless it is the only one.
+        meaningful = [a for a in reached[1:] if a not in probe._THIS_NETWORK]
+        reached = [address, *(meaningful or reached[1:])]
+    elif (inner := probe.embedded_ipv4(address)) is not None:
+        reached.append(inner)
+    return reached
 
 
 def validate_webhook_url(url: str) -> str:

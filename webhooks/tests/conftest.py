@@ -95,16 +95,16 @@ def redirecting_endpoint():
 
 @pytest.fixture
 def hanging_endpoint():
-    with endpoint(hanging_answer(3.0)) as fake:
+    with endpoint(hanging_answer(5.0)) as fake:
         yield fake
 
 
 @pytest.fixture
 def short_attempts(monkeypatch):
-    """A one-second attempt deadline instead of five, so hanging endpoints keep tests quick."""
+    """A two-second attempt deadline instead of five, so hanging endpoints keep tests quick."""
     from webhooks import sender
 
-    monkeypatch.setattr(sender, "ATTEMPT_DEADLINE_SECONDS", 1.0)
+    monkeypatch.setattr(sender, "ATTEMPT_DEADLINE_SECONDS", 2.0)
 
 
 @pytest.fixture

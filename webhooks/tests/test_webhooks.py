@@ -66,6 +66,10 @@ class TestEndpointSetting:
             "http://localhost/hook",
             "http://0.0.0.0/hook",
             "http://[::ffff:10.0.0.1]/hook",
+            "http://[64:ff9b::10.0.0.1]/hook",
+            "http://[64:ff9b:1:a00:1::]/hook",
+            "http://[2002:c0a8:101::1]/hook",
+            "http://[2001:db8::1]/hook",
         ],
     )
     def test_refused_addresses_are_400_without_connecting(self, admin_client, tenant, url, no_connect):
@@ -73,6 +77,11 @@ class TestEndpointSetting:
         assert response.status_code == 400
         assert response.json() == {"webhook_url": ["This address is not allowed for a webhook."]}
         assert not WebhookEndpoint.objects.filter(tenant=tenant).exists()
+        assert no_connect == []
+
+    def test_public_addresses_in_any_form_are_accepted(self, admin_client, no_connect):
+        for url in ("https://8.8.8.8/hook", "https://[64:ff9b::8.8.8.8]/hook", "https://[2606:4700::1111]/hook"):
+            assert admin_client.put(POLICY, {"webhook_url": url}, format="json").status_code == 200, url
         assert no_connect == []
 
     @pytest.mark.parametrize("url", ["ftp://hooks.example.test/x", "hooks.example.test", "http://u:p@x.test/", ""])
@@ -197,7 +206,7 @@ class TestDelivery:
         set_webhook(admin_client, hanging_endpoint.url)
         started = time.monotonic()
         delivery = webhook_delivery_attempt(delivery_id=enqueue(tenant).pk)
-        assert time.monotonic() - started < 2.5
+        assert time.monotonic() - started < 4.0  # the 2 s attempt deadline, not the endpoint's 5 s hang
         assert delivery.status == "pending" and delivery.attempts == 1
         assert delivery.status_code is None
         assert delivery.error == "Could not connect to the webhook endpoint."
@@ -249,7 +258,7 @@ class TestNeverInsideARequest:
         started = time.monotonic()
         response = admin_client.post(f"/api/v1/settings/api-keys/{api_key.api_key.id}/rotate", {}, format="json")
         assert response.status_code == 201
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 2.0  # less than one attempt's deadline: nothing was awaited
         deadline = time.monotonic() + 10
         delivery = WebhookDelivery.objects.get()
         while time.monotonic() < deadline:
