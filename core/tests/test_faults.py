@@ -108,36 +108,41 @@ def faults():
     folder = Path(tempfile.mkdtemp(prefix="haltless-faults-"))
     os.chmod(folder, 0o755)
     env = FaultStack(folder)
-    env.redis.folder.mkdir()
-    env.redis.start()
-    env.postgres.initdb()
-    env.postgres.start()
-    env.postgres.sql("postgres", f'CREATE DATABASE "{DATABASE}"')
-    env.stack, stop_stack = start_live_stack(
-        folder,
-        workers=WORKERS,
-        threads=4,
-        race_tenants=0,
-        database_url=env.postgres.url(DATABASE),
-        extra_env={"DJANGO_SETTINGS_MODULE": "haltless.settings.faults", "CELERY_BROKER_URL": env.redis.url},
-    )
-    env.stack.manage("shell", "-c", _SEED.format(expired=EXPIRED_READINGS, kept=KEPT_READINGS))
-    token = env.stack.access_token()
-    created = env.stack.request(
-        "POST",
-        "/api/v1/settings/api-keys",
-        {"name": "fault suite agent", "scopes": ["ingest", "agent", "read:machines"]},
-        {"Authorization": f"Bearer {token}"},
-    )
-    assert created.status == 201, created
-    env.api_key = created.body["key"]
-    yield env
-    if env.worker is not None:
-        env.kill_worker()
-    stop_stack()
-    env.postgres.stop()
-    env.redis.stop()
-    shutil.rmtree(folder, ignore_errors=True)
+    stops = []  # what was started, stopped in reverse even when setting up fails half-way
+    try:
+        env.redis.folder.mkdir()
+        env.redis.start()
+        stops.append(env.redis.stop)
+        env.postgres.initdb()
+        env.postgres.start()
+        stops.append(env.postgres.stop)
+        env.postgres.sql("postgres", f'CREATE DATABASE "{DATABASE}"')
+        env.stack, stop_stack = start_live_stack(
+            folder,
+            workers=WORKERS,
+            threads=4,
+            race_tenants=0,
+            database_url=env.postgres.url(DATABASE),
+            extra_env={"DJANGO_SETTINGS_MODULE": "haltless.settings.faults", "CELERY_BROKER_URL": env.redis.url},
+        )
+        stops.append(stop_stack)
+        env.stack.manage("shell", "-c", _SEED.format(expired=EXPIRED_READINGS, kept=KEPT_READINGS))
+        token = env.stack.access_token()
+        created = env.stack.request(
+            "POST",
+            "/api/v1/settings/api-keys",
+            {"name": "fault suite agent", "scopes": ["ingest", "agent", "read:machines"]},
+            {"Authorization": f"Bearer {token}"},
+        )
+        assert created.status == 201, created
+        env.api_key = created.body["key"]
+        yield env
+    finally:
+        if env.worker is not None:
+            env.kill_worker()
+        for stop in reversed(stops):
+            stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def bearer(token: str) -> dict:
@@ -348,8 +353,8 @@ class TestWorkerKilled:
             return row
 
         deadline = time.monotonic() + 60
-        while not (run_row()[0] == "running" and run_row()[1] > 0):
-            assert time.monotonic() < deadline, f"the run did not start: {run_row()}"
+        while not ((row := run_row())[0] == "running" and row[1] > 0):
+            assert time.monotonic() < deadline, f"the run did not start: {row}"
             time.sleep(0.02)
         faults.kill_worker()
         status, deleted_at_kill, _ = run_row()
@@ -357,9 +362,9 @@ class TestWorkerKilled:
 
         faults.start_worker()
         deadline = time.monotonic() + 90
-        while run_row()[0] != "succeeded":
-            assert run_row()[0] == "running", run_row()
-            assert time.monotonic() < deadline, f"the run was not finished after the restart: {run_row()}"
+        while (row := run_row())[0] != "succeeded":
+            assert row[0] == "running", row
+            assert time.monotonic() < deadline, f"the run was not finished after the restart: {row}"
             time.sleep(0.25)
         status, deleted, attempts = run_row()
         assert deleted == EXPIRED_READINGS
