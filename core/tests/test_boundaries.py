@@ -115,3 +115,20 @@ class TestAggregateBucketCount:
         response = admin_client.get("/api/v1/sensor-data/aggregate", self.query(MAX_BUCKETS + 1))
         assert response.status_code == 400
         assert list(response.json()) == ["bucket"]
+
+
+class TestIngestSlowPathBoundaries:
+    """The reading-by-reading check (taken when a batch has a malformed reading) keeps the same limits."""
+
+    def test_exactly_five_minutes_ahead_before_a_malformed_reading_is_not_the_one_named(
+        self, key_client, sensor, frozen_now
+    ):
+        response = ingest(key_client, reading(NOW + timedelta(minutes=5)), reading(NOW, value="x"))
+        assert response.json() == {"readings": {"1": {"value": ["Must be a number."]}}}
+
+    def test_timestamps_are_whole_microseconds(self):
+        from telemetry.services import _parse_ts
+
+        micros = _parse_ts("2026-03-01T12:00:00.000001Z", 10**18)
+        assert type(micros) is int
+        assert micros == 1772366400000001
