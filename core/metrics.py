@@ -74,14 +74,12 @@ CELERY_OUTCOMES = frozenset({"succeeded", "failed", "retried"})
 _HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _JOB_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0)
 
-HTTP_REQUESTS = Counter(
-    "haltless_http_requests",
-    "HTTP requests answered, by route template, method and status.",
-    ["route", "method", "status"],
-)
+# Its _count is the request counter (by route template, method and status): a separate
+# Counter would cost every request one more shared-memory write for the same number.
 HTTP_REQUEST_DURATION = Histogram(
     "haltless_http_request_duration_seconds",
-    "Time to answer an HTTP request (in the app, middleware included), by route template, method and status.",
+    "Requests answered and the time to answer them (in the app, middleware included), "
+    "by route template, method and status.",
     ["route", "method", "status"],
     buckets=_HTTP_BUCKETS,
 )
@@ -139,12 +137,19 @@ def _bounded(value: str, allowed: frozenset[str]) -> str:
 # --- Helpers: what the apps call --------------------------------------------------------------
 
 
+# (route, method, status) -> the histogram's child: labels() takes a lock and validates on
+# every call; the heartbeat path should pay a dict lookup instead.
+_http_children: dict[tuple[str, str, int], object] = {}
+
+
 def http_request_observe(*, route: str, method: str, status: int, seconds: float) -> None:
     """One answered request. `route` is the resolver's route template (never the raw path)."""
-    method = method if method in HTTP_METHODS else OTHER
-    status_label = str(status)
-    HTTP_REQUESTS.labels(route, method, status_label).inc()
-    HTTP_REQUEST_DURATION.labels(route, method, status_label).observe(seconds)
+    child = _http_children.get((route, method, status))
+    if child is None:
+        child = HTTP_REQUEST_DURATION.labels(route, method if method in HTTP_METHODS else OTHER, str(status))
+        if len(_http_children) < 10_000:  # bounded anyway (route templates x methods x statuses)
+            _http_children[(route, method, status)] = child
+    child.observe(seconds)
 
 
 def readings_accepted(*, count: int) -> None:

@@ -1,6 +1,6 @@
 import logging
+import random
 import time
-import uuid
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -89,7 +89,8 @@ class RequestObservabilityMiddleware:
     (haltless.celery). Metrics are labelled by the resolver's route template,
     never the raw path, so a scan of random URLs adds one "unmatched" series.
     Kept cheap: it reads what authentication already put on the request and
-    never evaluates a lazy session user.
+    never evaluates a lazy session user. A made id comes from `random` (no system
+    call; reseeded in every forked worker), as it must be unique, not secret.
     """
 
     def __init__(self, get_response):
@@ -98,7 +99,7 @@ class RequestObservabilityMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         given = request.META.get("HTTP_X_REQUEST_ID")
-        request_id = given if given is not None and valid_request_id(given) else uuid.uuid4().hex
+        request_id = given if given is not None and valid_request_id(given) else f"{random.getrandbits(128):032x}"
         request.request_id = request_id
         token = request_id_var.set(request_id)
         try:

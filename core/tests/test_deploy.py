@@ -55,7 +55,7 @@ def exposed_sample_names(client, settings) -> set[str]:
 class TestDeployReferencesOnlyExistingMetrics:
     def test_the_metric_list_is_complete(self, exposed_sample_names):
         # Guards the test: every family of core.metrics is in the answer, labelled or not.
-        assert {"haltless_http_requests_total", "haltless_webhook_deliveries_total"} <= exposed_sample_names
+        assert {"haltless_readings_accepted_total", "haltless_webhook_deliveries_total"} <= exposed_sample_names
         assert "haltless_retention_run_duration_seconds_bucket" in exposed_sample_names
 
     @pytest.mark.parametrize("source", ["dashboard", "alerts"])

@@ -276,4 +276,4 @@ class TestLiveGunicorn:
 
 
 def http_count(samples: dict, route: str, method: str, status: str) -> float:
-    return value(samples, "haltless_http_requests_total", route=route, method=method, status=status)
+    return value(samples, "haltless_http_request_duration_seconds_count", route=route, method=method, status=status)
