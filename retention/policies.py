@@ -29,8 +29,11 @@ def tier_caps(tier: str) -> dict[str, int]:
     return tiers.tier_windows(tier)
 
 
-def explicit_windows(*, tenant_id: UUID) -> dict[str, int | None]:
-    policy = RetentionPolicy.objects.filter(tenant_id=tenant_id).first()
+def explicit_windows(*, tenant: Tenant) -> dict[str, int | None]:
+    if Tenant.retention_policy.is_cached(tenant):  # select_related("retention_policy")
+        policy = getattr(tenant, "retention_policy", None)
+    else:
+        policy = RetentionPolicy.objects.filter(tenant_id=tenant.pk).first()
     return {name: getattr(policy, f"{name}_days", None) for name in tiers.DATA_CLASSES}
 
 
@@ -40,7 +43,7 @@ def effective_windows(*, tenant: Tenant, tier: str | None = None) -> dict[str, i
     With `tier`, the windows the tenant would have under that tier (its policy clamped to it).
     """
     caps = tier_caps(tier or tenant.tier)
-    explicit = explicit_windows(tenant_id=tenant.pk)
+    explicit = explicit_windows(tenant=tenant)
     return {name: min(explicit[name] or caps[name], caps[name]) for name in tiers.DATA_CLASSES}
 
 

@@ -25,7 +25,7 @@ import time
 from django.db import connection, transaction
 from django.utils import timezone
 
-from telemetry.models import RollupCursor, SensorReading, SensorRollup
+from telemetry.models import VALUE_BOUNDS, RollupCursor, Sensor, SensorReading, SensorRollup, value_bounds
 
 logger = logging.getLogger(__name__)
 
@@ -76,19 +76,32 @@ def _bucket_sql(seconds: int) -> str:
     return "strftime('%%Y-%%m-%%d %%H:00:00', r.ts)" if seconds == 3600 else "strftime('%%Y-%%m-%%d 00:00:00', r.ts)"
 
 
+def _clamped_value_sql(least: str, greatest: str) -> str:
+    """r.value within its sensor kind's bounds (as the raw aggregates clamp), so no sum overflows."""
+    low, high = value_bounds(Sensor.Kind.OTHER)
+    cases = " ".join(
+        f"WHEN '{kind}' THEN {least}({greatest}(r.value, {bounds[0]!r}), {bounds[1]!r})"
+        for kind, bounds in VALUE_BOUNDS.items()
+    )
+    return f"CASE s.kind {cases} ELSE {least}({greatest}(r.value, {low!r}), {high!r}) END"
+
+
 def _merge_range(low: int, high: int) -> None:
     """Add readings with low < id <= high to the rollups (inside the caller's transaction)."""
     qn = connection.ops.quote_name
     readings, rollup = qn(SensorReading._meta.db_table), qn(SensorRollup._meta.db_table)
+    sensors = qn(Sensor._meta.db_table)
     least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
+    value = _clamped_value_sql(least, greatest)
     with connection.cursor() as cursor:
         for bucket in SensorRollup.Bucket:
             seconds = int(bucket)
             start = _bucket_sql(seconds)
             cursor.execute(
                 f"INSERT INTO {rollup} AS o (tenant_id, sensor_id, bucket, start, min, max, sum, count) "  # noqa: S608
-                f"SELECT r.tenant_id, r.sensor_id, {seconds}, {start}, MIN(r.value), MAX(r.value), "
-                f"SUM(r.value), COUNT(*) FROM {readings} AS r WHERE r.id > %s AND r.id <= %s "
+                f"SELECT r.tenant_id, r.sensor_id, {seconds}, {start}, MIN({value}), MAX({value}), "
+                f"SUM({value}), COUNT(*) FROM {readings} AS r JOIN {sensors} AS s ON s.id = r.sensor_id "
+                "WHERE r.id > %s AND r.id <= %s AND r.value IS NOT NULL "
                 f"GROUP BY r.tenant_id, r.sensor_id, {start} "
                 "ON CONFLICT (tenant_id, sensor_id, bucket, start) DO UPDATE SET "
                 f"min = {least}(o.min, excluded.min), max = {greatest}(o.max, excluded.max), "
@@ -102,7 +115,11 @@ def rollups_build(*, wait_seconds: float = INFLIGHT_WAIT_SECONDS) -> int:
 
     Passes are serialised by the cursor row's lock, so two workers never read the same range.
     """
-    RollupCursor.objects.get_or_create(name=CURSOR_NAME)
+    current = RollupCursor.objects.filter(name=CURSOR_NAME).first()
+    if current is None:
+        RollupCursor.objects.get_or_create(name=CURSOR_NAME)
+    elif current.built_through >= _max_committed_id():
+        return current.built_through  # up to date: two reads, no lock
     while True:
         with transaction.atomic():
             row = RollupCursor.objects.select_for_update().get(name=CURSOR_NAME)

@@ -22,7 +22,7 @@ from django.db.models import (
 from django.db.models.functions import Cast, Greatest, Least
 
 from apikeys.models import ApiKey
-from telemetry.models import AgentHeartbeat, Machine, Sensor, SensorReading, value_bounds
+from telemetry.models import AgentHeartbeat, Machine, Sensor, SensorReading, SensorRollup, value_bounds
 
 # Aggregation buckets: name -> seconds.
 BUCKETS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
@@ -185,6 +185,7 @@ class Bucket:
     max: float
     avg: float
     count: int
+    source: str = "raw"  # or "rollup"
 
 
 def reading_aggregates(
@@ -220,6 +221,54 @@ def reading_aggregates(
         )
         for row in rows
     ]
+
+
+def _bucket_floor(value: datetime, seconds: int) -> datetime:
+    epoch = int(value.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % seconds, tz=UTC)
+
+
+def _bucket_ceil(value: datetime, seconds: int) -> datetime:
+    floor = _bucket_floor(value, seconds)
+    return floor if floor == value else datetime.fromtimestamp(int(floor.timestamp()) + seconds, tz=UTC)
+
+
+def aggregates_with_rollups(
+    *,
+    tenant_id: uuid.UUID,
+    sensor_id: int,
+    kind: str,
+    bucket_seconds: int,
+    since: datetime,
+    until: datetime,
+    raw_cutoff: datetime,
+) -> list[Bucket]:
+    """1 h / 1 d buckets: from the rollups where any part of a bucket is older than `raw_cutoff`, else raw.
+
+    Raw rows older than the cutoff may be gone (retention), so those buckets come
+    whole from the rollups, which are built before raw rows are deleted. At most
+    two queries: one on the rollups' (tenant, sensor, bucket, start) index and one
+    raw aggregate.
+    """
+    raw_from = max(since, _bucket_ceil(raw_cutoff, bucket_seconds))
+    buckets: list[Bucket] = []
+    if since < raw_from:
+        rollups = SensorRollup.objects.filter(
+            tenant_id=tenant_id,
+            sensor_id=sensor_id,
+            bucket=bucket_seconds,
+            start__gte=_bucket_floor(since, bucket_seconds),
+            start__lt=min(raw_from, until),
+        ).order_by("start")
+        buckets = [
+            Bucket(start=row.start, min=row.min, max=row.max, avg=row.sum / row.count, count=row.count, source="rollup")
+            for row in rollups.only("start", "min", "max", "sum", "count")
+        ]
+    if raw_from < until:
+        buckets += reading_aggregates(
+            sensor_id=sensor_id, kind=kind, bucket_seconds=bucket_seconds, since=raw_from, until=until
+        )
+    return buckets
 
 
 def heartbeat_latest_per_key() -> QuerySet[AgentHeartbeat]:

@@ -390,8 +390,25 @@ class TestTelemetryBudgets:
         # Key, machine, its sensors, the buckets (grouped in the database).
         with budget(4):
             response = reader.get(
+                "/api/v1/sensor-data/aggregate?machine=press-0&sensor=temperature_1&bucket=15m"
+                "&from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z"
+            )
+        assert response.status_code == 200
+        assert response.json()["buckets"][0]["count"] == ROWS
+
+    def test_aggregate_hourly_past_the_raw_window(self, reader, plant, budget, settings):
+        from telemetry.rollups import rollups_build
+
+        rollups_build()  # what the beat job has done by then
+        settings.CELERY_TASK_ALWAYS_EAGER = True  # the embedded mode: the costlier of the two
+        # Key, machine, its sensors, the tenant with its retention policy, the rollup
+        # cursor and the highest reading id (embedded mode: are the rollups current?),
+        # the rollup buckets; the range is all past the raw cutoff, so no raw query.
+        with budget(7):
+            response = reader.get(
                 "/api/v1/sensor-data/aggregate?machine=press-0&sensor=temperature_1&bucket=1h"
                 "&from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z"
             )
         assert response.status_code == 200
         assert response.json()["buckets"][0]["count"] == ROWS
+        assert response.json()["buckets"][0]["source"] == "rollup"

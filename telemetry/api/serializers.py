@@ -199,6 +199,11 @@ class AggregateBucketSerializer(serializers.Serializer):
     max = serializers.FloatField()
     avg = serializers.FloatField()
     count = serializers.IntegerField()
+    source = serializers.ChoiceField(
+        choices=["raw", "rollup"],
+        help_text="`rollup`: the bucket (1h/1d) reaches past the raw retention window and comes whole "
+        "from the rollups; `raw`: computed from the readings.",
+    )
 
 
 class AggregateOutputSerializer(serializers.Serializer):

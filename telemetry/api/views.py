@@ -1,9 +1,11 @@
 import binascii
 from base64 import b64decode, b64encode
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlencode
 
+from django.conf import settings
 from django.db.models import Q
+from django.utils import timezone
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
@@ -34,8 +36,10 @@ from telemetry.api.serializers import (
     ReadingsQuerySerializer,
 )
 from telemetry.api.units import DisplayUnits
-from telemetry.models import Machine, Sensor, SensorReading
+from telemetry.models import Machine, Sensor, SensorReading, SensorRollup
+from telemetry.rollups import rollups_build
 from telemetry.services import MAX_BATCH_SIZE, BatchConflict, BatchInvalid, heartbeat_record, readings_ingest
+from tenants.models import Tenant
 
 BATCH_CONFLICT = "A machine or sensor of this batch was deleted while it was being stored; nothing was stored."
 # Ingest and heartbeat take API keys only.
@@ -454,13 +458,25 @@ class AggregateView(_SensorDataEndpoint):
         machine = self.get_machine()
         (sensor,) = self.get_sensors(machine)
         units = self.get_serializer_context()["units"]
-        buckets = selectors.reading_aggregates(
-            sensor_id=sensor.pk,
-            kind=sensor.kind,
-            bucket_seconds=selectors.BUCKETS[query["bucket"]],
-            since=query["from"],
-            until=query["to"],
-        )
+        bucket_seconds = selectors.BUCKETS[query["bucket"]]
+        if bucket_seconds in SensorRollup.Bucket.values:
+            buckets = selectors.aggregates_with_rollups(
+                tenant_id=machine.tenant_id,
+                sensor_id=sensor.pk,
+                kind=sensor.kind,
+                bucket_seconds=bucket_seconds,
+                since=query["from"],
+                until=query["to"],
+                raw_cutoff=self._raw_cutoff(machine.tenant_id),
+            )
+        else:
+            buckets = selectors.reading_aggregates(
+                sensor_id=sensor.pk,
+                kind=sensor.kind,
+                bucket_seconds=bucket_seconds,
+                since=query["from"],
+                until=query["to"],
+            )
         data = {
             "machine_id": machine.pk,
             "sensor": sensor.key,
@@ -475,8 +491,24 @@ class AggregateView(_SensorDataEndpoint):
                     "max": units.value(sensor.kind, bucket.max),
                     "avg": units.value(sensor.kind, bucket.avg),
                     "count": bucket.count,
+                    "source": bucket.source,
                 }
                 for bucket in buckets
             ],
         }
         return Response(self.get_serializer(data).data)
+
+    def _raw_cutoff(self, tenant_id) -> datetime:
+        """Where the tenant's raw readings may already be gone: now minus its readings window."""
+        from retention.policies import UnknownTier, effective_windows  # retention builds on telemetry
+
+        tenant = Tenant.objects.select_related("retention_policy").get(pk=tenant_id)
+        try:
+            days = effective_windows(tenant=tenant)["readings"]
+        except UnknownTier:
+            return datetime.min.replace(tzinfo=UTC)  # nothing is deleted by an unknown tier
+        if settings.CELERY_TASK_ALWAYS_EAGER:
+            # Without a broker there is no beat to keep the rollups current: bring them up to
+            # date here (a no-op when they are), without waiting for in-flight ingests.
+            rollups_build(wait_seconds=0)
+        return timezone.now() - timedelta(days=days)

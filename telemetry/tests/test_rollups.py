@@ -7,7 +7,7 @@ import pytest
 from telemetry import tasks
 from telemetry.models import RollupCursor, SensorRollup
 from telemetry.rollups import rollups_build
-from telemetry.services import readings_ingest
+from telemetry.services import readings_bulk_insert, readings_ingest
 from telemetry.tests.factories import MachineFactory, SensorFactory
 
 pytestmark = pytest.mark.django_db
@@ -73,3 +73,61 @@ class TestSchedule:
         tasks.rollups_build()
 
         assert buckets(sensor, 3600) == [(HOUR, 10.0, 10.0, 10.0, 1)]
+
+
+AGGREGATE_URL = "/api/v1/sensor-data/aggregate"
+
+
+class TestAggregateFromRollups:
+    """Over HTTP: 1h/1d buckets past the raw cutoff come from the rollups, after retention removed the raw rows."""
+
+    @pytest.fixture
+    def days_of_readings(self, tenant, sensor):
+        # Two readings a day, 100 to 80 days ago, at 06:00 and 18:00 (values 1 and 3: avg 2).
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        pairs = []
+        for days in range(100, 79, -1):
+            day = today - timedelta(days=days)
+            pairs += [(day + timedelta(hours=6), 1.0), (day + timedelta(hours=18), 3.0)]
+        readings_bulk_insert(tenant_id=tenant.pk, rows=[(sensor.pk, ts, value) for ts, value in pairs])
+        rollups_build()  # the beat job's pass
+        return today
+
+    def test_buckets_past_the_cutoff_say_rollup_and_survive_retention(self, tenant, days_of_readings, reader_client):
+        from retention.models import RetentionRun
+        from retention.services import retention_run_execute, retention_run_request
+
+        today = days_of_readings
+        params = {
+            "machine": "press-1",
+            "sensor": "temp",
+            "bucket": "1d",
+            "from": (today - timedelta(days=120)).isoformat(),
+            "to": today.isoformat(),
+        }
+        before = reader_client.get(AGGREGATE_URL, params).json()["buckets"]
+        run, _ = retention_run_request(tenant=tenant, trigger=RetentionRun.Trigger.MANUAL)
+        run = retention_run_execute(run_id=run.pk)
+
+        after = reader_client.get(AGGREGATE_URL, params).json()["buckets"]
+
+        assert run.readings_deleted > 0  # the professional tier keeps 90 days
+        assert after == before
+        assert len(after) == 21
+        assert {(b["min"], b["max"], b["avg"], b["count"]) for b in after} == {(1.0, 3.0, 2.0, 2)}
+        # The day holding the cutoff (90 days ago, now) is past it in part: a rollup.
+        sources = [b["source"] for b in after]
+        assert sources == ["rollup"] * 11 + ["raw"] * 10
+
+    def test_hourly_buckets_and_the_schema_of_source(self, tenant, days_of_readings, reader_client):
+        today = days_of_readings
+        params = {
+            "machine": "press-1",
+            "sensor": "temp",
+            "bucket": "1h",
+            "from": (today - timedelta(days=100)).isoformat(),
+            "to": (today - timedelta(days=99)).isoformat(),
+        }
+        buckets = reader_client.get(AGGREGATE_URL, params).json()["buckets"]
+
+        assert [(b["avg"], b["count"], b["source"]) for b in buckets] == [(1.0, 1, "rollup"), (3.0, 1, "rollup")]

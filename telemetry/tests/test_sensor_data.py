@@ -9,6 +9,7 @@ from django.utils.dateparse import parse_datetime
 from conftest import client_for_key
 from core.permissions import missing_scope_message
 from settings_app.models import UnitPreference
+from telemetry.rollups import rollups_build
 from telemetry.services import readings_bulk_insert
 from telemetry.tests.conftest import T0
 
@@ -314,6 +315,7 @@ class TestAggregate:
         # 0..59 once a minute from T0, then 100 at T0 + 1h.
         store(machine, "bearing_temp", [float(i) for i in range(60)])
         store(machine, "bearing_temp", [100.0], start=T0 + timedelta(hours=1))
+        rollups_build()  # what the beat job does next (T0 is past the raw window)
         return machine
 
     def test_min_max_avg_count_per_bucket(self, reader_client, hour_of_readings):
@@ -334,11 +336,39 @@ class TestAggregate:
             "from": ts(T0),
             "to": ts(T0 + timedelta(hours=2)),
             "buckets": [
-                {"start": ts(T0), "min": 0.0, "max": 14.0, "avg": 7.0, "count": 15},
-                {"start": ts(T0 + timedelta(minutes=15)), "min": 15.0, "max": 29.0, "avg": 22.0, "count": 15},
-                {"start": ts(T0 + timedelta(minutes=30)), "min": 30.0, "max": 44.0, "avg": 37.0, "count": 15},
-                {"start": ts(T0 + timedelta(minutes=45)), "min": 45.0, "max": 59.0, "avg": 52.0, "count": 15},
-                {"start": ts(T0 + timedelta(hours=1)), "min": 100.0, "max": 100.0, "avg": 100.0, "count": 1},
+                {"start": ts(T0), "min": 0.0, "max": 14.0, "avg": 7.0, "count": 15, "source": "raw"},
+                {
+                    "start": ts(T0 + timedelta(minutes=15)),
+                    "min": 15.0,
+                    "max": 29.0,
+                    "avg": 22.0,
+                    "count": 15,
+                    "source": "raw",
+                },
+                {
+                    "start": ts(T0 + timedelta(minutes=30)),
+                    "min": 30.0,
+                    "max": 44.0,
+                    "avg": 37.0,
+                    "count": 15,
+                    "source": "raw",
+                },
+                {
+                    "start": ts(T0 + timedelta(minutes=45)),
+                    "min": 45.0,
+                    "max": 59.0,
+                    "avg": 52.0,
+                    "count": 15,
+                    "source": "raw",
+                },
+                {
+                    "start": ts(T0 + timedelta(hours=1)),
+                    "min": 100.0,
+                    "max": 100.0,
+                    "avg": 100.0,
+                    "count": 1,
+                    "source": "raw",
+                },
             ],
         }
 
@@ -385,6 +415,8 @@ class TestAggregate:
                 "max": pytest.approx(59 * 1.8 + 32),
                 "avg": pytest.approx(29.5 * 1.8 + 32),
                 "count": 60,
+                # T0 is older than the professional tier's 90 days: past the raw cutoff.
+                "source": "rollup",
             }
         ]
 
