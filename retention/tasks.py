@@ -80,7 +80,11 @@ def retention_run_dispatch(*, run_id: UUID) -> None:
 
 @shared_task(name="retention.schedule_all", ignore_result=True)
 def retention_schedule_all() -> int:
-    """The daily job: one run, and one task, per tenant. Returns how many were queued."""
+    """The daily job: first the partition maintenance (whole expired partitions dropped,
+    PostgreSQL only), then one run, and one task, per tenant. Returns how many were queued."""
+    from telemetry.partitions import partition_drop_expired
+
+    partition_drop_expired()
     queued = 0
     for tenant in list(Tenant.objects.order_by("pk")):
         run, created = services.retention_run_request(tenant=tenant, trigger=RetentionRun.Trigger.SCHEDULE)

@@ -301,9 +301,14 @@ CELERY_BEAT_SCHEDULE = {
     },
     # API keys' observed addresses: the Redis buffer into the database (also flushed whenever read).
     "apikeys-flush-observed-ips": {"task": "apikeys.flush_observed_ips", "schedule": 300.0},
+    # PostgreSQL: readings partitions for the days ahead (a no-op on SQLite).
+    "telemetry-partitions": {"task": "telemetry.partitions_ensure", "schedule": crontab(minute=17)},
 }
 # Without a broker, a daemon thread in each process sends webhooks (the embedded mode).
 WEBHOOK_EMBEDDED_SENDER = True
+# Readings partitions (PostgreSQL): width and how far ahead they are created (docs/notes/scale.md).
+READINGS_PARTITION_DAYS = 1
+READINGS_PARTITIONS_AHEAD_DAYS = 7
 
 # --- Haltless ----------------------------------------------------------------------
 # Tenant tiers and their retention windows, in days: raw readings and heartbeats, and

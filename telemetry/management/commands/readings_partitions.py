@@ -1,0 +1,32 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from telemetry import partitions
+
+
+class Command(BaseCommand):
+    help = (
+        "PostgreSQL: create the readings partitions for the days ahead (and list them); with "
+        "--drop-expired, also drop whole partitions whose rows are all past their tenants' windows "
+        "(what the daily maintenance job does). On SQLite there is one table and nothing to do."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--drop-expired", action="store_true", help="Drop expired partitions (maintenance).")
+        parser.add_argument("--list", action="store_true", help="List the partitions.")
+
+    def handle(self, *args, drop_expired: bool, list: bool, **options):
+        if not partitions.is_partitioned():
+            raise CommandError("The readings table is not partitioned (SQLite keeps one table).")
+        created = partitions.partitions_ensure()
+        self.stdout.write(f"created {len(created)} partition(s){': ' + ', '.join(created) if created else ''}")
+        if drop_expired:
+            for dropped in partitions.partition_drop_expired():
+                self.stdout.write(f"dropped {dropped.name} ({sum(dropped.rows_by_tenant.values())} readings)")
+        if list:
+            for partition in partitions.partition_list():
+                span = (
+                    "DEFAULT"
+                    if partition.start is None
+                    else f"{partition.start.isoformat()} .. {partition.end.isoformat()}"
+                )
+                self.stdout.write(f"{partition.name}  {span}")
