@@ -1,7 +1,7 @@
 """Time partitions of the readings table on PostgreSQL (declarative range partitions on `ts`).
 
 Hand-written rather than django-postgres-extra or pg_partman (see docs/notes/scale.md):
-the whole of it is creating day-wide partitions ahead, a default partition so that
+the whole of it is creating week-wide partitions ahead, a default partition so that
 no ingest ever fails for want of one, and dropping a partition only when every row
 in it is past its own tenant's window, held by no hold and already in the rollups.
 SQLite keeps one table; every function here is a no-op there.
@@ -11,7 +11,8 @@ SQLite keeps one table; every function here is a no-op there.
   keys must contain the partition column), while Django's model keeps `id` as its
   single-column key; ids come from one identity sequence, unique across partitions.
 - Partitions are `<table>_pYYYYMMDD`, [day, day + width) in UTC, width
-  `READINGS_PARTITION_DAYS` (default 1). Readings outside every partition (an old
+  `READINGS_PARTITION_DAYS` (default 7, chosen from measurements: docs/notes/scale.md),
+  aligned to multiples of the width since 1970-01-01. Readings outside every partition (an old
   backfill) go to `<table>_default`; creating a partition whose range already has
   rows in the default moves them into it in the same transaction.
 - A drop (`partition_drop_expired`) runs only from the maintenance job, one at a
@@ -47,7 +48,7 @@ def default_partition() -> str:
 
 
 def width_days() -> int:
-    return max(1, int(getattr(settings, "READINGS_PARTITION_DAYS", 1)))
+    return max(1, int(getattr(settings, "READINGS_PARTITION_DAYS", 7)))
 
 
 def ahead_days() -> int:
@@ -220,18 +221,36 @@ def _oldest_possible_cutoff(now: datetime) -> datetime:
     return now - timedelta(days=longest)
 
 
+def _shortest_window() -> int:
+    """The shortest readings window of any tenant (days): its policy, or its tier's."""
+    from retention import policies
+    from tenants.models import Tenant
+
+    windows = []
+    for tenant in Tenant.objects.select_related("retention_policy"):
+        try:
+            windows.append(policies.effective_windows(tenant=tenant)["readings"])
+        except policies.UnknownTier:
+            continue
+    return min(windows, default=0)
+
+
 def _drop_one(partition: Partition, *, now: datetime, built_through: int, lock_timeout_ms: int) -> Dropped | None:
     """Detach and drop one partition in one transaction if it may go; None (nothing changed) otherwise."""
     from tenants.models import Tenant
 
     qn = connection.ops.quote_name
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
-        # Deferred foreign-key checks of rows inserted earlier in this transaction would
-        # forbid the DROP ("pending trigger events"): run them now.
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        # No new row can enter the partition, nor can the parent change, until we commit.
-        cursor.execute(f"LOCK TABLE {qn(parent_table())}, {qn(partition.name)} IN ACCESS EXCLUSIVE MODE")
+        # One round trip: wait at most lock_timeout for the locks; a drop lost in a crash just
+        # after its commit leaves the partition, its rows and no run record as they were (the
+        # next job drops it), so no WAL flush wait; deferred foreign-key checks of rows inserted
+        # earlier in this transaction would forbid the DROP: run them now. Then the locks: no
+        # new row can enter the partition, nor can the parent change, until we commit.
+        cursor.execute(
+            f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}; SET LOCAL synchronous_commit TO OFF; "
+            "SET CONSTRAINTS ALL IMMEDIATE; "
+            f"LOCK TABLE {qn(parent_table())}, {qn(partition.name)} IN ACCESS EXCLUSIVE MODE"
+        )
         tenants = _tenants_in(cursor, partition.name)
         if not tenants and partition.end > _oldest_possible_cutoff(now):
             return None
@@ -306,10 +325,22 @@ def partition_drop_expired(*, now: datetime | None = None, lock_timeout_ms: int 
     try:
         # Rows of a partition go only once they are in the rollups.
         built_through = rollups_build()
+        # A partition starting after the shortest window's cutoff holds only rows inside
+        # every tenant's window: not even a candidate.
+        newest_candidate = now - timedelta(days=_shortest_window())
         dropped = []
         for partition in partition_list():
-            if partition.start is None or partition.end > now:
+            if partition.start is None or partition.end > now or partition.start >= newest_candidate:
                 continue
+            # A first look without locks; only a partition that passes is locked and looked at again.
+            with connection.cursor() as cursor:
+                tenants = _tenants_in(cursor, partition.name)
+                if not tenants and partition.end > _oldest_possible_cutoff(now):
+                    continue  # empty, but some tier may still backfill into its range
+                if tenants and _why_kept(
+                    cursor, table=partition.name, tenants=tenants, now=now, built_through=built_through
+                ):
+                    continue
             result = _drop_one(partition, now=now, built_through=built_through, lock_timeout_ms=lock_timeout_ms)
             if result is not None:
                 dropped.append(result)

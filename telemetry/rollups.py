@@ -10,7 +10,7 @@ that moves the cursor.
 Ids are taken when a row is inserted but seen only when its transaction
 commits, so a pass must not read past an id that a still-running ingest may
 fill in below it. On PostgreSQL a pass reads the highest committed id, then
-waits (briefly) for every transaction in progress at that moment to end; if
+waits (briefly) for every writing transaction of the database at that moment to end; if
 one does not end in time, the pass stops at the id it saw one pass earlier
 (`next_through`), by which time such a transaction has long ended. SQLite has
 one writer at a time, so the highest committed id is always safe.
@@ -43,23 +43,31 @@ def _max_committed_id() -> int:
 
 
 def _inflight_done(wait_seconds: float) -> bool:
-    """Whether every transaction running now has ended within `wait_seconds` (PostgreSQL)."""
+    """Whether every transaction of this database that is writing now has ended within `wait_seconds`.
+
+    Read from pg_stat_activity, so transactions of other databases on the server
+    (which cannot write our readings) are not waited for.
+    """
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_current_snapshot()::text")
-        snapshot = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT coalesce(array_agg(backend_xid::text), '{}') FROM pg_stat_activity "
+            "WHERE datname = current_database() AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
+        )
+        running = cursor.fetchone()[0]
         deadline = time.monotonic() + wait_seconds
-        while True:
+        while running:
             cursor.execute(
-                "SELECT count(*) FROM pg_snapshot_xip(%s::pg_snapshot) AS x(xid) "
-                "WHERE x.xid IS DISTINCT FROM pg_current_xact_id_if_assigned() "
-                "AND pg_xact_status(x.xid) = 'in progress'",
-                [snapshot],
+                "SELECT coalesce(array_agg(backend_xid::text), '{}') FROM pg_stat_activity "
+                "WHERE datname = current_database() AND backend_xid::text = ANY(%s) AND pid <> pg_backend_pid()",
+                [running],
             )
-            if cursor.fetchone()[0] == 0:
-                return True
+            running = cursor.fetchone()[0]
+            if not running:
+                break
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)
+    return True
 
 
 def _safe_through(cursor_row: RollupCursor, wait_seconds: float) -> int:

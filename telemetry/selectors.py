@@ -261,8 +261,8 @@ def aggregates_with_rollups(
             start__lt=min(raw_from, until),
         ).order_by("start")
         buckets = [
-            Bucket(start=row.start, min=row.min, max=row.max, avg=row.sum / row.count, count=row.count, source="rollup")
-            for row in rollups.only("start", "min", "max", "sum", "count")
+            Bucket(start=start, min=low, max=high, avg=total / count, count=count, source="rollup")
+            for start, low, high, total, count in rollups.values_list("start", "min", "max", "sum", "count")
         ]
     if raw_from < until:
         buckets += reading_aggregates(

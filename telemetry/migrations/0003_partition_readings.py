@@ -3,7 +3,8 @@
 Rows are copied from today's table into the partitioned one in this migration's
 transaction, ids kept; the counts are checked equal before the old table goes.
 Django's model state does not change (its key stays `id`; in the database it is
-(id, ts), as a partitioned table's key must contain the partition column).
+(id, tenant_id, ts): a partitioned table's key must contain the partition column,
+and a table sharded by tenant the tenant).
 SQLite keeps one table: nothing happens there. Reversible (back to one table).
 """
 
@@ -89,7 +90,9 @@ def partition(apps, schema_editor):
             "value double precision NOT NULL, "
             "sensor_id bigint NOT NULL, "
             "tenant_id uuid NOT NULL, "
-            f'CONSTRAINT "{TABLE}_pkey" PRIMARY KEY (id, ts), '
+            # The partition column must be in the key; the tenant too, for a distributed
+            # engine sharding by it (docs/notes/scale.md). `id` leads: the rollups read by id range.
+            f'CONSTRAINT "{TABLE}_pkey" PRIMARY KEY (id, tenant_id, ts), '
             'CONSTRAINT "telemetry_reading_sensor_ts_unique" UNIQUE (sensor_id, ts)'
             ") PARTITION BY RANGE (ts)"
         )
