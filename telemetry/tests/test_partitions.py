@@ -160,7 +160,7 @@ class TestMigrationFromOneTable:
         sensor = SensorFactory(machine=MachineFactory(tenant=tenant))
         times = [midnight(d) + timedelta(minutes=m) for d in (400, 30, 2, 0) for m in (0, 7)]
         executor = MigrationExecutor(connection)
-        executor.migrate([("telemetry", "0002_rollups")])
+        executor.migrate([("telemetry", "0003_readings_without_foreign_keys")])
         try:
             assert catalog("SELECT relkind FROM pg_class WHERE relname = %s", [TABLE]) == [("r",)]
             readings_of(sensor, times, value=3.5)
@@ -168,7 +168,7 @@ class TestMigrationFromOneTable:
 
             executor = MigrationExecutor(connection)
             executor.loader.build_graph()
-            executor.migrate([("telemetry", "0003_partition_readings")])
+            executor.migrate([("telemetry", "0004_partition_readings")])
 
             after = catalog(f'SELECT id, tenant_id, sensor_id, ts, value FROM "{TABLE}" ORDER BY id')
             assert after == before

@@ -29,6 +29,6 @@ def backwards(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("telemetry", "0003_partition_readings")]
+    dependencies = [("telemetry", "0004_partition_readings")]
 
     operations = [migrations.RunPython(forwards, backwards, elidable=False)]

@@ -132,6 +132,6 @@ def unpartition(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("telemetry", "0002_rollups")]
+    dependencies = [("telemetry", "0003_readings_without_foreign_keys")]
 
     operations = [migrations.RunPython(partition, unpartition, elidable=False)]
