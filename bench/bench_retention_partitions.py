@@ -1,0 +1,215 @@
+"""Retention at scale: whole-partition drops vs one DELETE, and year-long aggregates from rollups vs raw.
+
+10,000,000 readings of one tenant (100 sensors) spread evenly over the last 365
+days, loaded server-side by generate_series into the partitioned readings table
+(`READINGS_PARTITION_DAYS`-wide partitions, 7 by default), then rolled up (the beat job's work,
+timed: rows/s). The tenant is on the enterprise tier with a policy of 335 days
+for readings, so the oldest 30 days are expired and fill whole partitions.
+
+- Drop: the maintenance job (`partition_drop_expired`: rollups check, per
+  partition the locks, the checks, detach + drop, one maintenance run recorded)
+  against one `DELETE ... WHERE tenant_id = %s AND ts < <end of the last expired
+  partition>` of exactly the same rows, the fastest single statement (run in a
+  transaction that is rolled back, so that the same rows are there for the drop).
+- Aggregate: one sensor, 365 days at 1d: from the rollups (what the endpoint does
+  when the range is past the raw cutoff) against the same aggregate over the raw rows.
+- Figures for docs/notes/scale.md: rows per partition, partition size, time per drop.
+"""
+
+import time
+from datetime import UTC, timedelta
+
+from bench.bench_retention import _bulk_load, _execute, _fetchall
+from bench.harness import Context, Measurement
+
+TITLE = "Retention at scale: partition drops vs DELETE, 1d aggregates from rollups vs raw"
+
+SENSORS = 100
+DAYS = 365
+POLICY_DAYS = 335
+
+
+def _best_of(n: int, fn) -> float:
+    best = float("inf")
+    for _ in range(n):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def _setup():
+    from retention.models import RetentionPolicy
+    from telemetry.models import Machine, Sensor
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.create(name="Partition bench", tier="enterprise")
+    RetentionPolicy.objects.create(tenant=tenant, readings_days=POLICY_DAYS)
+    machine = Machine.objects.create(tenant=tenant, external_id="press-1", name="Press 1")
+    sensors = Sensor.objects.bulk_create(
+        Sensor(machine=machine, key=f"s{i}", kind="temperature") for i in range(SENSORS)
+    )
+    return tenant, [s.pk for s in sensors]
+
+
+def _fresh_partitions(now) -> None:
+    """No partition but the default, then one per day over the data's year and the days ahead."""
+    from telemetry import partitions
+
+    for partition in partitions.partition_list():
+        if partition.start is not None:
+            _execute(f'DROP TABLE "{partition.name}"')
+    partitions.partitions_ensure(since=now - timedelta(days=DAYS + 1))
+    # Autovacuum would wake up on every freshly loaded partition and the drops' ACCESS
+    # EXCLUSIVE locks would wait for it to be cancelled (deadlock_timeout, 1 s): in service,
+    # old partitions are not written and autovacuum leaves them alone. The load vacuums itself.
+    for partition in partitions.partition_list():
+        _execute(f'ALTER TABLE "{partition.name}" SET (autovacuum_enabled = false)')
+
+
+def _load(*, tenant_id, sensor_ids, total: int, now) -> None:
+    from telemetry.models import SensorReading
+
+    table = SensorReading._meta.db_table
+    start = now - timedelta(days=DAYS)
+    step = timedelta(days=DAYS) / (total // SENSORS)
+    with _bulk_load(table):
+        _execute(
+            f'INSERT INTO "{table}" (tenant_id, sensor_id, ts, value) '
+            "SELECT %s, (%s::bigint[])[1 + g %% %s], %s + (g / %s) * %s, random() * 100 "
+            "FROM generate_series(0, %s - 1) AS g",
+            [tenant_id, sensor_ids, SENSORS, start, SENSORS, step, total],
+        )
+
+
+def run(ctx: Context) -> list[Measurement]:
+    from django.db import transaction
+    from django.utils import timezone
+
+    from retention.models import RetentionRun
+    from telemetry import partitions, selectors
+    from telemetry.models import SensorReading
+    from telemetry.rollups import rollups_build
+
+    if not partitions.is_partitioned():
+        raise RuntimeError("The readings table is not partitioned (this benchmark needs PostgreSQL).")
+    ctx.truncate_all()
+    table = SensorReading._meta.db_table
+    total = ctx.scale(10_000_000, 200_000)
+    now = timezone.now()
+    tenant, sensor_ids = _setup()
+    _fresh_partitions(now)
+
+    started = time.perf_counter()
+    _load(tenant_id=tenant.pk, sensor_ids=sensor_ids, total=total, now=now)
+    load_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    rollups_build()
+    rollup_seconds = time.perf_counter() - started
+
+    # --- 365 days at 1d, one sensor: rollups vs raw ---------------------------------
+    sensor_id = sensor_ids[0]
+    since, until = now - timedelta(days=DAYS), now
+    raw = selectors.reading_aggregates(
+        sensor_id=sensor_id, kind="temperature", bucket_seconds=86400, since=since, until=until
+    )
+    rolled = selectors.aggregates_with_rollups(
+        tenant_id=tenant.pk,
+        sensor_id=sensor_id,
+        kind="temperature",
+        bucket_seconds=86400,
+        since=since,
+        until=until,
+        raw_cutoff=until,
+    )
+    assert sum(b.count for b in raw) == sum(b.count for b in rolled) == total // SENSORS
+    raw_seconds = _best_of(
+        3,
+        lambda: selectors.reading_aggregates(
+            sensor_id=sensor_id, kind="temperature", bucket_seconds=86400, since=since, until=until
+        ),
+    )
+    rollup_read_seconds = _best_of(
+        5,
+        lambda: selectors.aggregates_with_rollups(
+            tenant_id=tenant.pk,
+            sensor_id=sensor_id,
+            kind="temperature",
+            bucket_seconds=86400,
+            since=since,
+            until=until,
+            raw_cutoff=until,
+        ),
+    )
+
+    # --- Expired whole partitions: one DELETE (rolled back) vs the maintenance drop ----
+    cutoff = now - timedelta(days=POLICY_DAYS)
+    expired = [p for p in partitions.partition_list() if p.end is not None and p.end <= cutoff]
+    boundary = max(p.end for p in expired)
+    (in_expired,) = _fetchall(f'SELECT count(*) FROM "{table}" WHERE ts < %s', [boundary])[0]
+    sizes = _fetchall(
+        "SELECT avg(pg_total_relation_size(c.oid)), avg(c.reltuples) FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass AND c.relname <> %s",
+        [table, partitions.default_partition()],
+    )[0]
+    started = time.perf_counter()
+    with transaction.atomic():
+        deleted = _execute(f'DELETE FROM "{table}" WHERE tenant_id = %s AND ts < %s', [tenant.pk, boundary])
+        delete_seconds = time.perf_counter() - started
+        transaction.set_rollback(True)
+    assert deleted == in_expired, (deleted, in_expired)
+    # The rolled-back DELETE left every one of those rows with an aborted xmax: a VACUUM
+    # settles them (and is what a committed DELETE would owe: timed, as the DELETE's debt).
+    started = time.perf_counter()
+    _execute(f'VACUUM "{table}"')
+    vacuum_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    dropped = partitions.partition_drop_expired(now=now)
+    drop_seconds = time.perf_counter() - started
+    dropped_rows = sum(sum(d.rows_by_tenant.values()) for d in dropped)
+    assert [d.name for d in dropped] == [p.name for p in expired], [d.name for d in dropped]
+    assert dropped_rows == in_expired, (dropped_rows, in_expired)
+    with_rows = [d for d in dropped if d.rows_by_tenant]
+    assert RetentionRun.objects.filter(tenant=tenant, trigger="maintenance").count() == len(with_rows)
+
+    ctx.notes.append(
+        f"retention at scale: {total:,} readings of one tenant over {DAYS} days in week partitions "
+        f"(about {sizes[1]:,.0f} rows and {sizes[0] / 2**20:,.1f} MiB each with indexes); loaded in "
+        f"{load_seconds:.0f} s; rollups built in {rollup_seconds:.1f} s ({total / rollup_seconds:,.0f} rows/s). "
+        f"{len(dropped)} expired partitions ({in_expired:,} rows) dropped in {drop_seconds:.2f} s "
+        f"({drop_seconds / len(dropped) * 1000:.0f} ms per partition, checks and run records included) vs one "
+        f"DELETE of the same rows in {delete_seconds:.1f} s ({in_expired / delete_seconds:,.0f} rows/s), "
+        f"which leaves dead rows a VACUUM of the table then needs about {vacuum_seconds:.1f} s to settle."
+    )
+    when = now.astimezone(UTC).date().isoformat()
+    return [
+        Measurement(
+            name=f"maintenance drop of {len(dropped)} expired partitions ({in_expired:,} rows)",
+            value=drop_seconds,
+            unit="s",
+            baseline="one DELETE of the same rows",
+            baseline_value=delete_seconds,
+            target="<= 0.02x (>= 50x faster)",
+            ok=drop_seconds * 50 <= delete_seconds,
+            note=f"data ending {when}",
+        ),
+        Measurement(
+            name="the same drop",
+            value=drop_seconds,
+            unit="s",
+            baseline="one DELETE of the same rows + the VACUUM it owes",
+            baseline_value=delete_seconds + vacuum_seconds,
+            target="<= 0.02x (>= 50x faster)",
+            ok=drop_seconds * 50 <= delete_seconds + vacuum_seconds,
+        ),
+        Measurement(
+            name="aggregate 365 days at 1d from rollups",
+            value=rollup_read_seconds,
+            unit="s",
+            baseline="the same over raw rows",
+            baseline_value=raw_seconds,
+            target="<= 0.05x (>= 20x faster)",
+            ok=rollup_read_seconds * 20 <= raw_seconds,
+        ),
+    ]
