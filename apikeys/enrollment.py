@@ -47,6 +47,7 @@ class EnrollmentRefused(AuthenticationFailed):
 
     default_detail = INVALID_TOKEN
     default_code = "enrollment_token_invalid"
+    metrics_auth_failure = "enrollment_invalid"  # core.metrics, counted by core.exceptions
 
 
 @dataclass(frozen=True)

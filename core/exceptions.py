@@ -51,6 +51,9 @@ def api_exception_handler(exc, context):
         # through still answers 400 in DRF's shape, never 500.
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": " ".join(exc.messages)}
         exc = exceptions.ValidationError(detail)
+    if getattr(exc, "metrics_auth_failure", None):
+        # A refusal of a credential that its own exception names (e.g. an enrollment token).
+        metrics.api_key_auth_failed(reason=exc.metrics_auth_failure)
     if isinstance(exc, exceptions.APIException) and exc.status_code == 429:
         # Every 429 of the API passes here once: a limit that names itself (metrics_limit), else a DRF throttle.
         metrics.rate_limited(limit=getattr(exc, "metrics_limit", None) or "throttle")

@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
@@ -84,6 +84,11 @@ class PublicCredentialRevokeView(APIView):
     permission_classes = [AllowAny]
     parser_classes = [AnyContentJSONParser]
     throttle_classes = [PublicReportThrottle]
+
+    def throttled(self, request, wait):
+        exc = exceptions.Throttled(wait)
+        exc.metrics_limit = "public_revocation"  # core.metrics, counted by core.exceptions
+        raise exc
 
     def post(self, request):
         payload = PublicRevokeInputSerializer(data=request.data)

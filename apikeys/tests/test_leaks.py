@@ -247,3 +247,20 @@ class TestGithubSecretScanning:
     @pytest.mark.parametrize("body", [b"{}", b"[]", b'"x"', b"[{}]", b'[{"token": 1, "type": "t"}]'])
     def test_a_signed_body_that_is_not_a_list_of_alerts_is_a_400(self, trusted, body):
         assert post_alert(body, github.sign(body)).status_code == 400
+
+
+def test_refusals_are_counted_in_the_metrics(api_key):
+    from prometheus_client import REGISTRY
+
+    def sample(name, **labels):
+        return REGISTRY.get_sample_value(name, labels) or 0
+
+    throttled_before = sample("haltless_rate_limited_requests_total", limit="public_revocation")
+    enroll_before = sample("haltless_api_key_auth_failures_total", reason="enrollment_invalid")
+    for _ in range(31):
+        report("x", REMOTE_ADDR="192.0.2.30")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {keys.generate_key(prefix='hlte_')}")
+    assert client.post("/api/v1/agent/enroll", {"hostname": "gw"}, format="json").status_code == 401
+    assert sample("haltless_rate_limited_requests_total", limit="public_revocation") == throttled_before + 1
+    assert sample("haltless_api_key_auth_failures_total", reason="enrollment_invalid") == enroll_before + 1
