@@ -145,6 +145,12 @@ def main() -> int:
     parser.add_argument("--max-time", type=int, default=90, help="seconds per identity (default 90)")
     parser.add_argument("--max-examples", type=int, default=10, help="cases per operation and phase (default 10)")
     parser.add_argument("--seed", type=int, default=20261201)
+    parser.add_argument(
+        "--fail-on",
+        choices=["any", "server-errors"],
+        default="any",
+        help="fail on any check failure (default), or only on a 5xx answer (CI, while new endpoints' schemas settle)",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="haltless-fuzz-"))
@@ -183,7 +189,19 @@ def main() -> int:
     ]
     for line in server_errors[:20]:
         print(f"fuzz: server log: {line}")
-    failed = any(code != 0 for code, _, _ in outcomes) or bool(server_errors)
+    five_xx = [
+        line
+        for path in workdir.glob("results-*.ndjson")
+        for line in path.read_text().splitlines()
+        if json.loads(line)[2] >= 500
+    ]
+    for line in five_xx[:20]:
+        print(f"fuzz: server error: {line}")
+    checks_failed = any(code != 0 for code, _, _ in outcomes)
+    if checks_failed and args.fail_on == "server-errors":
+        print("fuzz: check failures above are reported, not fatal (--fail-on server-errors)")
+        checks_failed = False
+    failed = checks_failed or bool(server_errors) or bool(five_xx)
     print(f"fuzz: {'FAILED' if failed else 'passed'}; work files in {workdir}")
     return 1 if failed else 0
 
