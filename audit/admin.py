@@ -1,10 +1,11 @@
 from django.contrib import admin
 
 from audit.models import AuditEvent
+from core.admin import TenantScopedReadOnlyAdmin
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(TenantScopedReadOnlyAdmin):
     """Read-only: the log is evidence, so nobody edits or deletes it here."""
 
     list_display = ["occurred_at", "tenant", "action", "actor_type", "actor_label", "target_label", "client_ip"]
@@ -14,12 +15,3 @@ class AuditEventAdmin(admin.ModelAdmin):
     list_select_related = ["tenant"]
     ordering = ["-occurred_at", "-id"]
     readonly_fields = [field.name for field in AuditEvent._meta.fields]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -81,6 +81,12 @@ class TenantScopedAdmin(admin.ModelAdmin):
             return super().has_delete_permission(request, obj)
         return self._tenant_admin_may(request, "delete", obj)
 
+    def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
+        # Another tenant's row, or none: 404, as in the API. Django's redirect to the
+        # index ("perhaps it was deleted?") would tell an id-guesser nothing less, but
+        # a plain 404 is what every other door of the service answers.
+        raise Http404(f"No {opts.verbose_name} with this id.")
+
     # --- what they see ------------------------------------------------------------------------
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
@@ -176,8 +182,8 @@ class TenantScopedAdmin(admin.ModelAdmin):
             readonly.append(TENANT_FIELD)  # a row's tenant never changes after creation
         return readonly
 
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        form = super().get_form(request, obj, change, **kwargs)
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
         if obj is None and is_tenant_admin(request) and self.tenant_path == TENANT_FIELD:
             tenant_id = request.user.tenant_id
 

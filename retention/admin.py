@@ -1,15 +1,22 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.urls import path, reverse
+from django.views.decorators.http import require_POST
 
+from core.admin import TenantScopedReadOnlyAdmin, is_tenant_admin
+from core.http import client_ip
 from retention.models import RetentionRun
+from retention.services import retention_run_request
+from retention.tasks import retention_run_enqueue
 
 
 @admin.register(RetentionRun)
-class RetentionRunAdmin(admin.ModelAdmin):
-    """Runs are a record of what happened: viewable, never edited by hand.
+class RetentionRunAdmin(TenantScopedReadOnlyAdmin):
+    """Runs are a record of what happened: viewable, never edited by hand; a tenant admin
+    can ask for one now. A tenant's retention window is its tier and its policy."""
 
-    A tenant's retention window is its tier, edited on the tenant.
-    """
-
+    change_list_template = "admin/retention/retentionrun/change_list.html"
     list_display = [
         "created_at",
         "tenant",
@@ -45,11 +52,28 @@ class RetentionRunAdmin(admin.ModelAdmin):
     ]
     fields = readonly_fields
 
-    def has_add_permission(self, request) -> bool:
-        return False
+    def get_urls(self):
+        run_now = self.admin_site.admin_view(require_POST(self.run_now_view))
+        return [path("run-now/", run_now, name="retention_retentionrun_run_now"), *super().get_urls()]
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_run_now": is_tenant_admin(request)}
+        return super().changelist_view(request, extra_context)
 
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+    def run_now_view(self, request):
+        """The same as POST /settings/admin/retention/run: a tenant admin's own tenant, once at a time."""
+        if not is_tenant_admin(request):
+            raise PermissionDenied
+        run, created = retention_run_request(
+            tenant=request.user.tenant,
+            trigger=RetentionRun.Trigger.MANUAL,
+            requested_by=request.user,
+            client_ip=client_ip(request),
+        )
+        if created:
+            retention_run_enqueue(run_id=run.id)
+            run.refresh_from_db(fields=["status"])
+            self.message_user(request, f"Retention run requested; it is {run.status}.", messages.SUCCESS)
+        else:
+            self.message_user(request, "A retention run is already under way for this tenant.", messages.WARNING)
+        return HttpResponseRedirect(reverse("admin:retention_retentionrun_changelist"))

@@ -4,23 +4,37 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 
-from core.admin import form_errors_as_messages
+from core.admin import TenantScopedAdmin, form_errors_as_messages
 from core.http import client_ip
 from settings_app import access, services
 from settings_app.api.serializers import DashboardPresetInputSerializer
 from settings_app.models import AiSettings, DashboardPreset, RolePermission, UnitPreference
 
 
-class _ServiceSavedAdmin(admin.ModelAdmin):
-    """The form validates through the service's rules; save_model calls the service."""
+class _ServiceSavedAdmin(TenantScopedAdmin):
+    """The form validates through the service's rules; save_model calls the service.
+
+    Settings are changed, never deleted here (the service has no "delete").
+    """
+
+    tenant_admin_permissions = frozenset({"view", "add", "change"})
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 class RolePermissionForm(forms.ModelForm):
     settings_tabs = forms.MultipleChoiceField(
-        choices=[(t, t) for t in access.SETTINGS_TABS], required=False, widget=forms.CheckboxSelectMultiple
+        choices=[(t, t) for t in access.SETTINGS_TABS],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Settings tabs",
     )
     nav_pages = forms.MultipleChoiceField(
-        choices=[(p, p) for p in access.NAV_PAGES], required=False, widget=forms.CheckboxSelectMultiple
+        choices=[(p, p) for p in access.NAV_PAGES],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Navigation pages",
     )
 
     class Meta:
@@ -41,12 +55,12 @@ class RolePermissionAdmin(_ServiceSavedAdmin):
 
     def save_model(self, request, obj, form, change):
         services.role_permissions_update(
-            tenant=obj.tenant,
+            tenant=self.form_tenant(request, form),
             permissions={obj.role: {"settings": obj.settings_tabs, "nav": obj.nav_pages}},
             actor=request.user,
             client_ip=client_ip(request),
         )
-        saved = RolePermission.objects.get(tenant=obj.tenant, role=obj.role)
+        saved = RolePermission.objects.get(tenant=self.form_tenant(request, form), role=obj.role)
         obj.pk, obj._state.adding = saved.pk, False
 
 
@@ -63,6 +77,7 @@ class AiSettingsForm(forms.ModelForm):
     class Meta:
         model = AiSettings
         fields = ["tenant", "ai_provider", "custom_ai_url", "custom_ai_model"]
+        labels = {"ai_provider": "AI provider", "custom_ai_url": "Custom AI URL", "custom_ai_model": "Custom AI model"}
 
     def changes(self) -> dict:
         data = self.cleaned_data
@@ -89,10 +104,22 @@ class AiSettingsForm(forms.ModelForm):
 @admin.register(AiSettings)
 class AiSettingsAdmin(_ServiceSavedAdmin):
     form = AiSettingsForm
-    list_display = ["tenant", "ai_provider", "custom_ai_url", "custom_ai_model", "api_key_set", "updated_at"]
+    list_display = ["tenant", "ai_provider_label", "ai_url", "ai_model", "api_key_set", "updated_at"]
     list_filter = ["ai_provider"]
     list_select_related = ["tenant"]
     search_fields = ["tenant__name", "custom_ai_url"]
+
+    @admin.display(description="AI provider", ordering="ai_provider")
+    def ai_provider_label(self, obj: AiSettings) -> str:
+        return obj.get_ai_provider_display()
+
+    @admin.display(description="custom AI URL", ordering="custom_ai_url")
+    def ai_url(self, obj: AiSettings) -> str:
+        return obj.custom_ai_url
+
+    @admin.display(description="custom AI model", ordering="custom_ai_model")
+    def ai_model(self, obj: AiSettings) -> str:
+        return obj.custom_ai_model
 
     @admin.display(boolean=True, description="API key set")
     def api_key_set(self, obj: AiSettings) -> bool:
@@ -103,7 +130,7 @@ class AiSettingsAdmin(_ServiceSavedAdmin):
 
     def save_model(self, request, obj, form, change):
         saved = services.ai_settings_update(
-            tenant=obj.tenant, changes=form.changes(), actor=request.user, client_ip=client_ip(request)
+            tenant=self.form_tenant(request, form), changes=form.changes(), actor=request.user, client_ip=client_ip(request)
         )
         if saved.pk is None:  # nothing differed from the defaults: keep a row so the admin has one
             saved.save()
@@ -147,7 +174,7 @@ class DashboardPresetAdmin(_ServiceSavedAdmin):
 
     def save_model(self, request, obj, form, change):
         saved = services.dashboard_preset_save(
-            tenant=obj.tenant,
+            tenant=self.form_tenant(request, form),
             role=obj.role,
             widgets=form.cleaned_data["widgets"],
             stat_metrics=form.cleaned_data["stat_metrics"],
@@ -159,6 +186,7 @@ class DashboardPresetAdmin(_ServiceSavedAdmin):
 
 @admin.register(UnitPreference)
 class UnitPreferenceAdmin(_ServiceSavedAdmin):
+    tenant_path = "user__tenant"
     list_display = ["user", "temperature", "pressure", "vibration", "updated_at"]
     list_filter = ["user__tenant", "temperature", "pressure", "vibration"]
     list_select_related = ["user"]

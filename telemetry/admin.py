@@ -167,6 +167,7 @@ class MachineAdmin(TenantScopedAdmin):
     list_filter = ["tenant"]
     list_select_related = ["tenant"]
     search_fields = ["name", "external_id", "location", "tenant__name"]
+    ordering = ["name", "id"]
     readonly_fields = ["id", "created_at", "last_reading_at"]
     fields = ["id", "tenant", "external_id", "name", "location", "created_at", "last_reading_at"]
     inlines = [SensorInline, NewSensorInline]

@@ -1,4 +1,4 @@
-"""Users in the Django admin, for platform staff.
+"""Users in the Django admin: platform staff see everyone, a tenant admin their tenant's people.
 
 Role and activity changes go through the same services as the API, so the
 same rules hold here: no one deactivates themselves, and no tenant is left
@@ -9,8 +9,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import BaseUserCreationForm, UserChangeForm
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 
+from core.admin import TenantScopedAdmin, is_tenant_admin
 from core.http import client_ip
 from users import services
 from users.models import Role, User, normalize_email
@@ -33,7 +34,8 @@ class UserCreationForm(_NormalizedEmailMixin, BaseUserCreationForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # Platform staff are made with `createsuperuser`; a user made here is a tenant member.
-        self.fields["tenant"].required = True
+        if "tenant" in self.fields:  # a tenant admin's form has none: the user joins their tenant
+            self.fields["tenant"].required = True
 
 
 class UserEditForm(_NormalizedEmailMixin, UserChangeForm):
@@ -55,7 +57,7 @@ class UserEditForm(_NormalizedEmailMixin, UserChangeForm):
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(TenantScopedAdmin, DjangoUserAdmin):
     add_form = UserCreationForm
     form = UserEditForm
     list_display = ["email", "full_name", "tenant", "role", "is_active", "is_staff", "last_login", "date_joined"]
@@ -75,22 +77,43 @@ class UserAdmin(DjangoUserAdmin):
         (None, {"classes": ("wide",), "fields": ("email", "tenant", "role", "full_name", "password1", "password2")}),
     )
 
+    # A tenant admin's view of their people: no platform flags, groups, permissions or password hashes.
+    tenant_admin_permissions = frozenset({"view", "add", "change"})
+    tenant_admin_fieldsets = (
+        (None, {"fields": ("id", "email")}),
+        ("Profile", {"fields": ("full_name", "role")}),
+        ("Status", {"fields": ("is_active",)}),
+        ("Dates", {"fields": ("last_login", "date_joined")}),
+    )
+    _platform_only = {"is_staff", "is_superuser", "groups", "user_permissions", "password"}
+
     def has_delete_permission(self, request, obj=None) -> bool:
         # Users are deactivated, never deleted: their history and keys stay attributable.
         return False
 
-    def get_readonly_fields(self, request, obj=None):
-        readonly = list(super().get_readonly_fields(request, obj))
-        if obj is not None and obj.tenant_id is not None:
-            # Moving a user to another tenant could strip the old one of its last
-            # admin and would carry the user's history across tenants.
-            readonly.append("tenant")
-        return readonly
+    def get_fieldsets(self, request, obj=None):
+        if is_tenant_admin(request) and obj is not None:
+            return self.tenant_admin_fieldsets
+        return super().get_fieldsets(request, obj)
+
+    def get_list_display(self, request):
+        names = super().get_list_display(request)
+        return [n for n in names if n not in self._platform_only] if is_tenant_admin(request) else names
+
+    def get_list_filter(self, request):
+        filters = super().get_list_filter(request)
+        return [f for f in filters if f not in self._platform_only] if is_tenant_admin(request) else filters
+
+    def user_change_password(self, request, id, form_url=""):
+        # Setting another person's password is for platform staff; a tenant admin changes their own.
+        if is_tenant_admin(request) and str(request.user.pk) != str(id):
+            raise PermissionDenied
+        return super().user_change_password(request, id, form_url)
 
     def save_model(self, request, obj: User, form: forms.ModelForm, change: bool) -> None:
         if not change:
             created = services.user_create(
-                tenant=obj.tenant,
+                tenant=self.form_tenant(request, form),
                 email=obj.email,
                 password=form.cleaned_data["password1"],
                 full_name=obj.full_name,
