@@ -35,6 +35,17 @@ def check_required_scopes(app_configs=None, **kwargs) -> list[Error]:
             continue
         initkwargs = getattr(pattern.callback, "initkwargs", None) or {}
         scope = initkwargs.get("required_scope", getattr(view_class, "required_scope", None))
+        write_scope = initkwargs.get("required_write_scope", getattr(view_class, "required_write_scope", None))
+        if write_scope is not None and not scopes.is_scope(write_scope):
+            errors.append(
+                Error(
+                    f"{view_class.__module__}.{view_class.__qualname__} (/{route}) declares required_write_scope "
+                    f"{write_scope!r}, which is not a registered scope.",
+                    hint=f"Use one of: {', '.join(scopes.SCOPES)}, or add it to apikeys.scopes.SCOPES.",
+                    obj=view_class,
+                    id="apikeys.E001",
+                )
+            )
         allow_user_login = initkwargs.get("allow_user_login", getattr(view_class, "allow_user_login", True))
         label = f"{view_class.__module__}.{view_class.__qualname__} (/{route})"
         if scope is not None and scope != ANY_SCOPE and not scopes.is_scope(scope):

@@ -12,6 +12,7 @@ SCOPES: dict[str, str] = {
     "agent": "GET /agent/heartbeat: edge agent heartbeat",
     "read:machines": "GET /machines: list and read machine details",
     "read:sensors": "GET /sensor-data/*: query sensor readings",
+    "write:machines": "POST/PATCH/DELETE /machines: provision machines and sensors (e.g. from an MES or ERP)",
 }
 
 PRESETS: dict[str, list[str]] = {

@@ -52,6 +52,10 @@ class ApiAccess(BasePermission):
             return False
         if getattr(principal, "is_api_key", False):
             scope = getattr(view, "required_scope", None)
+            # An endpoint that also writes may ask a stronger scope for its writes.
+            write_scope = getattr(view, "required_write_scope", None)
+            if write_scope is not None and request.method not in SAFE_METHODS:
+                scope = write_scope
             if scope is None:
                 self.message = USER_LOGIN_REQUIRED
                 metrics.api_key_auth_failed(reason="scope")

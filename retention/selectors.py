@@ -3,7 +3,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from retention import policies
@@ -94,3 +94,29 @@ def retention_policy_for(*, tenant: Tenant) -> dict[str, int | None]:
 
 def retention_hold_list(*, tenant_id: UUID) -> QuerySet[RetentionHold]:
     return RetentionHold.objects.filter(tenant_id=tenant_id).prefetch_related("machines").order_by("-created_at", "id")
+
+
+HELD_READINGS = "Readings of this {what} are under a legal hold; release the hold first."
+
+
+def readings_held_reason(*, machine, sensor=None) -> str | None:
+    """Why a machine's (or one sensor's) readings must stay, or None: an active hold covers some of them.
+
+    Registered with telemetry.services.deletion_guards, so deleting a machine or a
+    sensor over HTTP or in the admin never takes held readings with it.
+    """
+    holds = RetentionHold.objects.filter(tenant_id=machine.tenant_id, released_at__isnull=True).filter(
+        Q(all_machines=True) | Q(machines=machine)
+    )
+    readings = (
+        SensorReading.objects.filter(sensor_id=sensor.pk)
+        if sensor
+        else SensorReading.objects.filter(sensor__machine_id=machine.pk)
+    )
+    for hold in holds.distinct():
+        window = readings.filter(ts__gte=hold.starts_at)
+        if hold.ends_at is not None:
+            window = window.filter(ts__lt=hold.ends_at)
+        if window.exists():
+            return HELD_READINGS.format(what="sensor" if sensor else "machine")
+    return None

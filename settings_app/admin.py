@@ -130,7 +130,10 @@ class AiSettingsAdmin(_ServiceSavedAdmin):
 
     def save_model(self, request, obj, form, change):
         saved = services.ai_settings_update(
-            tenant=self.form_tenant(request, form), changes=form.changes(), actor=request.user, client_ip=client_ip(request)
+            tenant=self.form_tenant(request, form),
+            changes=form.changes(),
+            actor=request.user,
+            client_ip=client_ip(request),
         )
         if saved.pk is None:  # nothing differed from the defaults: keep a row so the admin has one
             saved.save()

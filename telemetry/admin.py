@@ -258,7 +258,8 @@ class MachineAdmin(TenantScopedAdmin):
         reading_count = services.machine_deletion_counts(machines=machines).readings
         to_delete, model_count = _deleted_objects_summary(machines, sensors, reading_count, with_machines=True)
         perms_needed = set() if self.has_delete_permission(request) else {Machine._meta.verbose_name}
-        return to_delete, model_count, perms_needed, []
+        held = [reason for m in machines if (reason := services.deletion_held_reason(machine=m))]
+        return to_delete, model_count, perms_needed, held
 
     def delete_model(self, request, obj: Machine) -> None:
         services.machine_delete(machine=obj, actor=request.user, client_ip=client_ip(request))
@@ -292,7 +293,8 @@ class SensorAdmin(TenantScopedAdmin):
         reading_count = services.sensor_deletion_counts(sensors=sensors).readings
         to_delete, model_count = _deleted_objects_summary([], sensors, reading_count, with_machines=False)
         perms_needed = set() if self.has_delete_permission(request) else {Sensor._meta.verbose_name}
-        return to_delete, model_count, perms_needed, []
+        held = [reason for s in sensors if (reason := services.deletion_held_reason(machine=s.machine, sensor=s))]
+        return to_delete, model_count, perms_needed, held
 
     def delete_model(self, request, obj: Sensor) -> None:
         services.sensor_delete(sensor=obj, actor=request.user, client_ip=client_ip(request))

@@ -706,6 +706,31 @@ def machine_update(
     return machine
 
 
+class ReadingsHeld(Exception):
+    """A machine or sensor whose readings something must keep (a legal hold) cannot be deleted."""
+
+
+# Apps that must keep readings register a check here (retention's legal holds), so that
+# telemetry asks them without importing them: guard(machine=..., sensor=... or None)
+# returns why the readings must stay, or None.
+deletion_guards: list = []
+
+
+def deletion_held_reason(*, machine: Machine, sensor: Sensor | None = None) -> str | None:
+    """Why the machine's (or sensor's) readings must stay, or None if it may be deleted."""
+    for guard in deletion_guards:
+        reason = guard(machine=machine, sensor=sensor)
+        if reason:
+            return reason
+    return None
+
+
+def _check_deletion_guards(*, machine: Machine, sensor: Sensor | None = None) -> None:
+    reason = deletion_held_reason(machine=machine, sensor=sensor)
+    if reason:
+        raise ReadingsHeld(reason)
+
+
 @dataclass(frozen=True)
 class DeletionCounts:
     """What deleting a machine or sensor takes with it."""
@@ -729,7 +754,11 @@ def sensor_deletion_counts(*, sensors: Iterable[Sensor]) -> DeletionCounts:
 
 @transaction.atomic
 def machine_delete(*, machine: Machine, actor=None, client_ip: str | None = None) -> DeletionCounts:
-    """Delete a machine with its sensors and their readings (DELETE statements; no reading is loaded)."""
+    """Delete a machine with its sensors and their readings (DELETE statements; no reading is loaded).
+
+    Raises ReadingsHeld when a legal hold keeps some of its readings.
+    """
+    _check_deletion_guards(machine=machine)
     counts = machine_deletion_counts(machines=[machine])
     # Readings first, by sensor: a plain DELETE, so none is loaded (Django's collector would fast-delete too).
     SensorReading.objects.filter(sensor__machine_id=machine.pk).delete()
@@ -781,7 +810,11 @@ def sensor_create(*, machine: Machine, key: str, kind: str, actor=None, client_i
 
 @transaction.atomic
 def sensor_delete(*, sensor: Sensor, actor=None, client_ip: str | None = None) -> DeletionCounts:
-    """Delete a sensor and its readings (DELETE statements; no reading is loaded)."""
+    """Delete a sensor and its readings (DELETE statements; no reading is loaded).
+
+    Raises ReadingsHeld when a legal hold keeps some of its readings.
+    """
+    _check_deletion_guards(machine=sensor.machine, sensor=sensor)
     counts = sensor_deletion_counts(sensors=[sensor])
     machine = sensor.machine
     SensorReading.objects.filter(sensor_id=sensor.pk).delete()

@@ -206,6 +206,19 @@ def user_reactivate(*, user: User, actor=None, client_ip: str | None = None) -> 
 
 
 @transaction.atomic
+def user_update(*, user: User, full_name: str | None = None, actor=None, client_ip: str | None = None) -> User:
+    """An admin changes another user's name (email, role and activity have their own rules)."""
+    locked = User.objects.select_for_update().get(pk=user.pk)
+    if full_name is None or full_name.strip() == locked.full_name:
+        return locked
+    changes = {"full_name": {"from": locked.full_name, "to": full_name.strip()}}
+    locked.full_name = full_name.strip()
+    locked.save(update_fields=["full_name"])
+    _audit(locked, action="user.update", actor=actor, changes=changes, client_ip=client_ip)
+    return locked
+
+
+@transaction.atomic
 def user_profile_update(
     *,
     user: User,

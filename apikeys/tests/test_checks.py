@@ -24,7 +24,7 @@ class TestRequiredScopeCheck:
         assert len(e001) == 3
         assert any("TypoScopeView (/api/v1/nested/typo)" in m and "'read:machine'" in m for m in e001)
         assert any("FineView (/api/v1/override)" in m and "'ingestion'" in m for m in e001)
-        assert any("WriteViewSet" in m and "'write:machines'" in m for m in e001)
+        assert any("WriteViewSet" in m and "'write:everything'" in m for m in e001)
         assert by_id["apikeys.E002"] == [
             "apikeys.tests.urls_bad_scopes.UnreachableView (/api/v1/unreachable) refuses user logins "
             "(allow_user_login = False) but declares no required_scope, so no credential can ever reach it."

@@ -30,7 +30,7 @@ class FineView(APIView):
 
 
 class WriteViewSet(ViewSet):
-    required_scope = "write:machines"
+    required_scope = "write:everything"
 
     def list(self, request):
         return Response([])

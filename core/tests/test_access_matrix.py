@@ -78,6 +78,7 @@ class Row:
     body: Callable[["World"], Any] | dict | None = None
     query: Callable[["World"], dict] | dict | None = None
     scope: str | None = None  # the scope the endpoint declares; None for user-only
+    write_scope: str | None = None  # the scope its writes need, when stronger (required_write_scope)
     key_only: bool = False  # allow_user_login = False
     audit: str | None = None  # the action a user's successful write records, or NOT_AUDITED
     path_objects: dict[str, str] = field(default_factory=dict)  # path parameter -> World attribute
@@ -147,6 +148,12 @@ DASHBOARD_PRESET = {
     ],
     "statMetrics": [{"metricId": "critical_count"}, {"metricId": "active_alerts"}],
 }
+NEW_MACHINE = {
+    "external_id": "matrix-press",
+    "name": "Matrix press",
+    "location": "Hall M",
+    "sensors": [{"key": "bearing_temp", "kind": "temperature"}],
+}
 NEW_USER = {"email": "new.person@acme.test", "password": "Onboard-Secret-2031", "full_name": "New Person"}
 
 # Deviations from the contract that the owning app has been told about. A cell listed
@@ -174,6 +181,10 @@ MATRIX: list[Row] = [
     row("GET", "/users/{user_id}",                  401, 403, 403, 200, 404,  403, 403, 403, 403, 403, 403, 401, 401),
     row("DELETE", "/users/{user_id}",               401, 403, 403, 204, 404,  403, 403, 403, 403, 403, 403, 401, 401,
         audit="user.deactivate"),
+    row("PATCH", "/users/{user_id}",                401, 403, 403, 200, 404,  403, 403, 403, 403, 403, 403, 401, 401,
+        body={"full_name": "Matrix Name"}, audit="user.update"),
+    row("POST", "/users/{user_id}/reactivate",      401, 403, 403, 200, 404,  403, 403, 403, 403, 403, 403, 401, 401,
+        path_objects={"user_id": "inactive_user"}, audit="user.reactivate"),
     row("PUT", "/users/{user_id}/role",             401, 403, 403, 200, 404,  403, 403, 403, 403, 403, 403, 401, 401,
         body={"role": "operator"}, audit="user.role_change"),
     # --- API keys -----------------------------------------------------------------------------------
@@ -243,9 +254,22 @@ MATRIX: list[Row] = [
     row("GET", "/agent/heartbeat",                  401, 403, 403, 403, 403,  403, 200, 403, 403, 200, 403, 401, 401,
         scope="agent", key_only=True),
     row("GET", "/machines",                         401, 200, 200, 200, 200,  403, 403, 200, 403, 403, 200, 401, 401,
-        scope="read:machines"),
+        scope="read:machines", write_scope="write:machines"),
     row("GET", "/machines/{pk}",                    401, 200, 200, 200, 404,  403, 403, 200, 403, 403, 200, 401, 401,
-        scope="read:machines", path_objects={"pk": "machine"}),
+        scope="read:machines", write_scope="write:machines", path_objects={"pk": "machine"}),
+    # --- telemetry: provisioning (admin, or a key with write:machines; no column holds that scope) -----
+    row("POST", "/machines",                        401, 403, 403, 201, 201,  403, 403, 403, 403, 403, 403, 401, 401,
+        body=NEW_MACHINE, scope="read:machines", write_scope="write:machines", audit="machine.create"),
+    row("PATCH", "/machines/{pk}",                  401, 403, 403, 200, 404,  403, 403, 403, 403, 403, 403, 401, 401,
+        body={"name": "Matrix renamed"}, scope="read:machines", write_scope="write:machines",
+        path_objects={"pk": "machine"}, audit="machine.update"),
+    row("DELETE", "/machines/{pk}",                 401, 403, 403, 204, 404,  403, 403, 403, 403, 403, 403, 401, 401,
+        scope="read:machines", write_scope="write:machines", path_objects={"pk": "machine"}, audit="machine.delete"),
+    row("POST", "/machines/{pk}/sensors",           401, 403, 403, 201, 404,  403, 403, 403, 403, 403, 403, 401, 401,
+        body={"key": "matrix_pressure", "kind": "pressure"}, scope="write:machines", path_objects={"pk": "machine"},
+        audit="sensor.create"),
+    row("DELETE", "/machines/{pk}/sensors/{key}",   401, 403, 403, 204, 404,  403, 403, 403, 403, 403, 403, 401, 401,
+        scope="write:machines", path_objects={"pk": "machine", "key": "sensor_key"}, audit="sensor.delete"),
     row("GET", "/sensor-data/readings",             401, 200, 200, 200, 404,  403, 403, 403, 200, 403, 200, 401, 401,
         query=_sensor_query, scope="read:sensors"),
     row("GET", "/sensor-data/latest",               401, 200, 200, 200, 404,  403, 403, 403, 200, 403, 200, 401, 401,
@@ -356,6 +380,16 @@ class World:
         return UserFactory(tenant=self.tenant, email="target@acme.test")
 
     @cached_property
+    def inactive_user(self):
+        from users.tests.factories import UserFactory
+
+        return UserFactory(tenant=self.tenant, email="inactive@acme.test", is_active=False)
+
+    @cached_property
+    def sensor_key(self) -> str:
+        return self.sensor.key
+
+    @cached_property
     def target_key(self):
         return self._make_key(scopes="read_only", name="target key").api_key
 
@@ -430,7 +464,8 @@ class World:
     }
 
     def path_value(self, row: Row, name: str) -> str:
-        return str(getattr(self, row.path_objects.get(name) or self.PATH_OBJECTS[name]).pk)
+        value = getattr(self, row.path_objects.get(name) or self.PATH_OBJECTS[name])
+        return value if isinstance(value, str) else str(value.pk)
 
     def url(self, row: Row) -> str:
         return API_PREFIX + re.sub(r"{(\w+)}", lambda m: self.path_value(row, m.group(1)), row.path)
@@ -483,7 +518,8 @@ def expected_detail(entry: Row, caller: str, status: int) -> str | None:
     if status == 401 and caller == "anonymous":
         return "Authentication credentials were not provided."
     if status == 403 and caller.startswith("key:"):
-        return USER_LOGIN_REQUIRED if entry.scope is None else missing_scope_message(entry.scope)
+        scope = entry.write_scope if entry.write_scope and entry.method != "GET" else entry.scope
+        return USER_LOGIN_REQUIRED if scope is None else missing_scope_message(scope)
     if status == 403 and caller in USER_CALLERS:
         return API_KEY_REQUIRED if entry.key_only else ADMIN_REQUIRED
     return None
@@ -543,6 +579,7 @@ class TestTableCoversTheApi:
             pytest.fail(f"{entry.method} {entry.path} does not exist")
         view_class = _view_class(callback)
         assert getattr(view_class, "required_scope", None) == entry.scope
+        assert getattr(view_class, "required_write_scope", None) == entry.write_scope
         assert (not getattr(view_class, "allow_user_login", True)) == entry.key_only
 
     @pytest.mark.parametrize("entry", [r for r in MATRIX if r.method != "GET"], ids=lambda r: f"{r.method} {r.path}")

@@ -1,4 +1,4 @@
-"""Who reaches which admin page: every URL of every registered ModelAdmin × every kind of caller.
+"""Who reaches which admin page: every URL of every registered ModelAdmin, for every kind of caller.
 
 Built from the admin's registry: a newly registered model without a row in ROWS fails
 `test_every_registered_model_has_a_row`, so no page is added without deciding who sees it.
@@ -104,7 +104,9 @@ ROWS: dict[str, Row] = {
         staff=ALL - {"delete"},
         tenant_admin=ALL - {"delete"},
     ),
-    "retention.RetentionRun": Row(make=lambda tenant: RetentionRunFactory(tenant=tenant), staff=READ, tenant_admin=READ),
+    "retention.RetentionRun": Row(
+        make=lambda tenant: RetentionRunFactory(tenant=tenant), staff=READ, tenant_admin=READ
+    ),
     "audit.AuditEvent": Row(make=lambda tenant: AuditEventFactory(tenant=tenant), staff=READ, tenant_admin=READ),
 }
 

@@ -99,6 +99,30 @@ class MachineOutputSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+# --- Provisioning (admin JWT, or an API key with `write:machines`) ----------------------
+
+
+class SensorInputSerializer(StrictSerializer):
+    key = serializers.CharField(max_length=100, trim_whitespace=False, help_text="Unique per machine.")
+    kind = serializers.ChoiceField(choices=Sensor.Kind.choices)
+
+
+class MachineCreateInputSerializer(StrictSerializer):
+    external_id = serializers.CharField(
+        max_length=100, trim_whitespace=False, help_text="What edge agents know the machine by; unique per tenant."
+    )
+    name = serializers.CharField(max_length=200)
+    location = serializers.CharField(max_length=200, allow_blank=True, required=False, default="")
+    sensors = SensorInputSerializer(many=True, required=False, default=list)
+
+
+class MachineUpdateInputSerializer(StrictSerializer):
+    """Only the name and location change; the external id and tenant never do."""
+
+    name = serializers.CharField(max_length=200, required=False)
+    location = serializers.CharField(max_length=200, allow_blank=True, required=False)
+
+
 # --- Sensor data ----------------------------------------------------------------------
 
 

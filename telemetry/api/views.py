@@ -19,9 +19,9 @@ from core import metrics
 from core.exceptions import Conflict
 from core.http import client_ip
 from core.pagination import NewestFirstCursorPagination, StandardPageNumberPagination
-from core.permissions import ApiAccess
+from core.permissions import ApiAccess, IsTenantAdmin, IsTenantAdminForWrites
 from core.tenancy import TenantScopedMixin, request_tenant_id
-from telemetry import selectors
+from telemetry import selectors, services
 from telemetry.api.parsers import MAX_INGEST_BODY_BYTES, IngestJSONParser
 from telemetry.api.serializers import (
     AggregateOutputSerializer,
@@ -30,10 +30,14 @@ from telemetry.api.serializers import (
     IngestAcceptedSerializer,
     IngestErrorSerializer,
     IngestInputSerializer,
+    MachineCreateInputSerializer,
     MachineOutputSerializer,
     MachineQuerySerializer,
+    MachineUpdateInputSerializer,
     ReadingOutputSerializer,
     ReadingsQuerySerializer,
+    SensorInputSerializer,
+    SensorOutputSerializer,
 )
 from telemetry.api.units import DisplayUnits
 from telemetry.models import Machine, Sensor, SensorReading, SensorRollup
@@ -250,8 +254,10 @@ def machine_scope(request) -> list[str] | None:
 class _MachineEndpoint(_UnitsContextMixin, TenantScopedMixin):
     queryset = Machine.objects.prefetch_related("sensors")
     serializer_class = MachineOutputSerializer
-    permission_classes = [ApiAccess]
+    # Any role reads; an admin writes. Keys: `read:machines` reads, `write:machines` writes.
+    permission_classes = [IsTenantAdminForWrites]
     required_scope = "read:machines"
+    required_write_scope = "write:machines"
 
     def get_queryset(self):
         queryset = super().get_queryset()
@@ -260,22 +266,136 @@ class _MachineEndpoint(_UnitsContextMixin, TenantScopedMixin):
         return queryset if scope is None else queryset.filter(id__in=scope)
 
 
-@extend_schema(
-    summary="List machines",
-    description="The tenant's machines with their sensors, by name. API key scope `read:machines`, or any role.",
-)
+def _principal_tenant(request):
+    from tenants.models import Tenant
+
+    return Tenant.objects.get(pk=request_tenant_id(request))
+
+
 class MachineListView(_MachineEndpoint, generics.ListAPIView):
     pagination_class = StandardPageNumberPagination
     filterset_class = MachineFilter
 
+    @extend_schema(
+        summary="List machines",
+        description="The tenant's machines with their sensors, by name. API key scope `read:machines`, or any role.",
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
-@extend_schema(
-    summary="A machine",
-    description="Another tenant's machine is not found (404). API key scope `read:machines`, or any role.",
-    responses={200: MachineOutputSerializer, 404: DETAIL},
-)
+    @extend_schema(
+        summary="Create a machine",
+        description="Provision a machine with its sensors (admin, or API key scope `write:machines`). "
+        "A duplicate external id or sensor key is a 400 naming the field.",
+        request=MachineCreateInputSerializer,
+        responses={201: MachineOutputSerializer},
+    )
+    def post(self, request, *args, **kwargs):
+        serializer = MachineCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        machine = services.machine_create(
+            tenant=_principal_tenant(request),
+            external_id=data["external_id"],
+            name=data["name"],
+            location=data["location"],
+            sensors=[(sensor["key"], sensor["kind"]) for sensor in data["sensors"]],
+            actor=request.user,
+            client_ip=client_ip(request),
+        )
+        machine = self.get_queryset().get(pk=machine.pk)
+        return Response(self.get_serializer(machine).data, status=status.HTTP_201_CREATED)
+
+
+def _deleting(action):
+    try:
+        return action()
+    except services.ReadingsHeld as exc:
+        raise Conflict(str(exc)) from None
+
+
 class MachineDetailView(_MachineEndpoint, generics.RetrieveAPIView):
-    pass
+    @extend_schema(
+        summary="A machine",
+        description="Another tenant's machine is not found (404). API key scope `read:machines`, or any role.",
+        responses={200: MachineOutputSerializer, 404: DETAIL},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Rename or move a machine",
+        description="Change `name` and `location` (admin, or API key scope `write:machines`); "
+        "the external id and tenant never change.",
+        request=MachineUpdateInputSerializer,
+        responses={200: MachineOutputSerializer, 404: DETAIL},
+    )
+    def patch(self, request, *args, **kwargs):
+        machine = self.get_object()
+        serializer = MachineUpdateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.machine_update(
+            machine=machine, actor=request.user, client_ip=client_ip(request), **serializer.validated_data
+        )
+        return Response(self.get_serializer(self.get_queryset().get(pk=machine.pk)).data)
+
+    @extend_schema(
+        summary="Delete a machine",
+        description="Delete the machine with its sensors and their readings (admin, or API key scope "
+        "`write:machines`). A machine with readings under a legal hold cannot be deleted (409).",
+        responses={204: None, 404: DETAIL, 409: DETAIL},
+    )
+    def delete(self, request, *args, **kwargs):
+        machine = self.get_object()
+        _deleting(lambda: services.machine_delete(machine=machine, actor=request.user, client_ip=client_ip(request)))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class _MachineSensorsEndpoint(_UnitsContextMixin, TenantScopedMixin, generics.GenericAPIView):
+    """A machine's sensors, written by an admin or an API key with `write:machines`."""
+
+    queryset = Machine.objects.prefetch_related("sensors")
+    serializer_class = SensorOutputSerializer
+    permission_classes = [IsTenantAdmin]
+    required_scope = "write:machines"
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        scope = machine_scope(self.request)
+        return queryset if scope is None else queryset.filter(id__in=scope)
+
+
+class MachineSensorListView(_MachineSensorsEndpoint):
+    @extend_schema(
+        summary="Add a sensor to a machine",
+        description="A duplicate key on the machine is a 400 on `key`.",
+        request=SensorInputSerializer,
+        responses={201: SensorOutputSerializer, 404: DETAIL},
+    )
+    def post(self, request, *args, **kwargs):
+        machine = self.get_object()
+        serializer = SensorInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        sensor = services.sensor_create(
+            machine=machine, actor=request.user, client_ip=client_ip(request), **serializer.validated_data
+        )
+        return Response(self.get_serializer(sensor).data, status=status.HTTP_201_CREATED)
+
+
+class MachineSensorDetailView(_MachineSensorsEndpoint):
+    @extend_schema(
+        summary="Delete a sensor",
+        description="Delete the sensor and its readings. A sensor with readings under a legal hold "
+        "cannot be deleted (409).",
+        responses={204: None, 404: DETAIL, 409: DETAIL},
+    )
+    def delete(self, request, *args, **kwargs):
+        machine = self.get_object()
+        sensor = Sensor.objects.filter(machine=machine, key=kwargs["key"]).select_related("machine").first()
+        if sensor is None:
+            raise NotFound("The machine has no sensor with this key.")
+        _deleting(lambda: services.sensor_delete(sensor=sensor, actor=request.user, client_ip=client_ip(request)))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # --- Sensor data ----------------------------------------------------------------------

@@ -223,3 +223,15 @@ class TestHeartbeatAdmin:
         delete_url = f"/admin/telemetry/agentheartbeat/{heartbeat.pk}/delete/"
         assert staff_client.post(delete_url, {"post": "yes"}).status_code == 403
         assert AgentHeartbeat.objects.count() == 1
+
+
+class TestHeldReadings:
+    def test_the_delete_page_says_a_hold_keeps_the_readings_and_refuses(self, staff_client, readings, machine, tenant):
+        from retention.models import RetentionHold
+
+        RetentionHold.objects.create(tenant=tenant, reason="lawsuit", starts_at=T0 - timedelta(days=1))
+        url = f"/admin/telemetry/machine/{machine.pk}/delete/"
+        page = staff_client.get(url).content.decode()
+        assert "Readings of this machine are under a legal hold; release the hold first." in page
+        staff_client.post(url, {"post": "yes"})
+        assert Machine.objects.filter(pk=machine.pk).exists() and SensorReading.objects.count() == 5

@@ -67,6 +67,16 @@ class UserCreateInputSerializer(StrictSerializer):
     role = serializers.ChoiceField(choices=Role.choices, required=False, default=Role.VIEWER)
 
 
+class UserUpdateInputSerializer(StrictSerializer):
+    """What an admin may change of another user here; role and activity have their own endpoints."""
+
+    full_name = serializers.CharField(max_length=200, allow_blank=True)
+
+
+class UserReactivateInputSerializer(StrictSerializer):
+    """No fields: the user is in the path."""
+
+
 class UserRoleInputSerializer(StrictSerializer):
     role = serializers.ChoiceField(choices=Role.choices)
 

@@ -10,4 +10,5 @@ urlpatterns = [
     path("users", views.UserListCreateView.as_view(), name="user-list"),
     path("users/<uuid:user_id>", views.UserDetailView.as_view(), name="user-detail"),
     path("users/<uuid:user_id>/role", views.UserRoleView.as_view(), name="user-role"),
+    path("users/<uuid:user_id>/reactivate", views.UserReactivateView.as_view(), name="user-reactivate"),
 ]

@@ -25,7 +25,9 @@ from users.api.serializers import (
     TokenRefreshInputSerializer,
     UserCreateInputSerializer,
     UserOutputSerializer,
+    UserReactivateInputSerializer,
     UserRoleInputSerializer,
+    UserUpdateInputSerializer,
 )
 from users.authentication import JWTAuthentication
 from users.models import User
@@ -218,6 +220,25 @@ class UserListCreateView(_TenantUsersEndpoint, generics.ListAPIView):
 @extend_schema_view(get=extend_schema(summary="A user"))
 class UserDetailView(_TenantUsersEndpoint, generics.RetrieveDestroyAPIView):
     @extend_schema(
+        summary="Rename a user",
+        request=UserUpdateInputSerializer,
+        responses={200: UserOutputSerializer},
+        description="Change the user's `full_name` (admin). Email, role and activity have their own rules "
+        "and endpoints.",
+    )
+    def patch(self, request, *args, **kwargs):
+        user = self.get_object()
+        serializer = UserUpdateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_update(
+            user=user,
+            full_name=serializer.validated_data["full_name"],
+            actor=request.user,
+            client_ip=client_ip(request),
+        )
+        return Response(UserOutputSerializer(user).data)
+
+    @extend_schema(
         summary="Deactivate a user",
         responses={204: None, 400: RULE_VIOLATION},
         description="Soft-deactivate the user (`is_active=false`): their data stays and all their sessions end "
@@ -229,6 +250,20 @@ class UserDetailView(_TenantUsersEndpoint, generics.RetrieveDestroyAPIView):
 
     def perform_destroy(self, instance: User) -> None:
         services.user_deactivate(user=instance, actor=self.request.user, client_ip=client_ip(self.request))
+
+
+class UserReactivateView(_TenantUsersEndpoint):
+    @extend_schema(
+        summary="Reactivate a user",
+        request=UserReactivateInputSerializer,
+        responses={200: UserOutputSerializer},
+        description="Let a deactivated user log in again (admin); tokens issued before the deactivation stay "
+        "revoked. Reactivating an active user changes nothing (200). The body is empty (or `{}`).",
+    )
+    def post(self, request, *args, **kwargs):
+        UserReactivateInputSerializer(data=request.data).is_valid(raise_exception=True)
+        user = services.user_reactivate(user=self.get_object(), actor=request.user, client_ip=client_ip(request))
+        return Response(UserOutputSerializer(user).data)
 
 
 class UserRoleView(_TenantUsersEndpoint):

@@ -375,3 +375,32 @@ class TestActiveFilterIsStrict:
         inactive = admin_client.get("/api/v1/users", {"is_active": "false"}).json()
         assert [u["email"] for u in inactive] == ["gone@acme.test"]
         assert "gone@acme.test" not in [u["email"] for u in active]
+
+
+class TestRenameAndReactivate:
+    """PATCH /users/{id} (full_name) and POST /users/{id}/reactivate, admin only, audited."""
+
+    def test_an_admin_renames_a_user(self, admin_client, operator_user):
+        response = admin_client.patch(f"/api/v1/users/{operator_user.pk}", {"full_name": "  Olga Operator "})
+        assert response.status_code == 200
+        assert response.json()["full_name"] == "Olga Operator"
+        event = AuditEvent.objects.get(action="user.update")
+        assert event.changes == {"full_name": {"from": operator_user.full_name, "to": "Olga Operator"}}
+
+    def test_only_the_name_changes_here(self, admin_client, operator_user):
+        response = admin_client.patch(f"/api/v1/users/{operator_user.pk}", {"full_name": "X", "role": "admin"})
+        assert response.status_code == 400
+        assert response.json() == {"role": ["Unknown field."]}
+
+    def test_reactivating_lets_the_user_back_in(self, admin_client, inactive_user, login, password):
+        response = admin_client.post(f"/api/v1/users/{inactive_user.pk}/reactivate")
+        assert response.status_code == 200
+        assert response.json()["is_active"] is True
+        assert AuditEvent.objects.filter(action="user.reactivate", target_id=str(inactive_user.pk)).count() == 1
+        assert login(inactive_user.email, password).status_code == 200
+
+    def test_another_tenants_user_is_not_found(self, other_tenant_admin_client, inactive_user):
+        assert other_tenant_admin_client.post(f"/api/v1/users/{inactive_user.pk}/reactivate").status_code == 404
+        assert (
+            other_tenant_admin_client.patch(f"/api/v1/users/{inactive_user.pk}", {"full_name": "x"}).status_code == 404
+        )
