@@ -14,8 +14,13 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from core.admin import TenantScopedAdmin, is_tenant_admin
 from core.http import client_ip
 from users import services
+from users.admin_login import ThrottledConsoleLoginForm
 from users.models import Role, User, normalize_email
 from users.selectors import user_active_admin_count
+
+
+# The console's login shares the login throttles of /auth/token (users.throttles).
+admin.site.login_form = ThrottledConsoleLoginForm
 
 
 class _NormalizedEmailMixin:
