@@ -18,7 +18,6 @@ from users.admin_login import ThrottledConsoleLoginForm
 from users.models import Role, User, normalize_email
 from users.selectors import user_active_admin_count
 
-
 # The console's login shares the login throttles of /auth/token (users.throttles).
 admin.site.login_form = ThrottledConsoleLoginForm
 

@@ -5,7 +5,8 @@ from apikeys import scopes
 
 class TestRegistry:
     def test_documented_scopes_and_presets(self):
-        assert list(scopes.SCOPES) == ["ingest", "agent", "read:machines", "read:sensors"]
+        # write:machines is Part 2's provisioning scope (POST/PATCH/DELETE /machines).
+        assert list(scopes.SCOPES) == ["ingest", "agent", "read:machines", "read:sensors", "write:machines"]
         assert scopes.PRESETS == {"edge_agent": ["ingest", "agent"], "read_only": ["read:machines", "read:sensors"]}
         assert scopes.DEFAULT_SCOPES == ["ingest", "agent"]
 
