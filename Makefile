@@ -22,6 +22,7 @@ migrate: install
 run: migrate
 	$(MANAGE) seed_demo
 	@echo "Serving on http://127.0.0.1:$(PORT)/  (API docs: /api/docs/, admin: /admin/, health: /healthz)"
+	@echo "Tenant admin console: http://127.0.0.1:$(PORT)/admin/ as the demo admin above (email and password)"
 	$(MANAGE) runserver 127.0.0.1:$(PORT)
 
 # The whole suite; SQLite unless DATABASE_URL points at PostgreSQL.

@@ -94,6 +94,7 @@ class TestSeedDemo:
         per_sensor = 7 * 24 * 60 + 1
         assert SensorReading.objects.filter(tenant=tenant).count() == sensor_count * per_sensor
         assert "admin@demo.haltless.test" in out.getvalue()
+        assert "The tenant admin's console is /admin/: log in there as admin@demo.haltless.test" in out.getvalue()
 
         again = StringIO()
         call_command("seed_demo", stdout=again)

@@ -91,6 +91,11 @@ class Command(BaseCommand):
         self.stdout.write("Log in with POST /api/v1/auth/token as one of (password " + DEMO_PASSWORD + "):")
         for email, role, _ in DEMO_USERS:
             self.stdout.write(f"  {role:<9} {email}")
+        admin_email = next(email for email, role, _ in DEMO_USERS if role == Role.ADMIN)
+        self.stdout.write(
+            f"The tenant admin's console is /admin/: log in there as {admin_email} with the same password "
+            "(operators and viewers use the API; platform staff: manage.py createsuperuser)."
+        )
 
     def _seed_machines(self, tenant: Tenant) -> None:
         existing = set(Machine.objects.filter(tenant=tenant).values_list("external_id", flat=True))
