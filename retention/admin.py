@@ -6,7 +6,7 @@ from django.views.decorators.http import require_POST
 
 from core.admin import TenantScopedReadOnlyAdmin, is_tenant_admin
 from core.http import client_ip
-from retention.models import RetentionRun
+from retention.models import RetentionHold, RetentionPolicy, RetentionRun
 from retention.services import retention_run_request
 from retention.tasks import retention_run_enqueue
 
@@ -77,3 +77,38 @@ class RetentionRunAdmin(TenantScopedReadOnlyAdmin):
         else:
             self.message_user(request, "A retention run is already under way for this tenant.", messages.WARNING)
         return HttpResponseRedirect(reverse("admin:retention_retentionrun_changelist"))
+
+
+@admin.register(RetentionPolicy)
+class RetentionPolicyAdmin(TenantScopedReadOnlyAdmin):
+    """The tenant's retention windows, as PUT /settings/retention-policy sets them (changed there)."""
+
+    list_display = ["tenant", "readings_days", "heartbeats_days", "rollups_days", "updated_at"]
+    list_select_related = ["tenant"]
+    fields = ["tenant", "readings_days", "heartbeats_days", "rollups_days", "updated_at"]
+    readonly_fields = fields
+
+
+@admin.register(RetentionHold)
+class RetentionHoldAdmin(TenantScopedReadOnlyAdmin):
+    """Legal holds, released ones too: the record of what was kept and why (made and released by the API)."""
+
+    list_display = ["created_at", "tenant", "reason", "all_machines", "starts_at", "ends_at", "released_at"]
+    list_filter = ["all_machines", "tenant"]
+    list_select_related = ["tenant"]
+    search_fields = ["reason"]
+    ordering = ["-created_at", "id"]
+    fields = [
+        "id",
+        "tenant",
+        "reason",
+        "all_machines",
+        "machines",
+        "starts_at",
+        "ends_at",
+        "created_at",
+        "created_by",
+        "released_at",
+        "released_by",
+    ]
+    readonly_fields = fields

@@ -1,13 +1,17 @@
 """Admin pages for each setting. Saving goes through the services, so it is validated and audited."""
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.http import Http404, HttpResponseRedirect
+from django.urls import path, reverse
+from django.views.decorators.http import require_POST
 
-from core.admin import TenantScopedAdmin, form_errors_as_messages
+from core.admin import TenantScopedAdmin, form_errors_as_messages, is_platform_staff
 from core.http import client_ip
-from settings_app import access, services
+from settings_app import access, dashboard, probe, selectors, services
 from settings_app.api.serializers import DashboardPresetInputSerializer
+from settings_app.api.views import AiProbeThrottle
 from settings_app.models import AiSettings, DashboardPreset, RolePermission, UnitPreference
 
 
@@ -104,6 +108,34 @@ class AiSettingsForm(forms.ModelForm):
 @admin.register(AiSettings)
 class AiSettingsAdmin(_ServiceSavedAdmin):
     form = AiSettingsForm
+    change_form_template = "admin/settings_app/aisettings/change_form.html"
+
+    def get_urls(self):
+        probe_view = self.admin_site.admin_view(require_POST(self.probe_view))
+        return [
+            path("<path:object_id>/probe/", probe_view, name="settings_app_aisettings_probe"),
+            *super().get_urls(),
+        ]
+
+    def probe_view(self, request, object_id):
+        """Ask the saved server for its models, as GET /settings/ai/models does, on the same throttle."""
+        ai = self.get_object(request, object_id)
+        if ai is None or not self.has_change_permission(request, ai):
+            raise Http404
+        throttle = AiProbeThrottle()
+        change_url = reverse("admin:settings_app_aisettings_change", args=[ai.pk])
+        if not throttle.allow_request(request, None):
+            self.message_user(request, "Too many probes; try again in a minute.", messages.ERROR)
+            return HttpResponseRedirect(change_url)
+        try:
+            result = selectors.ai_models_for_tenant(tenant_id=ai.tenant_id, probe_url=None)
+        except (probe.ProbeRefused, probe.ProbeFailed) as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            names = ", ".join(str(model.get("name", model)) for model in result.models) or "none"
+            self.message_user(request, f"{result.provider_type} server; models: {names}", messages.SUCCESS)
+        return HttpResponseRedirect(change_url)
+
     list_display = ["tenant", "ai_provider_label", "ai_url", "ai_model", "api_key_set", "updated_at"]
     list_filter = ["ai_provider"]
     list_select_related = ["tenant"]
@@ -140,20 +172,71 @@ class AiSettingsAdmin(_ServiceSavedAdmin):
         obj.pk, obj._state.adding = saved.pk, False
 
 
+def _widget_row(i: int) -> tuple[str, ...]:
+    return (f"widget_{i}_order", f"widget_{i}_id", f"widget_{i}_label_key", f"widget_{i}_size", f"widget_{i}_visible")
+
+
 class DashboardPresetForm(forms.ModelForm):
+    """A preset as rows: one per widget (order, id, label key, size, visible) and one per stat metric.
+
+    Rows with an empty id are ignored; widgets are saved in the order of their `order`
+    (then of their row). The API's serializer validates the result, so the rules are one.
+    """
+
     class Meta:
         model = DashboardPreset
-        fields = ["tenant", "role", "widgets", "stat_metrics"]
+        fields = ["tenant", "role"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        instance = self.instance
+        widgets = list(instance.widgets or []) if instance.pk else []
+        metrics = list(instance.stat_metrics or []) if instance.pk else []
+        for i, widget in enumerate(widgets[: dashboard.MAX_WIDGETS]):
+            self.initial.update(
+                {
+                    f"widget_{i}_order": i + 1,
+                    f"widget_{i}_id": widget.get("id", ""),
+                    f"widget_{i}_label_key": widget.get("labelKey", ""),
+                    f"widget_{i}_size": widget.get("size", "full"),
+                    f"widget_{i}_visible": bool(widget.get("visible")),
+                }
+            )
+        for i, metric in enumerate(metrics[: dashboard.MAX_STAT_METRICS]):
+            self.initial[f"metric_{i}"] = metric.get("metricId", "")
+
+    def _rows(self) -> tuple[list[dict], list[dict]]:
+        data = self.cleaned_data
+        widgets = []
+        for i in range(dashboard.MAX_WIDGETS):
+            widget_id = (data.get(f"widget_{i}_id") or "").strip()
+            if not widget_id:
+                continue
+            order = data.get(f"widget_{i}_order")
+            widget = {
+                "id": widget_id,
+                "labelKey": (data.get(f"widget_{i}_label_key") or "").strip(),
+                "visible": bool(data.get(f"widget_{i}_visible")),
+                "size": data.get(f"widget_{i}_size") or "full",
+            }
+            widgets.append((order if order is not None else 10_000, i, widget))
+        metrics = [
+            {"metricId": value.strip()}
+            for i in range(dashboard.MAX_STAT_METRICS)
+            if (value := data.get(f"metric_{i}") or "").strip()
+        ]
+        return [widget for _, _, widget in sorted(widgets, key=lambda item: item[:2])], metrics
 
     def clean(self):
         cleaned = super().clean()
         if self.errors:
             return cleaned
+        widgets, metrics = self._rows()
         serializer = DashboardPresetInputSerializer(
             data={
                 "role": cleaned.get("role") or getattr(self.instance, "role", ""),
-                "widgets": cleaned.get("widgets"),
-                "statMetrics": cleaned.get("stat_metrics"),
+                "widgets": widgets,
+                "statMetrics": metrics,
             }
         )
         if not serializer.is_valid():
@@ -162,6 +245,32 @@ class DashboardPresetForm(forms.ModelForm):
         cleaned["widgets"] = [dict(w) for w in serializer.validated_data["widgets"]]
         cleaned["stat_metrics"] = [dict(m) for m in serializer.validated_data["statMetrics"]]
         return cleaned
+
+
+_row_fields: dict[str, forms.Field] = {}
+for _i in range(dashboard.MAX_WIDGETS):
+    _row_fields.update(
+        {
+            f"widget_{_i}_order": forms.IntegerField(
+                label=f"Widget {_i + 1}: order", required=False, min_value=1, widget=forms.NumberInput({"size": 3})
+            ),
+            f"widget_{_i}_id": forms.CharField(label="id", required=False, max_length=dashboard.MAX_IDENTIFIER_LENGTH),
+            f"widget_{_i}_label_key": forms.CharField(
+                label="label key", required=False, max_length=dashboard.MAX_LABEL_KEY_LENGTH
+            ),
+            f"widget_{_i}_size": forms.ChoiceField(
+                label="size", choices=[(size, size) for size in dashboard.WIDGET_SIZES], initial="full", required=False
+            ),
+            f"widget_{_i}_visible": forms.BooleanField(label="visible", required=False, initial=True),
+        }
+    )
+for _i in range(dashboard.MAX_STAT_METRICS):
+    _row_fields[f"metric_{_i}"] = forms.CharField(
+        label=f"Stat metric {_i + 1}", required=False, max_length=dashboard.MAX_IDENTIFIER_LENGTH
+    )
+# Declared on the class, so the admin's form factory accepts them in its fieldsets.
+DashboardPresetForm.base_fields.update(_row_fields)
+DashboardPresetForm.declared_fields = {**DashboardPresetForm.declared_fields, **_row_fields}
 
 
 @admin.register(DashboardPreset)
@@ -174,6 +283,21 @@ class DashboardPresetAdmin(_ServiceSavedAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return ["tenant", "role"] if obj else []
+
+    def get_fieldsets(self, request, obj=None):
+        # The rows in use plus three empty ones for new widgets (two for metrics).
+        used_widgets = len(obj.widgets or []) if obj else 0
+        used_metrics = len(obj.stat_metrics or []) if obj else 0
+        widget_rows = min(dashboard.MAX_WIDGETS, used_widgets + 3 if obj else 8)
+        metric_rows = min(dashboard.MAX_STAT_METRICS, used_metrics + 2 if obj else 5)
+        fieldsets = [
+            (None, {"fields": ["tenant", "role"]}),
+            ("Widgets", {"fields": [_widget_row(i) for i in range(widget_rows)]}),
+            ("Stat metrics", {"fields": [f"metric_{i}" for i in range(metric_rows)]}),
+        ]
+        if is_platform_staff(request):
+            return fieldsets
+        return [(name, {**opts, "fields": [f for f in opts["fields"] if f != "tenant"]}) for name, opts in fieldsets]
 
     def save_model(self, request, obj, form, change):
         saved = services.dashboard_preset_save(

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from apikeys.services import api_key_create
 from audit.tests.factories import AuditEventFactory
+from retention.models import RetentionHold, RetentionPolicy
 from retention.tests.factories import RetentionRunFactory
 from settings_app.tests.factories import (
     AiSettingsFactory,
@@ -106,6 +107,18 @@ ROWS: dict[str, Row] = {
     ),
     "retention.RetentionRun": Row(
         make=lambda tenant: RetentionRunFactory(tenant=tenant), staff=READ, tenant_admin=READ
+    ),
+    "retention.RetentionPolicy": Row(
+        make=lambda tenant: RetentionPolicy.objects.create(tenant=tenant, readings_days=3),
+        staff=READ,
+        tenant_admin=READ,
+    ),
+    "retention.RetentionHold": Row(
+        make=lambda tenant: RetentionHold.objects.create(
+            tenant=tenant, reason="a case", starts_at=timezone.now() - timedelta(days=10)
+        ),
+        staff=READ,
+        tenant_admin=READ,
     ),
     "audit.AuditEvent": Row(make=lambda tenant: AuditEventFactory(tenant=tenant), staff=READ, tenant_admin=READ),
 }

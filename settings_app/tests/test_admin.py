@@ -119,37 +119,67 @@ class TestAiSettingsAdmin:
         assert AiSettings.objects.get(pk=ai.pk).custom_ai_api_key_set is False
 
 
-class TestDashboardPresetAdmin:
-    def test_malformed_widgets_are_refused(self, staff_client, tenant):
-        response = staff_client.post(
-            f"{BASE}/dashboardpreset/add/",
+def preset_rows(*widgets, metrics=()) -> dict:
+    """The add form's rows: widgets as (order, id, label key, size, visible), metrics as ids."""
+    data = {}
+    for i, (order, widget_id, label_key, size, visible) in enumerate(widgets):
+        data.update(
             {
-                "tenant": tenant.pk,
-                "role": "viewer",
-                "widgets": '[{"id": "a", "labelKey": "k", "visible": "yes", "size": "full"}]',
-                "stat_metrics": "[]",
-            },
+                f"widget_{i}_order": str(order),
+                f"widget_{i}_id": widget_id,
+                f"widget_{i}_label_key": label_key,
+                f"widget_{i}_size": size,
+            }
         )
+        if visible:
+            data[f"widget_{i}_visible"] = "on"
+    for i, metric in enumerate(metrics):
+        data[f"metric_{i}"] = metric
+    return data
+
+
+class TestDashboardPresetAdmin:
+    def test_the_form_has_rows_with_choices_not_json(self, staff_client):
+        page = staff_client.get(f"{BASE}/dashboardpreset/add/").content.decode()
+        assert 'name="widgets"' not in page and 'name="stat_metrics"' not in page
+        assert '<select name="widget_0_size"' in page and '<option value="quarter">' in page
+        assert 'type="checkbox" name="widget_0_visible"' in page
+        assert 'name="metric_0"' in page
+
+    def test_malformed_widgets_are_refused_with_sentences(self, staff_client, tenant):
+        data = {"tenant": tenant.pk, "role": "viewer", **preset_rows((1, "a", "", "full", True))}
+        response = staff_client.post(f"{BASE}/dashboardpreset/add/", data)
         assert response.status_code == 200
         page = response.content.decode()
-        assert "widgets, item 1, visible: Must be true or false." in page
+        assert "widgets, item 1, labelKey: This field may not be blank." in page
         assert "ErrorDetail" not in page and "string=" not in page
         assert not DashboardPreset.objects.exists()
 
-    def test_valid_preset_is_saved_and_audited(self, staff_client, tenant):
-        response = staff_client.post(
-            f"{BASE}/dashboardpreset/add/",
-            {
-                "tenant": tenant.pk,
-                "role": "viewer",
-                "widgets": '[{"id": "a", "labelKey": "k", "visible": false, "size": "third"}]',
-                "stat_metrics": '[{"metricId": "critical_count"}]',
-            },
+    def test_a_repeated_widget_id_is_refused(self, staff_client, tenant):
+        rows = preset_rows((1, "a", "k", "full", True), (2, "a", "k2", "half", True))
+        response = staff_client.post(f"{BASE}/dashboardpreset/add/", {"tenant": tenant.pk, "role": "viewer", **rows})
+        assert "widgets: Each widget id may appear once; repeated: a." in response.content.decode()
+        assert not DashboardPreset.objects.exists()
+
+    def test_valid_preset_is_saved_in_order_and_audited(self, staff_client, tenant):
+        rows = preset_rows(
+            (2, "b", "k.b", "half", True), (1, "a", "k.a", "third", False), metrics=["critical_count", "uptime"]
         )
+        response = staff_client.post(f"{BASE}/dashboardpreset/add/", {"tenant": tenant.pk, "role": "viewer", **rows})
         assert response.status_code == 302
         preset = DashboardPreset.objects.get(tenant=tenant, role="viewer")
-        assert preset.widgets == [{"id": "a", "labelKey": "k", "visible": False, "size": "third"}]
+        assert preset.widgets == [
+            {"id": "a", "labelKey": "k.a", "visible": False, "size": "third"},
+            {"id": "b", "labelKey": "k.b", "visible": True, "size": "half"},
+        ]
+        assert preset.stat_metrics == [{"metricId": "critical_count"}, {"metricId": "uptime"}]
         assert AuditEvent.objects.filter(action="settings.dashboard_preset.update").count() == 1
+
+    def test_the_change_page_shows_the_saved_rows_and_keeps_them(self, staff_client, tenant):
+        preset = DashboardPresetFactory(tenant=tenant)
+        page = staff_client.get(f"{BASE}/dashboardpreset/{preset.pk}/change/").content.decode()
+        first = preset.widgets[0]
+        assert f'name="widget_0_id" value="{first["id"]}"' in page
 
 
 class TestUnitPreferenceAdmin:
@@ -162,3 +192,29 @@ class TestUnitPreferenceAdmin:
         pref = UnitPreference.objects.get(user=viewer_user)
         assert pref.as_dict() == {"temperature": "kelvin", "pressure": "bar", "vibration": "in_s"}
         assert AuditEvent.objects.get(action="settings.units.update").tenant_id == viewer_user.tenant_id
+
+
+class TestAiProbeButton:
+    def test_the_change_page_has_the_button_and_plain_labels(self, staff_client, tenant):
+        ai = AiSettingsFactory(tenant=tenant)
+        page = staff_client.get(f"{BASE}/aisettings/{ai.pk}/change/").content.decode()
+        assert f'action="/admin/settings_app/aisettings/{ai.pk}/probe/"' in page
+        assert "AI provider" in page and "Ai provider" not in page
+
+    def test_probing_the_platform_lists_its_models(self, staff_client, tenant):
+        ai = AiSettingsFactory(tenant=tenant, ai_provider="platform")
+        response = staff_client.post(f"{BASE}/aisettings/{ai.pk}/probe/", follow=True)
+        text = " ".join(str(m) for m in response.context["messages"])
+        assert "models:" in text
+
+    def test_a_refused_address_is_an_error_message_and_no_connection(self, staff_client, tenant):
+        ai = AiSettingsFactory(
+            tenant=tenant, ai_provider="custom", custom_ai_url="http://169.254.169.254", custom_ai_model="m"
+        )
+        response = staff_client.post(f"{BASE}/aisettings/{ai.pk}/probe/", follow=True)
+        levels = [m.level_tag for m in response.context["messages"]]
+        assert levels == ["error"]
+
+    def test_get_is_not_allowed(self, staff_client, tenant):
+        ai = AiSettingsFactory(tenant=tenant)
+        assert staff_client.get(f"{BASE}/aisettings/{ai.pk}/probe/").status_code == 405
