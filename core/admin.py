@@ -82,10 +82,10 @@ class TenantScopedAdmin(admin.ModelAdmin):
         return self._tenant_admin_may(request, "delete", obj)
 
     def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
-        # Another tenant's row, or none: 404, as in the API. Django's redirect to the
-        # index ("perhaps it was deleted?") would tell an id-guesser nothing less, but
-        # a plain 404 is what every other door of the service answers.
-        raise Http404(f"No {opts.verbose_name} with this id.")
+        # Another tenant's row, or none: 404, as in the API, on an admin page (Django's
+        # own answer is a redirect to the index, "perhaps it was deleted?").
+        context = {**self.admin_site.each_context(request), "title": "Not Found", "opts": opts}
+        return TemplateResponse(request, "admin/not_found.html", context, status=404)
 
     # --- what they see ------------------------------------------------------------------------
     def get_queryset(self, request):

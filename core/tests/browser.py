@@ -130,12 +130,20 @@ class AdminBrowser:
 
     def click_and_wait(self, action) -> None:
         """Do something that loads a new page, and wait until the new page is there."""
-        from selenium.webdriver.support import expected_conditions
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.support.wait import WebDriverWait
 
         old_page = self.find("html")
         action()
-        WebDriverWait(self.driver, WAIT_SECONDS).until(expected_conditions.staleness_of(old_page))
+
+        def old_page_gone(_driver) -> bool:
+            try:
+                old_page.is_enabled()
+            except WebDriverException:  # stale, or "node does not belong to the document": gone either way
+                return True
+            return False
+
+        WebDriverWait(self.driver, WAIT_SECONDS).until(old_page_gone)
         WebDriverWait(self.driver, WAIT_SECONDS).until(
             lambda d: d.execute_script("return document.readyState") == "complete"
         )

@@ -19,6 +19,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from apikeys.enrollment import enrollment_token_create
 from apikeys.services import api_key_create
 from audit.tests.factories import AuditEventFactory
 from retention.models import RetentionHold, RetentionPolicy
@@ -80,6 +81,15 @@ ROWS: dict[str, Row] = {
     ),
     "apikeys.ApiKey": Row(
         make=lambda tenant: api_key_create(tenant=tenant, name="k", scopes_requested="read_only").api_key,
+        staff=ALL - {"delete"},
+        tenant_admin=ALL - {"delete"},
+    ),
+    "apikeys.EnrollmentToken": Row(
+        make=lambda tenant: (
+            enrollment_token_create(
+                tenant=tenant, name=f"line of {tenant.name}", expires_at=timezone.now() + timedelta(days=1)
+            ).token
+        ),
         staff=ALL - {"delete"},
         tenant_admin=ALL - {"delete"},
     ),
@@ -257,3 +267,11 @@ def test_no_form_offers_a_tenant_admin_another_tenants_objects(label, tenant, ot
             related_admin = admin.site._registry.get(field.queryset.model)
             choice_tenant = choice.pk if choice._meta.label == "tenants.Tenant" else _tenant_of(choice, related_admin)
             assert choice_tenant == tenant.pk, (label, name, choice)
+
+
+def test_another_tenants_row_is_an_admin_page_that_says_not_found(tenant, callers):
+    machine = ROWS["telemetry.Machine"].make(tenant)
+    response = callers["other_tenant_admin"].get(url_of(machine._meta.model, "change", machine))
+    assert response.status_code == 404
+    assert "There is no machine with this id." in response.content.decode()
+    assert machine.name not in response.content.decode()

@@ -103,7 +103,7 @@ class TestTenantAdminConsole:
 
         # Another tenant's machine, by URL: not found.
         browser.open(f"/admin/telemetry/machine/{other_works['machine'].pk}/change/")
-        assert "Not Found" in browser.text or "not found" in browser.text.lower()
+        assert "There is no machine with this id." in browser.text
         assert "Their press" not in browser.driver.page_source
         browser.open("/admin/telemetry/machine/")
         assert "Press 7" in browser.text and "Their press" not in browser.text
