@@ -1,5 +1,7 @@
 """Admin pages for each setting. Saving goes through the services, so it is validated and audited."""
 
+from types import SimpleNamespace
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -9,10 +11,11 @@ from django.views.decorators.http import require_POST
 
 from core.admin import TenantScopedAdmin, form_errors_as_messages, is_platform_staff
 from core.http import client_ip
-from settings_app import access, dashboard, probe, selectors, services
+from settings_app import access, dashboard, probe, services
 from settings_app.api.serializers import DashboardPresetInputSerializer
-from settings_app.api.views import AiProbeThrottle
+from settings_app.api.views import ADDRESS_REFUSED, PROBE_FAILED
 from settings_app.models import AiSettings, DashboardPreset, RolePermission, UnitPreference
+from settings_app.throttling import AiProbeTenantThrottle
 
 
 class _ServiceSavedAdmin(TenantScopedAdmin):
@@ -122,14 +125,21 @@ class AiSettingsAdmin(_ServiceSavedAdmin):
         ai = self.get_object(request, object_id)
         if ai is None or not self.has_change_permission(request, ai):
             raise Http404
-        throttle = AiProbeThrottle()
         change_url = reverse("admin:settings_app_aisettings_change", args=[ai.pk])
-        if not throttle.allow_request(request, None):
+        # The API's budget of the row's tenant (staff probing a tenant's server spend that tenant's).
+        budget_holder = SimpleNamespace(user=SimpleNamespace(tenant_id=ai.tenant_id))
+        if not AiProbeTenantThrottle().allow_request(budget_holder, None):
             self.message_user(request, "Too many probes; try again in a minute.", messages.ERROR)
             return HttpResponseRedirect(change_url)
         try:
-            result = selectors.ai_models_for_tenant(tenant_id=ai.tenant_id, probe_url=None)
-        except (probe.ProbeRefused, probe.ProbeFailed) as exc:
+            result = services.ai_models_probe(
+                tenant_id=ai.tenant_id, probe_url=None, actor=request.user, client_ip=client_ip(request)
+            )
+        except probe.AddressRefused:
+            self.message_user(request, ADDRESS_REFUSED, messages.ERROR)
+        except probe.ProbeFailed as exc:
+            self.message_user(request, PROBE_FAILED.format(origin=exc.origin), messages.ERROR)
+        except probe.ProbeRefused as exc:
             self.message_user(request, str(exc), messages.ERROR)
         else:
             names = ", ".join(str(model.get("name", model)) for model in result.models) or "none"

@@ -212,8 +212,9 @@ class TestAiProbeButton:
             tenant=tenant, ai_provider="custom", custom_ai_url="http://169.254.169.254", custom_ai_model="m"
         )
         response = staff_client.post(f"{BASE}/aisettings/{ai.pk}/probe/", follow=True)
-        levels = [m.level_tag for m in response.context["messages"]]
-        assert levels == ["error"]
+        shown = [(m.level_tag, str(m)) for m in response.context["messages"]]
+        assert shown == [("error", "This address is not allowed for an AI server.")]
+        assert AuditEvent.objects.filter(action="settings.ai.probe", tenant=tenant).count() == 1
 
     def test_get_is_not_allowed(self, staff_client, tenant):
         ai = AiSettingsFactory(tenant=tenant)
