@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apikeys.enrollment import enrollment_token_create
+from apikeys.models import ApiKeyPolicy
 from apikeys.services import api_key_create
 from audit.tests.factories import AuditEventFactory
 from retention.models import RetentionHold, RetentionPolicy
@@ -90,6 +91,11 @@ ROWS: dict[str, Row] = {
                 tenant=tenant, name=f"line of {tenant.name}", expires_at=timezone.now() + timedelta(days=1)
             ).token
         ),
+        staff=ALL - {"delete"},
+        tenant_admin=ALL - {"delete"},
+    ),
+    "apikeys.ApiKeyPolicy": Row(
+        make=lambda tenant: ApiKeyPolicy.objects.create(tenant=tenant),
         staff=ALL - {"delete"},
         tenant_admin=ALL - {"delete"},
     ),
