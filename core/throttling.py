@@ -28,8 +28,9 @@ from django.db.models import F, Q
 from core.models import ThrottleCounter
 
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-# One hit in this many sweeps away windows that ended long ago, so the table stays small.
-_SWEEP_ONE_IN = 200
+# One hit in this many sweeps away windows that ended long ago, so the table stays small
+# (None: never; the tests that pin query counts turn it off, see conftest.py).
+_SWEEP_ONE_IN: int | None = 200
 _SWEEP_AFTER_SECONDS = 86400
 
 
@@ -102,7 +103,7 @@ def throttle_hits(*, keys: Sequence[tuple[str, Rate]], now: float | None = None)
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, now, now])
         counted = {key: (count, window_ends_at) for key, count, window_ends_at in cursor.fetchall()}
-    if random.randrange(_SWEEP_ONE_IN) == 0:  # noqa: S311 (sampling, not a secret)
+    if _SWEEP_ONE_IN and random.randrange(_SWEEP_ONE_IN) == 0:  # noqa: S311 (sampling, not a secret)
         ThrottleCounter.objects.filter(window_ends_at__lt=now - _SWEEP_AFTER_SECONDS).delete()
     return [
         ThrottleHit(key=key, count=counted[key][0], limit=rate.limit, window_ends_at=counted[key][1])

@@ -92,3 +92,17 @@ class TestKeys:
 
     def test_a_lone_surrogate_is_no_error(self):
         assert throttle_key(scope="s", ident="\ud800").startswith("s:")
+
+
+@pytest.mark.django_db
+def test_the_sweep_removes_windows_that_ended_a_day_ago(monkeypatch):
+    import time
+
+    from core import throttling
+
+    rate = Rate(limit=5, period=60)
+    throttle_hit(key="old", rate=rate, now=time.time() - 2 * 86400)
+    throttle_hit(key="recent", rate=rate, now=time.time() - 3600)
+    monkeypatch.setattr(throttling, "_SWEEP_ONE_IN", 1)
+    throttle_hit(key="now", rate=rate)
+    assert sorted(ThrottleCounter.objects.values_list("key", flat=True)) == ["now", "recent"]
