@@ -253,8 +253,8 @@ class TestSettingsBudgets:
 
     def test_ai_models_of_the_platform(self, admin_client, budget):
         # Provider `platform`: the configured list, no probe and so no network.
-        # Caller, the tenant's AI settings.
-        with budget(2):
+        # Caller, the per-tenant probe throttle's counter (core.throttling), the tenant's AI settings.
+        with budget(3):
             response = admin_client.get("/api/v1/settings/ai/models")
         assert response.status_code == 200
         assert "models" in response.json()
