@@ -46,7 +46,7 @@ def stack(live_stack):
 @pytest.fixture
 def victim(stack) -> dict:
     email = unique_email("victim")
-    password = "victim-secret-2026"
+    password = "Harbour-lantern-93"  # nothing like the generated email: the similarity rule cannot refuse it
     stack.create_user(email=email, password=password)
     return {"email": email, "password": password}
 
