@@ -22,6 +22,7 @@ from django.db.models import (
 from django.db.models.functions import Cast, Greatest, Least
 
 from apikeys.models import ApiKey
+from core.text import storable_text
 from telemetry.models import AgentHeartbeat, Machine, Sensor, SensorReading, SensorRollup, value_bounds
 
 # Aggregation buckets: name -> seconds.
@@ -288,11 +289,9 @@ class MachineDirectory:
     """What apikeys needs to know of machines for machine-scoped keys (registered in telemetry.apps)."""
 
     def ids_by_external_id(self, *, tenant_id: uuid.UUID, external_ids) -> dict[str, uuid.UUID]:
-        return dict(
-            Machine.objects.filter(tenant_id=tenant_id, external_id__in=list(external_ids)).values_list(
-                "external_id", "id"
-            )
-        )
+        # A name the database cannot hold (NUL, a lone surrogate) is no machine's: unknown, not a 500.
+        names = [name for name in external_ids if storable_text(name)]
+        return dict(Machine.objects.filter(tenant_id=tenant_id, external_id__in=names).values_list("external_id", "id"))
 
     def external_ids_by_id(self, *, ids) -> dict[str, str]:
         return {

@@ -35,6 +35,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from audit.services import audit_record
+from core.text import storable_text
 from settings_app.units import CANONICAL_UNITS
 from telemetry.models import VALUE_BOUNDS, AgentHeartbeat, Machine, Sensor, SensorReading, validate_identifier
 from tenants.models import Tenant
@@ -131,21 +132,8 @@ def _check_identifier(name: str, value: Any) -> None:
         raise _BadReading({name: [NOT_A_STRING]})
     if not value:
         raise _BadReading({name: [BLANK]})
-    if not _storable(value):
+    if not storable_text(value):
         raise _BadReading({name: [UNSTORABLE]})
-
-
-def _storable(text: str) -> bool:
-    """Whether PostgreSQL can take the text: no NUL, and encodable as UTF-8."""
-    if "\x00" in text:
-        return False
-    if text.isascii():
-        return True
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _parse_ts(value: Any, now_us: int) -> int:
@@ -209,7 +197,7 @@ def _parse_batch(readings: Sequence[Any], now_us: int) -> _ParsedBatch:
                 raise _BadReading({})
             for name in (machine, sensor):
                 if name not in checked_names:
-                    if not _storable(name):
+                    if not storable_text(name):
                         raise _BadReading({})
                     checked_names.add(name)
             ts_micros = _parse_ts(reading["ts"], now_us)
@@ -271,7 +259,7 @@ def _resolve_typed_batch(
     sensors resolved in one query first.
     """
     machines = {reading.machine for reading in readings}
-    if not all(_storable(machine) for machine in machines):
+    if not all(storable_text(machine) for machine in machines):
         return None
     _, sensor_ids = _sensor_ids_by_name(tenant_id=tenant_id, machines=machines, machine_ids=machine_ids)
     targets = {name: (sensor_id, *VALUE_BOUNDS[kind]) for name, (sensor_id, kind) in sensor_ids.items()}
@@ -382,7 +370,7 @@ def _ingest_parsed(
     if (
         isinstance(bad_reading, dict)
         and isinstance(bad_reading.get("machine"), str)
-        and _storable(bad_reading["machine"])
+        and storable_text(bad_reading["machine"])
     ):
         names = [*names, bad_reading["machine"]]
     known_machines, sensor_ids = _sensor_ids_by_name(tenant_id=tenant_id, machines=names, machine_ids=machine_ids)
@@ -403,7 +391,12 @@ def _ingest_parsed(
         # The bad reading may also name an unknown machine or sensor, or a value out of range: say so too.
         if isinstance(bad_reading, dict) and "machine" not in errors and "sensor" not in errors:
             machine, sensor = bad_reading.get("machine"), bad_reading.get("sensor")
-            if isinstance(machine, str) and isinstance(sensor, str) and _storable(machine) and _storable(sensor):
+            if (
+                isinstance(machine, str)
+                and isinstance(sensor, str)
+                and storable_text(machine)
+                and storable_text(sensor)
+            ):
                 if machine not in known_machines:
                     errors["machine"] = [UNKNOWN_MACHINE.format(machine=machine)]
                 elif (machine, sensor) not in sensor_ids:
@@ -618,7 +611,7 @@ def machine_create(
     except ValidationError as exc:
         errors.update(exc.message_dict)
     for field, value in (("name", name), ("location", location), ("external_id", external_id)):
-        if field not in errors and not _storable(value):
+        if field not in errors and not storable_text(value):
             errors[field] = [UNSTORABLE]
     if "external_id" not in errors and Machine.objects.filter(tenant=tenant, external_id=external_id).exists():
         errors["external_id"] = [f"The tenant already has a machine with external id {external_id!r}."]
@@ -630,7 +623,7 @@ def machine_create(
             validate_identifier(key)
         except ValidationError as exc:
             sensor_errors.append(f"{key!r}: {' '.join(exc.messages)}")
-        if not _storable(key):
+        if not storable_text(key):
             sensor_errors.append(f"{key!r}: {UNSTORABLE}")
         if len(key) > Sensor._meta.get_field("key").max_length:
             sensor_errors.append(f"{key[:20]!r}…: a key has at most 100 characters.")
@@ -668,7 +661,7 @@ def _check_text(field: str, value: str, errors: dict[str, list[str]]) -> str:
         errors[field] = ["This field may not be blank."]
     elif len(value) > model_field.max_length:
         errors[field] = [f"Ensure this field has no more than {model_field.max_length} characters."]
-    elif not _storable(value):
+    elif not storable_text(value):
         errors[field] = [UNSTORABLE]
     return value
 
@@ -782,7 +775,7 @@ def sensor_create(*, machine: Machine, key: str, kind: str, actor=None, client_i
         validate_identifier(key)
     except ValidationError as exc:
         errors["key"] = list(exc.messages)
-    if "key" not in errors and not _storable(key):
+    if "key" not in errors and not storable_text(key):
         errors["key"] = [UNSTORABLE]
     if "key" not in errors and len(key) > Sensor._meta.get_field("key").max_length:
         errors["key"] = ["Ensure this field has no more than 100 characters."]

@@ -432,3 +432,14 @@ class TestRateLimitEnforced:
         first, second = (client_for_key(make_api_key(name=f"k{n}").secret) for n in range(2))
         answers = [client.get(HEARTBEAT).status_code for client in (first, second, first, second, first)]
         assert answers == [200, 200, 200, 200, 429]
+
+
+@pytest.mark.parametrize("name", ["press\x00-7", "press-\ud800"])
+def test_a_machine_name_the_database_cannot_hold_is_unknown_not_a_500(admin_client, name):
+    # Found by the schema fuzzing on PostgreSQL, which refuses NUL in text.
+    import json
+
+    body = json.dumps({"name": "k", "machines": [name]})  # ASCII escapes: a lone surrogate travels as \\ud800
+    answer = admin_client.generic("POST", "/api/v1/settings/api-keys", body, content_type="application/json")
+    assert answer.status_code == 400
+    assert list(answer.json()) == ["machines"]
