@@ -26,7 +26,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from apikeys import keys, machine_scope, scopes
 from apikeys.models import ApiKey, EnrollmentToken
-from apikeys.services import ApiKeyAlreadyRevoked, _check_policy, api_key_revoke
+from apikeys.services import ApiKeyAlreadyRevoked, _actor_user, _check_policy, api_key_revoke
 from audit.services import NamedActor, audit_record
 from core.exceptions import Conflict
 from tenants.models import Tenant
@@ -171,7 +171,7 @@ def enrollment_token_create(
         tenant=tenant,
         prefix=keys.display_prefix(secret),
         token_digest=keys.digest(secret),
-        created_by=None if getattr(created_by, "is_api_key", False) else created_by,
+        created_by=_actor_user(created_by),
         **values,
     )
     audit_record(

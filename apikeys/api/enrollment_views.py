@@ -13,15 +13,11 @@ from apikeys.api.enrollment_serializers import (
     EnrollmentTokenDeleteQuerySerializer,
     EnrollmentTokenOutputSerializer,
 )
+from apikeys.api.views import _no_store
 from apikeys.authentication import EnrollmentTokenAuthentication, EnrollmentTokenPrincipal
 from core.http import client_ip
 from core.permissions import IsTenantAdmin
 from core.tenancy import request_tenant_id
-
-
-def _no_store(response: Response) -> Response:
-    response["Cache-Control"] = "no-store"
-    return response
 
 
 @extend_schema_view(
