@@ -168,3 +168,46 @@ class TestLastUsed:
         key_header_client(api_key.secret, "bearer").get(PROBE)
         api_key.api_key.refresh_from_db()
         assert api_key.api_key.last_used_at is not None
+
+
+class TestTheLookupCompiledOnce:
+    """apikeys.selectors runs the key-by-prefix query from SQL compiled once per connection (issue 14)."""
+
+    def test_the_key_is_built_as_the_orm_builds_it(self, tenant, django_assert_num_queries):
+        from apikeys import selectors
+
+        expires = timezone.now() + timedelta(days=3)
+        key = ApiKeyFactory(
+            tenant=tenant,
+            scopes=["read:machines", "ingest"],
+            allowed_cidrs=["10.0.0.0/8", "127.0.0.1/32"],
+            machine_ids=["5d7c3a1e-0000-4000-8000-000000000001"],
+            requests_per_minute=120,
+            expires_at=expires,
+            previous_prefix="hlts_prev123",
+            previous_key_digest="0" * 64,
+            previous_valid_until=expires,
+        )
+        for _ in range(2):  # the second call runs the compiled lookup again
+            with django_assert_num_queries(1):
+                found, which = selectors.api_key_find_by_secret(secret=key.secret)
+                assert found.tenant.tier == tenant.tier  # joined: no query of its own
+        assert which == selectors.CURRENT
+        expected = ApiKey.objects.select_related("tenant").get(pk=key.pk)
+        for field in ApiKey._meta.concrete_fields:
+            assert getattr(found, field.attname) == getattr(expected, field.attname), field.name
+        assert found.tenant == expected.tenant and found.tenant.name == expected.tenant.name
+        assert found._state.adding is False and found._state.db == expected._state.db
+        found.name = "renamed"
+        found.save(update_fields=["name"])
+        assert ApiKey.objects.get(pk=key.pk).name == "renamed"
+
+    def test_a_prefix_shared_by_two_keys_finds_the_right_one(self, tenant):
+        from apikeys import selectors
+
+        real = ApiKeyFactory(tenant=tenant)
+        twin = _fabricated_key_with_prefix(real.prefix)
+        other = ApiKeyFactory(tenant=tenant, secret=twin, key_digest=keys.digest(twin))
+        assert selectors.api_key_find_by_secret(secret=real.secret)[0].pk == real.pk
+        assert selectors.api_key_find_by_secret(secret=twin)[0].pk == other.pk
+        assert selectors.api_key_find_by_secret(secret=keys.generate_key()) is None
