@@ -40,6 +40,7 @@ class ApiKeyPrincipal:
     is_staff = False
     is_superuser = False
     is_api_key = True
+    is_user = False
     is_tenant_admin = False
     role = None
 

@@ -4,8 +4,10 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from core.tenancy import TenantQuerySet, tenant_queryset
 
-class ApiKeyQuerySet(models.QuerySet):
+
+class ApiKeyQuerySet(TenantQuerySet):
     def active(self) -> "ApiKeyQuerySet":
         """Not revoked. Expired keys are still listed, so that people see they expired."""
         return self.filter(revoked_at__isnull=True)
@@ -119,6 +121,8 @@ class ObservedIp(models.Model):
     last_seen = models.DateTimeField()
     requests = models.PositiveBigIntegerField(default=0)
 
+    objects = tenant_queryset("api_key__tenant").as_manager()
+
     class Meta:
         ordering = ["-last_seen"]
         verbose_name = "observed IP"
@@ -149,6 +153,8 @@ class ApiKeyPolicy(models.Model):
     leaked_key_action = models.CharField(max_length=8, choices=LeakedKeyAction.choices, default="revoke")
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = TenantQuerySet.as_manager()
+
     class Meta:
         verbose_name = "API key policy"
         verbose_name_plural = "API key policies"
@@ -157,10 +163,7 @@ class ApiKeyPolicy(models.Model):
         return f"API key policy of {self.tenant_id}"
 
 
-class EnrollmentTokenQuerySet(models.QuerySet):
-    def for_tenant(self, tenant_id) -> "EnrollmentTokenQuerySet":
-        return self.filter(tenant_id=tenant_id)
-
+class EnrollmentTokenQuerySet(TenantQuerySet):
     def not_deleted(self) -> "EnrollmentTokenQuerySet":
         return self.filter(deleted_at__isnull=True)
 

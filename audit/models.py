@@ -2,6 +2,8 @@ import uuid
 
 from django.db import models
 
+from core.tenancy import TenantQuerySet
+
 
 class AuditEvent(models.Model):
     """One state-changing action, kept per tenant.
@@ -30,6 +32,8 @@ class AuditEvent(models.Model):
     target_label = models.CharField(max_length=254, blank=True)
     changes = models.JSONField(default=dict, blank=True)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["-occurred_at"]

@@ -10,6 +10,7 @@ from uuid import UUID
 from django.core.serializers.json import DjangoJSONEncoder
 
 from audit.models import AuditEvent
+from core.caller import Caller
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ class NamedActor:
     actor_type: str
     label: str
     pk: UUID | None = None
+    tenant_id: UUID | None = None
+    is_api_key = False
+    is_user = False
 
 
 PUBLIC_REPORT = NamedActor(AuditEvent.ActorType.PUBLIC_REPORT, "public_report")
@@ -64,21 +68,24 @@ def _actor_fields(actor: Any) -> tuple[str, UUID | None, str]:
 
 def audit_record(
     *,
-    tenant_id: UUID,
+    by: Caller | None = None,
     action: str,
-    actor: Any = None,
     target: Any = None,
     target_type: str = "",
     changes: dict[str, Any] | None = None,
+    tenant_id: UUID | None = None,
+    actor: Any = None,
     client_ip: str | None = None,
 ) -> AuditEvent:
-    """Record `action` by `actor` (a user, an API-key principal or None for the system).
+    """Record `action` done `by` a Caller: its principal (None: the system), tenant and address.
 
     `target` is any model instance; its type, pk and str() are kept. `changes`
     is scrubbed of secrets (by key name and by value shape) before it is
     stored, so a careless caller cannot put a password or a key in the log.
-    `client_ip` is what core.http.client_ip returns.
+    (`tenant_id`, `actor`, `client_ip`: the pre-Caller form, until every service passes `by`.)
     """
+    if by is not None:
+        tenant_id, actor, client_ip = by.tenant_id, by.principal, by.client_ip
     actor_type, actor_id, actor_label = _actor_fields(actor)
     event = AuditEvent.objects.create(
         tenant_id=tenant_id,

@@ -18,6 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from core.admin_site import is_platform_staff, is_tenant_admin
+from core.caller import Caller, caller_of
 from core.reveal import reveal_hold, reveal_take
 
 TENANT_FIELD = "tenant"
@@ -94,7 +95,7 @@ class TenantScopedAdmin(admin.ModelAdmin):
             return queryset
         if not is_tenant_admin(request):
             return queryset.none()
-        return queryset.filter(**{self.tenant_path: request.user.tenant_id})
+        return queryset.for_tenant(request.user.tenant_id)
 
     def scope_related(self, request, queryset):
         """Choices of another model offered to a tenant admin: their tenant's only, or none."""
@@ -202,6 +203,51 @@ class TenantScopedAdmin(admin.ModelAdmin):
         if is_tenant_admin(request):
             return request.user.tenant
         return form.cleaned_data.get(TENANT_FIELD) or getattr(form.instance, TENANT_FIELD, None)
+
+
+class ServiceBackedAdmin(TenantScopedAdmin):
+    """A ModelAdmin whose rows only services write: the one way the admin saves and deletes.
+
+    Django's add and change views call `save_form()` and go on (history entry, message,
+    redirect) with the object it returns. Here `save_form()` hands the validated form to
+    `save_through_service()`, which calls the app's service and returns the row the
+    service saved, so nothing else writes and no saved row is adopted by hand. Deleting
+    (the delete page and the bulk action) goes through `delete_through_service()`.
+    A form validates with the same domain validators the service uses, so a rule the
+    service enforces is shown on the form, not raised at save time.
+    """
+
+    def save_through_service(self, request, form, *, by: Caller, change: bool):
+        """Save `form.cleaned_data` through the app's service; return the saved row."""
+        raise NotImplementedError(f"{type(self).__name__} saves through a service")
+
+    def delete_through_service(self, request, obj, *, by: Caller) -> None:
+        raise NotImplementedError(f"{type(self).__name__} deletes through a service")
+
+    def caller(self, request, form=None) -> Caller:
+        """The admin user acting, on the row's tenant (platform staff act on any tenant)."""
+        by = caller_of(request)
+        if is_tenant_admin(request) or form is None:
+            return by
+        tenant = self.form_tenant(request, form)
+        return by.on_tenant(tenant.pk) if tenant is not None else by
+
+    def save_form(self, request, form, change):
+        return self.save_through_service(request, form, by=self.caller(request, form), change=change)
+
+    def save_model(self, request, obj, form, change) -> None:
+        """Already saved by `save_form()`."""
+
+    def save_related(self, request, form, formsets, change) -> None:
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+    def delete_model(self, request, obj) -> None:
+        self.delete_through_service(request, obj, by=caller_of(request).on_tenant(_tenant_id_of(obj, self.tenant_path)))
+
+    def delete_queryset(self, request, queryset) -> None:
+        for obj in queryset:
+            self.delete_model(request, obj)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

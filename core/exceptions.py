@@ -6,7 +6,7 @@ from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.views import exception_handler
 
-from core import metrics
+from core import errors, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +36,41 @@ class ServiceUnavailable(exceptions.APIException):
         self.wait = retry_after
 
 
+_DOMAIN_TO_HTTP: dict[type[errors.DomainError], type[exceptions.APIException]] = {
+    errors.NotFound: exceptions.NotFound,
+    errors.Conflict: Conflict,
+    errors.RuleViolation: exceptions.ValidationError,
+    errors.Refused: exceptions.PermissionDenied,
+    errors.UpstreamFailed: BadGateway,
+}
+
+
+def http_error_of(exc: errors.DomainError) -> exceptions.APIException:
+    """The HTTP answer of a domain error: the one place a service's error gets a status."""
+    if isinstance(exc, errors.Unavailable):
+        return ServiceUnavailable(exc.message, retry_after=exc.retry_after)
+    if isinstance(exc, errors.Throttled):
+        throttled = exceptions.Throttled(wait=exc.retry_after, detail=exc.message)
+        throttled.metrics_limit = exc.limit
+        return throttled
+    for kind in type(exc).__mro__:
+        if kind in _DOMAIN_TO_HTTP:
+            message = exc.message
+            if kind is errors.RuleViolation and isinstance(message, str):
+                message = {"detail": message}
+            return _DOMAIN_TO_HTTP[kind](message)
+    return exceptions.APIException(exc.message)
+
+
 def api_exception_handler(exc, context):
-    """DRF's handler, with Django's own exceptions mapped to their DRF shapes.
+    """DRF's handler, with the domain's errors and Django's own mapped to their DRF shapes.
 
     Anything it does not know is left to Django's handler500 (see
     core.views.server_error), which answers JSON without a traceback.
     """
-    if isinstance(exc, Http404):
+    if isinstance(exc, errors.DomainError):
+        exc = http_error_of(exc)
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)

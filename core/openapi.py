@@ -24,9 +24,11 @@ ERRORS = {
     "401": (DETAIL_SCHEMA, "No credentials, or invalid, expired or revoked ones."),
     "403": (DETAIL_SCHEMA, "Authenticated, but the role or the API key's scopes do not allow this."),
     "404": (DETAIL_SCHEMA, "Not found, or it belongs to another tenant (or the page does not exist)."),
+    "409": (DETAIL_SCHEMA, "The current state does not allow this (already done, busy, a duplicate)."),
     "413": (DETAIL_SCHEMA, "The body is larger than the server accepts."),
     "415": (DETAIL_SCHEMA, "The body is not `application/json`."),
     "429": (DETAIL_SCHEMA, "Too many requests; `Retry-After` says when to try again."),
+    "502": (DETAIL_SCHEMA, "A server this depends on gave no usable answer."),
     "503": (DETAIL_SCHEMA, "A service this needs is down; nothing was changed. `Retry-After` says when to try again."),
 }
 

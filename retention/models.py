@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from core.tenancy import TenantQuerySet
+
 
 class RetentionRun(models.Model):
     """One cleanup of one tenant's expired telemetry: requested, then executed by a worker.
@@ -56,6 +58,8 @@ class RetentionRun(models.Model):
     # so a presumed-dead worker that wakes up cannot commit another batch.
     execution_token = models.UUIDField(null=True, blank=True, editable=False)
 
+    objects = TenantQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         constraints = [
@@ -86,6 +90,8 @@ class RetentionPolicy(models.Model):
     rollups_days = models.PositiveIntegerField(null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
+    objects = TenantQuerySet.as_manager()
+
     class Meta:
         verbose_name_plural = "retention policies"
 
@@ -115,6 +121,8 @@ class RetentionHold(models.Model):
     released_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "id"]

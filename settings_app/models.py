@@ -3,6 +3,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from core.tenancy import TenantQuerySet, tenant_queryset
 from settings_app.units import DEFAULT_UNITS, UNIT_CHOICES
 from users.models import Role
 
@@ -22,6 +23,8 @@ class UnitPreference(models.Model):
         max_length=16, choices=[(c, c) for c in UNIT_CHOICES["vibration"]], default=DEFAULT_UNITS["vibration"]
     )
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = tenant_queryset("user__tenant").as_manager()
 
     def __str__(self) -> str:
         return f"units of {self.user}"
@@ -47,6 +50,8 @@ class RolePermission(models.Model):
     settings_tabs = models.JSONField(default=list, blank=True)
     nav_pages = models.JSONField(default=list, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["tenant", "role"]
@@ -75,6 +80,8 @@ class AiSettings(models.Model):
     custom_ai_api_key_encrypted = models.TextField(blank=True, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = TenantQuerySet.as_manager()
+
     class Meta:
         verbose_name = "AI settings"
         verbose_name_plural = "AI settings"
@@ -96,6 +103,8 @@ class DashboardPreset(models.Model):
     widgets = models.JSONField(default=list, blank=True)
     stat_metrics = models.JSONField(default=list, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["tenant", "role"]

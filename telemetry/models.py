@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from core.tenancy import TenantQuerySet, tenant_queryset
 from settings_app.units import CANONICAL_UNITS
 
 IDENTIFIER_MAX_LENGTH = 100
@@ -30,6 +31,8 @@ class Machine(models.Model):
     location = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = TenantQuerySet.as_manager()
+
     class Meta:
         ordering = ["name", "id"]
         constraints = [
@@ -54,6 +57,8 @@ class Sensor(models.Model):
     machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="sensors")
     key = models.CharField(max_length=IDENTIFIER_MAX_LENGTH, validators=[validate_identifier])
     kind = models.CharField(max_length=16, choices=Kind.choices)
+
+    objects = tenant_queryset("machine__tenant").as_manager()
 
     class Meta:
         ordering = ["key"]
@@ -122,6 +127,8 @@ class SensorReading(models.Model):
     ts = models.DateTimeField()
     value = models.FloatField()
 
+    objects = TenantQuerySet.as_manager()
+
     class Meta:
         constraints = [
             # Makes a resent reading a no-op (ON CONFLICT DO NOTHING), and is the
@@ -145,6 +152,8 @@ class AgentHeartbeat(models.Model):
     agent_version = models.CharField(max_length=64, blank=True)
     hostname = models.CharField(max_length=255, blank=True)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         indexes = [
@@ -180,6 +189,8 @@ class SensorRollup(models.Model):
     max = models.FloatField()
     sum = models.FloatField()
     count = models.BigIntegerField()
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         constraints = [

@@ -7,6 +7,8 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from core.tenancy import TenantQuerySet
+
 
 class Role(models.TextChoices):
     ADMIN = "admin"
@@ -19,7 +21,7 @@ def normalize_email(email: str) -> str:
     return BaseUserManager.normalize_email(email.strip()).lower()
 
 
-class UserManager(BaseUserManager):
+class UserManager(BaseUserManager.from_queryset(TenantQuerySet)):
     use_in_migrations = True
 
     def get_by_natural_key(self, email: str):
@@ -62,6 +64,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []
+
+    # The principal interface (core.caller.Principal): a person, not a credential.
+    is_user = True
+    is_api_key = False
 
     class Meta:
         ordering = ["email"]

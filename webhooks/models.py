@@ -2,6 +2,8 @@ import uuid
 
 from django.db import models
 
+from core.tenancy import TenantQuerySet
+
 
 class WebhookEndpoint(models.Model):
     """Where a tenant's events go, and the secret they are signed with (stored encrypted)."""
@@ -12,6 +14,8 @@ class WebhookEndpoint(models.Model):
     url = models.CharField(max_length=2048)
     secret_encrypted = models.TextField(editable=False)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
 
     def __str__(self) -> str:
         return f"Webhook endpoint of {self.tenant_id}"
@@ -45,6 +49,8 @@ class WebhookDelivery(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
     error = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
