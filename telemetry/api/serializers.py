@@ -4,7 +4,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from core.serializers import StrictSerializer
+from core.serializers import EmptyQueryValueMixin, StrictSerializer
 from telemetry.models import Machine, Sensor
 from telemetry.selectors import BUCKETS
 from telemetry.services import MAX_BATCH_SIZE
@@ -140,7 +140,7 @@ class QueryDateTimeField(serializers.DateTimeField):
         return super().to_internal_value(value)
 
 
-class MachineQuerySerializer(serializers.Serializer):
+class MachineQuerySerializer(EmptyQueryValueMixin, serializers.Serializer):
     machine = serializers.CharField(max_length=100, help_text="The machine's id or its external_id.")
 
 

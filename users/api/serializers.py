@@ -70,7 +70,7 @@ class UserCreateInputSerializer(StrictSerializer):
 class UserUpdateInputSerializer(StrictSerializer):
     """What an admin may change of another user here; role and activity have their own endpoints."""
 
-    full_name = serializers.CharField(max_length=200, allow_blank=True)
+    full_name = serializers.CharField(max_length=200, allow_blank=True, required=False)
 
 
 class UserReactivateInputSerializer(StrictSerializer):

@@ -223,8 +223,8 @@ class UserDetailView(_TenantUsersEndpoint, generics.RetrieveDestroyAPIView):
         summary="Rename a user",
         request=UserUpdateInputSerializer,
         responses={200: UserOutputSerializer},
-        description="Change the user's `full_name` (admin). Email, role and activity have their own rules "
-        "and endpoints.",
+        description="Change the user's `full_name` (admin); `{}` changes nothing. Email, role and activity "
+        "have their own rules and endpoints.",
     )
     def patch(self, request, *args, **kwargs):
         user = self.get_object()
@@ -232,7 +232,7 @@ class UserDetailView(_TenantUsersEndpoint, generics.RetrieveDestroyAPIView):
         serializer.is_valid(raise_exception=True)
         user = services.user_update(
             user=user,
-            full_name=serializer.validated_data["full_name"],
+            full_name=serializer.validated_data.get("full_name"),  # `{}` changes nothing
             actor=request.user,
             client_ip=client_ip(request),
         )
