@@ -54,7 +54,7 @@ bench: install
 # not part of CI. Survivors and why each is killed or equivalent: docs/notes/mutation.md.
 mutation: install
 	rm -rf mutants
-	$(BIN)/mutmut run --max-children 2 || true
+	$(BIN)/mutmut run --max-children 2 $(MUTANTS) || true
 	$(BIN)/mutmut results
 
 worker: install

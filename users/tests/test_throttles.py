@@ -1,7 +1,10 @@
 """The login throttle API every login path uses (the API login and the admin's login form)."""
 
+import time
+
 import pytest
 
+from core.models import ThrottleCounter
 from users.throttles import (
     LoginThrottled,
     current_password_attempt_begin,
@@ -56,6 +59,32 @@ class TestLoginAttempts:
             assert login_attempt_check(email="jane@acme.test", ip="192.0.2.1") is None
         fail(1)
         assert 1 <= login_attempt_check(email="jane@acme.test", ip="192.0.2.1") <= 60
+
+    def test_check_sees_a_locked_out_address_for_any_account(self):
+        for i in range(30):
+            login_attempt_begin(email=f"user{i}@acme.test", ip="192.0.2.1")
+        assert 1 <= login_attempt_check(email="never-tried@acme.test", ip="192.0.2.1") <= 60
+        assert 1 <= login_attempt_check(email=None, ip="192.0.2.1") <= 60
+        assert login_attempt_check(email="never-tried@acme.test", ip="192.0.2.2") is None
+
+    def test_check_reads_only_its_own_counters(self):
+        fail(10, email="someone-else@acme.test", ip="192.0.2.7")  # another account is locked out
+        assert login_attempt_check(email="someone-else@acme.test", ip="192.0.2.1") is not None
+        assert login_attempt_check(email="jane@acme.test", ip="192.0.2.1") is None
+
+    def test_check_ignores_a_window_that_has_ended(self):
+        fail(10)
+        ThrottleCounter.objects.update(window_ends_at=time.time() - 1)
+        assert login_attempt_check(email="jane@acme.test", ip="192.0.2.1") is None
+        login_attempt_begin(email="jane@acme.test", ip="192.0.2.1")  # and begin agrees: a new window
+
+    @pytest.mark.parametrize(("left", "wait"), [(30.5, 31), (30.0, 30), (29.25, 30), (0.2, 1), (0.0005, 1)])
+    def test_check_rounds_the_lockout_left_up_to_whole_seconds(self, monkeypatch, left, wait):
+        fail(10)
+        now = 1_800_000_000.0
+        ThrottleCounter.objects.update(window_ends_at=now + left)
+        monkeypatch.setattr("users.throttles.time.time", lambda: now)
+        assert login_attempt_check(email="jane@acme.test", ip="192.0.2.1") == wait
 
     def test_limits_come_from_the_settings(self, settings):
         settings.REST_FRAMEWORK = {
