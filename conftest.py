@@ -2,14 +2,15 @@
 
 import pytest
 from django.core.cache import cache
+from django.test import Client
 from rest_framework.test import APIClient
 
 from apikeys.services import IssuedApiKey, api_key_create
 from core.tests.browser import AdminBrowser, save_failure_artefacts, start_driver
+from haltless.testing import client_for_key, client_for_user
 from tenants.tests.factories import TenantFactory
-from users.models import Role
+from users.models import Role, User
 from users.tests.factories import DEFAULT_PASSWORD, UserFactory
-from users.tokens import token_pair_for
 
 
 @pytest.fixture(autouse=True)
@@ -84,21 +85,23 @@ def other_tenant_admin(other_tenant):
 
 
 @pytest.fixture
+def staff_user(db):
+    """Platform staff: a superuser with no tenant."""
+    return User.objects.create_superuser("staff@haltless.test", "Staff-Password-42!")
+
+
+@pytest.fixture
+def staff_client(staff_user):
+    """The Django admin as platform staff (logged in directly: for unit tests of admin pages)."""
+    client = Client()
+    client.force_login(staff_user)
+    return client
+
+
+@pytest.fixture
 def api_client() -> APIClient:
     """A client with no credentials."""
     return APIClient()
-
-
-def client_for_user(user) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_pair_for(user)['access']}")
-    return client
-
-
-def client_for_key(secret: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
-    return client
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apikeys.tests.factories import ApiKeyFactory
-from users.models import User
+from haltless.testing import key_header_client
 
 
 @pytest.fixture
@@ -21,31 +21,6 @@ def revoked_key(tenant):
 @pytest.fixture
 def other_tenant_key(make_api_key, other_tenant):
     return make_api_key(tenant=other_tenant, name="theirs", scopes="read_only")
-
-
-@pytest.fixture
-def staff_user(db):
-    """Platform staff: the Django admin over every tenant."""
-    return User.objects.create_superuser("staff@haltless.test", "Staff-Password-42!")
-
-
-@pytest.fixture
-def staff_client(staff_user):
-    from django.test import Client
-
-    client = Client()
-    client.force_login(staff_user)
-    return client
-
-
-def key_header_client(secret: str, header: str) -> APIClient:
-    """A client that sends `secret` in `header`: "bearer" or "x-api-key"."""
-    client = APIClient()
-    if header == "bearer":
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
-    else:
-        client.credentials(HTTP_X_API_KEY=secret)
-    return client
 
 
 @pytest.fixture(params=["bearer", "x-api-key"])

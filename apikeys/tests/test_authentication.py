@@ -5,9 +5,8 @@ from django.utils import timezone
 
 from apikeys import keys
 from apikeys.models import ApiKey
-from apikeys.tests.conftest import key_header_client
 from apikeys.tests.factories import ApiKeyFactory
-from conftest import client_for_user
+from haltless.testing import client_for_user, key_header_client
 
 PROBE = "/api/v1/_probe/machines"  # declares read:machines; makes no query of its own
 INVALID = {"detail": "Invalid API key."}

@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 from apikeys import keys
 from apikeys.models import ApiKey, EnrollmentToken
 from audit.models import AuditEvent
-from conftest import client_for_key
+from haltless.testing import client_for_key
 from telemetry.tests.factories import MachineFactory
 
 TOKENS = "/api/v1/settings/enrollment-tokens"

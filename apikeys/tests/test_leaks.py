@@ -15,7 +15,7 @@ from apikeys.models import ApiKey, EnrollmentToken
 from apikeys.services import api_key_rotate
 from apikeys.tests import github
 from audit.models import AuditEvent
-from conftest import client_for_key
+from haltless.testing import client_for_key
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 REVOKE = "/api/v1/public/credentials/revoke"

@@ -11,7 +11,7 @@ from django.utils import timezone
 from apikeys.models import ApiKey
 from apikeys.tests.factories import ApiKeyFactory
 from audit.models import AuditEvent
-from conftest import client_for_key
+from haltless.testing import client_for_key
 
 pytestmark = pytest.mark.django_db
 

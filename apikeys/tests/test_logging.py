@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from apikeys.tests.conftest import key_header_client
+from haltless.testing import key_header_client
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("apikeys.tests.urls")]
 LOGGERS = ["", "django", "django.request", "django.server", "django.db.backends", "django.security"]

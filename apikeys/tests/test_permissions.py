@@ -2,8 +2,8 @@
 
 import pytest
 
-from apikeys.tests.conftest import key_header_client
 from core.permissions import ADMIN_REQUIRED, API_KEY_REQUIRED, USER_LOGIN_REQUIRED
+from haltless.testing import key_header_client
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("apikeys.tests.urls")]
 

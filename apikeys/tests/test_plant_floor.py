@@ -8,9 +8,8 @@ from django.utils import timezone
 
 from apikeys.models import ApiKey, ObservedIp
 from audit.models import AuditEvent
-from conftest import client_for_key
+from haltless.testing import add_sensors, client_for_key
 from telemetry.models import SensorReading
-from telemetry.tests.conftest import add_sensors
 from telemetry.tests.factories import MachineFactory
 
 URL = "/api/v1/settings/api-keys"

@@ -11,7 +11,7 @@ from apikeys.models import ApiKey
 from apikeys.notices import api_key_notices_send
 from apikeys.tests.factories import ApiKeyFactory
 from audit.models import AuditEvent
-from conftest import client_for_key
+from haltless.testing import client_for_key
 from webhooks.models import WebhookDelivery
 from webhooks.services import webhook_endpoint_set
 

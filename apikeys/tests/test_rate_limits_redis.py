@@ -20,7 +20,7 @@ from django.db import connection
 
 from apikeys import ratelimit, redis_store
 from apikeys.models import ApiKey
-from conftest import client_for_key
+from haltless.testing import client_for_key
 
 REDIS_URL = os.environ.get("HALTLESS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 HEARTBEAT = "/api/v1/agent/heartbeat"

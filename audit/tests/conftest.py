@@ -5,8 +5,6 @@ import pytest
 from audit.models import AuditEvent
 from audit.tests.factories import AuditEventFactory
 
-AUDIT_LOG_URL = "/api/v1/settings/audit-log"
-
 
 @pytest.fixture
 def event_at():

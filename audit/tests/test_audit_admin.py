@@ -5,16 +5,8 @@ from django.urls import reverse
 
 from audit.models import AuditEvent
 from audit.tests.factories import AuditEventFactory
-from users.models import User
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff_client(client):
-    staff = User.objects.create_superuser("root@haltless.test", "Platform-Staff-42!")
-    client.force_login(staff)
-    return client
 
 
 @pytest.fixture

@@ -5,10 +5,9 @@ import uuid
 import pytest
 
 from audit.models import AuditEvent
-from audit.tests.conftest import AUDIT_LOG_URL
 from audit.tests.factories import AuditEventFactory
-from conftest import client_for_key
 from core.permissions import ADMIN_REQUIRED, USER_LOGIN_REQUIRED
+from haltless.testing import AUDIT_LOG_URL, client_for_key
 
 pytestmark = pytest.mark.django_db
 

@@ -28,8 +28,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
-from conftest import client_for_key, client_for_user
 from core.permissions import ADMIN_REQUIRED, API_KEY_REQUIRED, USER_LOGIN_REQUIRED, missing_scope_message
+from haltless.testing import client_for_key, client_for_user
 from users.tests.factories import DEFAULT_PASSWORD
 
 API_PREFIX = "/api/v1"

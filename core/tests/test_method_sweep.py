@@ -49,7 +49,7 @@ def _url(world: World, path: str) -> str:
 
 def _client(world: World, caller: str):
     if caller == "key:all":
-        from conftest import client_for_key
+        from haltless.testing import client_for_key
 
         return client_for_key(world._make_key(scopes=ALL_SCOPES, name="sweep").secret)
     return world.client_for(caller)

@@ -24,7 +24,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apikeys.keys import digest
-from conftest import client_for_key, client_for_user
+from haltless.testing import client_for_key, client_for_user
 from users.tests.factories import DEFAULT_PASSWORD
 
 pytestmark = pytest.mark.django_db

@@ -16,11 +16,10 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import client_for_key
 from core import metrics
 from core.logging import JsonFormatter, RequestIdFilter, redact
 from haltless import views as site_views
-from telemetry.tests.conftest import T0
+from haltless.testing import T0, client_for_key
 from telemetry.tests.conftest import machine as machine  # a fixture
 
 pytestmark = pytest.mark.django_db

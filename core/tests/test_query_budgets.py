@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from conftest import client_for_key
+from haltless.testing import client_for_key
 from retention.tests.factories import RetentionRunFactory
 from telemetry.models import SensorReading
 from telemetry.tests.factories import MachineFactory, SensorFactory

@@ -1,20 +1,11 @@
 import pytest
-from django.test import Client
 
 from retention.models import RetentionRun
 from retention.tests.factories import RetentionRunFactory
-from users.models import User
 
 CHANGELIST = "/admin/retention/retentionrun/"
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff_client() -> Client:
-    client = Client()
-    client.force_login(User.objects.create_superuser("staff@haltless.test", "Not-a-real-password-1"))
-    return client
 
 
 class TestRetentionRunAdmin:

@@ -6,8 +6,8 @@ from django.db import connection
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from conftest import client_for_key, client_for_user
 from core.permissions import ADMIN_REQUIRED, USER_LOGIN_REQUIRED
+from haltless.testing import client_for_key, client_for_user
 from retention import services
 from retention.api import views
 from retention.models import RetentionRun

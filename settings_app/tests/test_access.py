@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import client_for_key
+from haltless.testing import client_for_key
 
 pytestmark = pytest.mark.django_db
 

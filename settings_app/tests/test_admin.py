@@ -1,24 +1,14 @@
 """The Django admin pages of each setting: they save through the services (validated, audited)."""
 
 import pytest
-from django.test import Client
 
 from audit.models import AuditEvent
 from settings_app.crypto import decrypt_secret
 from settings_app.models import AiSettings, DashboardPreset, RolePermission, UnitPreference
 from settings_app.tests.factories import AiSettingsFactory, DashboardPresetFactory, RolePermissionFactory
-from users.models import User
 
 pytestmark = pytest.mark.django_db
 BASE = "/admin/settings_app"
-
-
-@pytest.fixture
-def staff_client() -> Client:
-    staff = User.objects.create_superuser("staff@haltless.test", "Staff-Password-42!")
-    client = Client()
-    client.force_login(staff)
-    return client
 
 
 class TestPagesRender:

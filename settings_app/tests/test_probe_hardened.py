@@ -236,7 +236,7 @@ class TestAudit:
 class TestThrottlePerTenant:
     def test_the_tenants_admins_share_thirty_a_minute(self, admin_client, tenant):
         second_admin = UserFactory(tenant=tenant, role="admin")
-        from conftest import client_for_user
+        from haltless.testing import client_for_user
 
         second = client_for_user(second_admin)
         for i in range(PROBES_PER_MINUTE):

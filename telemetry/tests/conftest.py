@@ -1,24 +1,7 @@
-from datetime import UTC, datetime
-
 import pytest
 
-from conftest import client_for_key
-from telemetry.models import Sensor
-from telemetry.tests.factories import MachineFactory, SensorFactory
-
-SENSOR_KINDS = {
-    "bearing_temp": Sensor.Kind.TEMPERATURE,
-    "oil_pressure": Sensor.Kind.PRESSURE,
-    "spindle_vib": Sensor.Kind.VIBRATION,
-    "motor_current": Sensor.Kind.CURRENT,
-    "spindle_speed": Sensor.Kind.SPEED,
-    "door_count": Sensor.Kind.OTHER,
-}
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def add_sensors(machine) -> dict[str, Sensor]:
-    return {key: SensorFactory(machine=machine, key=key, kind=kind) for key, kind in SENSOR_KINDS.items()}
+from haltless.testing import add_sensors, client_for_key
+from telemetry.tests.factories import MachineFactory
 
 
 @pytest.fixture

@@ -2,22 +2,13 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.test import Client
 
 from audit.models import AuditEvent
+from haltless.testing import T0
 from telemetry.models import AgentHeartbeat, Machine, Sensor, SensorReading
 from telemetry.services import heartbeat_record, readings_bulk_insert
-from telemetry.tests.conftest import T0
-from users.models import User
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff_client(db):
-    client = Client()
-    client.force_login(User.objects.create_superuser("staff@haltless.test", "Staff-Password-42!"))
-    return client
 
 
 @pytest.fixture

@@ -68,7 +68,7 @@ class TestHeartbeatAccess:
         assert not AgentHeartbeat.objects.exists()
 
     def test_an_ingest_only_key_is_refused(self, make_api_key):
-        from conftest import client_for_key
+        from haltless.testing import client_for_key
 
         response = client_for_key(make_api_key(scopes=["ingest"]).secret).get(URL)
         assert response.status_code == 403

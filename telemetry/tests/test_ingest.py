@@ -6,8 +6,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from conftest import client_for_key
 from core.permissions import API_KEY_REQUIRED, missing_scope_message
+from haltless.testing import client_for_key
 from telemetry.api.parsers import MAX_INGEST_BODY_BYTES
 from telemetry.models import SensorReading
 from telemetry.services import MAX_BATCH_SIZE

@@ -2,10 +2,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from conftest import client_for_key
 from core.permissions import missing_scope_message
+from haltless.testing import add_sensors, client_for_key
 from settings_app.models import UnitPreference
-from telemetry.tests.conftest import add_sensors
 from telemetry.tests.factories import MachineFactory
 
 URL = "/api/v1/machines"

@@ -6,9 +6,9 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 
+from haltless.testing import T0
 from telemetry import selectors
 from telemetry.services import readings_bulk_insert
-from telemetry.tests.conftest import T0
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 

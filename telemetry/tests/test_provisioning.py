@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from conftest import client_for_key
+from haltless.testing import client_for_key
 from retention.models import RetentionHold
 from telemetry.models import Machine, Sensor, SensorReading
 from telemetry.services import readings_bulk_insert

@@ -13,9 +13,9 @@ import psycopg
 import pytest
 from django.db import connection
 
+from haltless.testing import T0
 from telemetry.models import Sensor, SensorReading
 from telemetry.services import TypedReadings, ingest_body_decode, readings_bulk_insert
-from telemetry.tests.conftest import T0
 from tenants.models import Tenant
 
 URL = "/api/v1/ingest"

@@ -6,12 +6,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils.dateparse import parse_datetime
 
-from conftest import client_for_key
 from core.permissions import missing_scope_message
+from haltless.testing import T0, client_for_key
 from settings_app.models import UnitPreference
 from telemetry.rollups import rollups_build
 from telemetry.services import readings_bulk_insert
-from telemetry.tests.conftest import T0
 
 READINGS_URL = "/api/v1/sensor-data/readings"
 LATEST_URL = "/api/v1/sensor-data/latest"

@@ -6,11 +6,11 @@ from datetime import timedelta
 
 import pytest
 
+from haltless.testing import T0
 from settings_app.models import UnitPreference
 from telemetry.models import SensorReading
 from telemetry.rollups import rollups_build
 from telemetry.services import readings_bulk_insert
-from telemetry.tests.conftest import T0
 
 INGEST_URL = "/api/v1/ingest"
 LATEST_URL = "/api/v1/sensor-data/latest"

@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from telemetry.models import SensorReading
@@ -11,16 +10,8 @@ from telemetry.services import readings_bulk_insert
 from telemetry.tests.factories import MachineFactory, SensorFactory
 from tenants.models import Tenant
 from tenants.tests.factories import TenantFactory
-from users.models import User
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff_client(db) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_superuser("staff@haltless.test", "Staff-Password-42!"))
-    return client
 
 
 def with_readings(tenant, count: int) -> None:

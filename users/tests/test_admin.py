@@ -4,7 +4,7 @@ import pytest
 from django.contrib import admin
 from django.contrib.messages import get_messages
 from django.contrib.messages.storage.fallback import FallbackStorage
-from django.test import Client, RequestFactory
+from django.test import RequestFactory
 
 from audit.models import AuditEvent
 from users.admin import UserAdmin
@@ -21,18 +21,6 @@ CHANGELIST = "/admin/users/user/"
 
 def change_url(user) -> str:
     return f"/admin/users/user/{user.pk}/change/"
-
-
-@pytest.fixture
-def staff(db):
-    return User.objects.create_superuser("staff@haltless.test", "Staff-Pass-Phrase-9")
-
-
-@pytest.fixture
-def staff_client(staff) -> Client:
-    client = Client()
-    client.force_login(staff)
-    return client
 
 
 def run_action(client, action: str, users) -> list[str]:
@@ -76,14 +64,14 @@ class TestChangelist:
 
 
 class TestActions:
-    def test_deactivate_ends_the_sessions_and_is_audited(self, staff_client, staff, admin_user, operator_user):
+    def test_deactivate_ends_the_sessions_and_is_audited(self, staff_client, staff_user, admin_user, operator_user):
         version = operator_user.token_version
         messages = run_action(staff_client, "deactivate_users", [operator_user])
         assert messages == ["1 user(s) deactivated."]
         operator_user.refresh_from_db()
         assert (operator_user.is_active, operator_user.token_version) == (False, version + 1)
         event = AuditEvent.objects.get(action="user.deactivate")
-        assert (event.actor_id, event.tenant_id) == (staff.id, operator_user.tenant_id)
+        assert (event.actor_id, event.tenant_id) == (staff_user.id, operator_user.tenant_id)
 
     def test_the_last_active_admin_is_not_deactivated(self, staff_client, admin_user):
         messages = run_action(staff_client, "deactivate_users", [admin_user])
@@ -96,11 +84,11 @@ class TestActions:
         assert messages == [f"second-admin@acme.test: {LAST_ADMIN_DEACTIVATION}", "1 user(s) deactivated."]
         assert User.objects.filter(tenant=admin_user.tenant, role=Role.ADMIN, is_active=True).count() == 1
 
-    def test_staff_cannot_deactivate_themselves(self, staff_client, staff):
-        messages = run_action(staff_client, "deactivate_users", [staff])
+    def test_staff_cannot_deactivate_themselves(self, staff_client, staff_user):
+        messages = run_action(staff_client, "deactivate_users", [staff_user])
         assert messages == [f"staff@haltless.test: {SELF_DEACTIVATION}"]
-        staff.refresh_from_db()
-        assert staff.is_active is True
+        staff_user.refresh_from_db()
+        assert staff_user.is_active is True
 
     def test_reactivate_lets_the_user_in_again_with_new_tokens_only(
         self, staff_client, inactive_user, password, api_client
@@ -158,11 +146,11 @@ class TestChangeForm:
         admin_user.refresh_from_db()
         assert admin_user.tenant_id != other_tenant.pk
 
-    def test_a_race_past_the_form_check_is_stopped_by_the_service(self, staff, admin_user, second_admin):
+    def test_a_race_past_the_form_check_is_stopped_by_the_service(self, staff_user, admin_user, second_admin):
         """The form saw two admins; by the time it saves, the other one is gone."""
         model_admin = UserAdmin(User, admin.site)
         request = RequestFactory().post(change_url(admin_user))
-        request.user = staff
+        request.user = staff_user
         request.session = {}
         request._messages = FallbackStorage(request)
         form_class = model_admin.get_form(request, admin_user, change=True)
@@ -189,14 +177,14 @@ class TestAddForm:
         data.update(overrides)
         return client.post("/admin/users/user/add/", data)
 
-    def test_adding_goes_through_the_service(self, staff_client, staff, tenant, api_client):
+    def test_adding_goes_through_the_service(self, staff_client, staff_user, tenant, api_client):
         response = self.add(staff_client, tenant=str(tenant.pk))
         assert response.status_code == 302
         user = User.objects.get(email="new.hire@acme.test")
         assert (user.tenant_id, user.role, user.full_name) == (tenant.pk, Role.OPERATOR, "New Hire")
         assert response.url == change_url(user)
         event = AuditEvent.objects.get(action="user.create")
-        assert (event.actor_id, event.target_id) == (staff.id, str(user.pk))
+        assert (event.actor_id, event.target_id) == (staff_user.id, str(user.pk))
         login = api_client.post(
             "/api/v1/auth/token", {"email": "new.hire@acme.test", "password": "Copper-Valve-Meadow-3"}
         )

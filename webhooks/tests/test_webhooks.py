@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from conftest import client_for_key
+from haltless.testing import client_for_key
 from webhooks import sender, services
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.services import RETRY_DELAYS, webhook_delivery_attempt, webhook_event_enqueue
