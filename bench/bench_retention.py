@@ -84,7 +84,19 @@ def _bulk_load(table: str):
         for name, definition in constraints:
             _execute(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')
         for _, definition in indexes:
-            _execute(definition)
+            # pg_indexes gives a partitioned table's index as `CREATE INDEX ... ON ONLY <parent>`:
+            # run as it is, that makes an INVALID index on the parent and none on its partitions
+            # (every check that should probe it scans instead). Without ONLY it is built on each.
+            _execute(definition.replace(" ON ONLY ", " ON ", 1))
+        invalid = _fetchall(
+            "SELECT i.indexrelid::regclass::text FROM pg_index i JOIN pg_inherits h ON h.inhrelid = i.indrelid "
+            "WHERE h.inhparent = %s::regclass AND NOT i.indisvalid "
+            "UNION ALL SELECT indexrelid::regclass::text FROM pg_index "
+            "WHERE indrelid = %s::regclass AND NOT indisvalid",
+            [table, table],
+        )
+        if invalid:
+            raise RuntimeError(f"indexes left invalid by the bulk load: {invalid}")
         _settle(table)
 
 
