@@ -100,3 +100,52 @@ class TestNotifyApiKeysProgress:
         call_command("notify_api_keys", stdout=out, stderr=err)
         assert err.getvalue() == ""
         assert out.getvalue().splitlines()[-1].startswith("sent 0 expiring and 0 unused notices (1 tenant(s), ")
+
+
+@pytest.mark.postgres
+class TestReadingsPartitionsProgress:
+    """Partition maintenance: a bar over the partitions looked at, then one summary line."""
+
+    @pytest.fixture
+    def expired_partition(self, tenant):
+        from telemetry import partitions
+        from telemetry.models import SensorReading
+        from telemetry.services import readings_bulk_insert
+        from telemetry.tests.factories import MachineFactory, SensorFactory
+
+        # Far older than any tier keeps (and than any rollup cursor could leave out).
+        day = timezone.now() - timedelta(days=3000)
+        created = partitions.partitions_ensure(since=day, through=day)
+        sensor = SensorFactory(machine=MachineFactory(tenant=tenant))
+        readings_bulk_insert(tenant_id=tenant.pk, rows=[(sensor.pk, day, 1.0), (sensor.pk, day, 2.0)])
+        assert SensorReading.objects.filter(tenant_id=tenant.pk).count() == 1
+        return created[0]
+
+    def _ranges(self):
+        from telemetry import partitions
+
+        return sum(1 for p in partitions.partition_list() if p.start is not None)
+
+    def test_a_bar_over_partitions_on_a_terminal_and_a_summary(self, expired_partition):
+        total = self._ranges()
+        out, terminal = io.StringIO(), Terminal()
+        call_command("readings_partitions", "--drop-expired", stdout=out, stderr=terminal)
+        assert "Partitions" in terminal.getvalue() and f"{total}/{total}" in terminal.getvalue()
+        assert f"dropped {expired_partition} (1 readings)" in out.getvalue()
+        assert re.search(
+            rf"^Partitions: 0 created, 1 dropped \(1 readings\), {total - 1} kept, in \d+\.\d s\.$",
+            out.getvalue(),
+            re.M,
+        )
+
+    def test_only_the_summary_when_piped(self, expired_partition):
+        out, err = io.StringIO(), io.StringIO()
+        call_command("readings_partitions", "--drop-expired", stdout=out, stderr=err)
+        assert err.getvalue() == ""
+        assert out.getvalue().splitlines()[-1].startswith("Partitions: 0 created, 1 dropped (1 readings), ")
+
+    def test_without_drops_the_summary_says_what_was_created(self):
+        out, err = io.StringIO(), io.StringIO()
+        call_command("readings_partitions", stdout=out, stderr=err)
+        assert err.getvalue() == ""
+        assert out.getvalue().splitlines()[-1] == "Partitions: 0 created."

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from core.progress import Progress
 from telemetry import partitions
 
 
@@ -19,9 +20,23 @@ class Command(BaseCommand):
             raise CommandError("The readings table is not partitioned (SQLite keeps one table).")
         created = partitions.partitions_ensure()
         self.stdout.write(f"created {len(created)} partition(s){': ' + ', '.join(created) if created else ''}")
+        summary = f"Partitions: {len(created)} created"
         if drop_expired:
-            for dropped in partitions.partition_drop_expired():
-                self.stdout.write(f"dropped {dropped.name} ({sum(dropped.rows_by_tenant.values())} readings)")
+            looked_at = sum(1 for p in partitions.partition_list() if p.start is not None)
+            with Progress(stderr=self.stderr, label="Partitions", total=looked_at, unit="partitions") as progress:
+
+                def done(partition, dropped):
+                    progress.note(partition.name)
+                    progress.advance()
+
+                dropped = partitions.partition_drop_expired(on_partition_done=done)
+            for each in dropped:
+                self.stdout.write(f"dropped {each.name} ({sum(each.rows_by_tenant.values())} readings)")
+            readings = sum(sum(each.rows_by_tenant.values()) for each in dropped)
+            summary += (
+                f", {len(dropped)} dropped ({readings} readings), {progress.count - len(dropped)} kept, "
+                f"in {progress.seconds:.1f} s"
+            )
         if list:
             for partition in partitions.partition_list():
                 span = (
@@ -30,3 +45,4 @@ class Command(BaseCommand):
                     else f"{partition.start.isoformat()} .. {partition.end.isoformat()}"
                 )
                 self.stdout.write(f"{partition.name}  {span}")
+        self.stdout.write(f"{summary}.")
