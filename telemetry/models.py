@@ -215,15 +215,16 @@ class RollupCursor(models.Model):
     """How far the rollups have read the readings table, by reading id.
 
     `built_through`: every reading with an id at or below it is in the rollups.
-    `next_through`: the highest id seen one pass earlier; the next pass reads up
-    to it, so a transaction that had taken a lower id but not yet committed
-    when the id was seen has committed by then (an ingest is far shorter than
-    the time between passes).
+    `next_through`: the highest committed id a pass saw while other transactions were
+    writing; `next_xids`: those writers (their xids). A later pass reads up to
+    `next_through` once none of them is running any more (`[]`: none was; null: unknown,
+    not trusted), so it never waits for an in-flight ingest (telemetry.rollups).
     """
 
     name = models.CharField(max_length=32, primary_key=True)
     built_through = models.BigIntegerField(default=0)
     next_through = models.BigIntegerField(default=0)
+    next_xids = models.JSONField(null=True, default=None, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

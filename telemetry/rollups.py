@@ -9,11 +9,20 @@ that moves the cursor.
 
 Ids are taken when a row is inserted but seen only when its transaction
 commits, so a pass must not read past an id that a still-running ingest may
-fill in below it. On PostgreSQL a pass reads the highest committed id, then
-waits (briefly) for every writing transaction of the database at that moment to end; if
-one does not end in time, the pass stops at the id it saw one pass earlier
-(`next_through`), by which time such a transaction has long ended. SQLite has
-one writer at a time, so the highest committed id is always safe.
+fill in below it. On PostgreSQL a pass never waits for one: it reads the highest
+committed id and then the writing transactions of this database running at that
+moment (`pg_stat_activity.backend_xid`; other databases' cannot write our
+readings). With none, that id is safe at once. Otherwise it becomes the
+candidate for a later pass (`next_through`, with those writers in `next_xids`),
+which reads up to it once every one of them has ended (committed or not), and
+meanwhile the pass reads up to the previous candidate if its writers are gone,
+or nothing new. A busy server thus costs a pass one pass of lag, never a wait
+(`wait_seconds` > 0 allows a bounded one, polled). Two passes never wait for each
+other either: the cursor row is locked with SKIP LOCKED, and a pass that finds
+it locked returns at once. (A writer that has taken an id but not yet written
+its first row has no xid yet: the gap between the two is one function call
+inside the INSERT or COPY, and the previous wait-based rule had the same one.)
+SQLite has one writer at a time, so the highest committed id is always safe.
 
 Readings are never deleted before they are in the rollups (retention deletes
 only ids at or below `built_through`), so rollups outlive the raw rows.
@@ -21,6 +30,7 @@ only ids at or below `built_through`), so rollups outlive the raw rows.
 
 import logging
 import time
+from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -32,8 +42,9 @@ logger = logging.getLogger(__name__)
 CURSOR_NAME = "readings"
 # Ids per transaction: bounds a pass's memory and lock time after a long pause or a bulk load.
 CHUNK_IDS = 500_000
-# How long a pass waits for in-flight ingests to commit before using the older safe id.
-INFLIGHT_WAIT_SECONDS = 5.0
+# A pass does not wait for in-flight ingests (see above); callers may allow a bounded wait.
+INFLIGHT_WAIT_SECONDS = 0.0
+_POLL_SECONDS = 0.05
 
 
 def _max_committed_id() -> int:
@@ -42,39 +53,43 @@ def _max_committed_id() -> int:
         return cursor.fetchone()[0] or 0
 
 
-def _inflight_done(wait_seconds: float) -> bool:
-    """Whether every transaction of this database that is writing now has ended within `wait_seconds`.
-
-    Read from pg_stat_activity, so transactions of other databases on the server
-    (which cannot write our readings) are not waited for.
-    """
+def _writers_now() -> set[str]:
+    """Xids of this database's other transactions that are writing, read afresh (not the
+    transaction's cached copy of pg_stat_activity, which would be as old as its first read)."""
     with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
         cursor.execute(
-            "SELECT coalesce(array_agg(backend_xid::text), '{}') FROM pg_stat_activity "
+            "SELECT backend_xid::text FROM pg_stat_activity "
             "WHERE datname = current_database() AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
         )
-        running = cursor.fetchone()[0]
-        deadline = time.monotonic() + wait_seconds
-        while running:
-            cursor.execute(
-                "SELECT coalesce(array_agg(backend_xid::text), '{}') FROM pg_stat_activity "
-                "WHERE datname = current_database() AND backend_xid::text = ANY(%s) AND pid <> pg_backend_pid()",
-                [running],
-            )
-            running = cursor.fetchone()[0]
-            if not running:
-                break
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
-    return True
+        return {row[0] for row in cursor.fetchall()}
 
 
-def _safe_through(cursor_row: RollupCursor, wait_seconds: float) -> int:
-    seen = _max_committed_id()
-    if connection.vendor != "postgresql" or _inflight_done(wait_seconds):
-        return seen
-    return min(seen, max(cursor_row.next_through, cursor_row.built_through))
+@dataclass(frozen=True)
+class _Plan:
+    through: int  # read up to this id now
+    next_through: int  # the candidate for a later pass
+    next_xids: list[str] | None  # writers the candidate waits for ([]: none; None: unknown)
+
+
+def _plan(row: RollupCursor, wait_seconds: float) -> _Plan:
+    # The id first, then the writers: a transaction that held a lower id then is either
+    # among the writers or has ended, so its rows are visible to the next pass.
+    deadline = time.monotonic() + max(0.0, wait_seconds)
+    while True:
+        seen = _max_committed_id()
+        if connection.vendor != "postgresql":
+            return _Plan(seen, seen, [])
+        writers = _writers_now()
+        if not writers:
+            return _Plan(seen, seen, [])
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(_POLL_SECONDS)
+    # The previous candidate, if every writer it waited for has ended; else nothing new yet.
+    previous_ok = row.next_xids is not None and not (set(row.next_xids) & writers)
+    through = min(seen, row.next_through) if previous_ok else row.built_through
+    return _Plan(max(through, row.built_through), seen, sorted(writers))
 
 
 def _bucket_sql(seconds: int) -> str:
@@ -119,9 +134,9 @@ def _merge_range(low: int, high: int) -> None:
 
 
 def rollups_build(*, wait_seconds: float = INFLIGHT_WAIT_SECONDS) -> int:
-    """Bring the rollups up to date; returns `built_through` (every reading with id <= it is rolled up).
-
-    Passes are serialised by the cursor row's lock, so two workers never read the same range.
+    """Bring the rollups up to date as far as is safe now; returns `built_through` (every reading
+    with id <= it is rolled up). Never waits for in-flight ingests (unless `wait_seconds` > 0,
+    at most that long) nor for another pass (it returns what that one has built so far).
     """
     current = RollupCursor.objects.filter(name=CURSOR_NAME).first()
     if current is None:
@@ -130,16 +145,21 @@ def rollups_build(*, wait_seconds: float = INFLIGHT_WAIT_SECONDS) -> int:
         return current.built_through  # up to date: two reads, no lock
     while True:
         with transaction.atomic():
-            row = RollupCursor.objects.select_for_update().get(name=CURSOR_NAME)
-            through = _safe_through(row, wait_seconds)
-            if through <= row.built_through:
-                RollupCursor.objects.filter(pk=row.pk).update(next_through=max(row.next_through, through))
-                return row.built_through
-            high = min(through, row.built_through + CHUNK_IDS)
-            _merge_range(row.built_through, high)
+            row = RollupCursor.objects.select_for_update(skip_locked=True).filter(name=CURSOR_NAME).first()
+            if row is None:  # another pass holds the cursor: what it has committed is built
+                return RollupCursor.objects.get(name=CURSOR_NAME).built_through
+            plan = _plan(row, wait_seconds)
+            high = min(plan.through, row.built_through + CHUNK_IDS)
+            if high > row.built_through:
+                _merge_range(row.built_through, high)
+            # A kept older candidate stays safe: any of its writers still running is in next_xids.
             RollupCursor.objects.filter(pk=row.pk).update(
-                built_through=high, next_through=max(row.next_through, _max_committed_id()), updated_at=timezone.now()
+                built_through=high,
+                next_through=max(plan.next_through, row.next_through),
+                next_xids=plan.next_xids,
+                updated_at=timezone.now(),
             )
-            if high >= through:
-                logger.info("rollups built through reading id %s", high)
+            if high >= plan.through:
+                if high > row.built_through:
+                    logger.info("rollups built through reading id %s", high)
                 return high

@@ -131,3 +131,89 @@ class TestAggregateFromRollups:
         buckets = reader_client.get(AGGREGATE_URL, params).json()["buckets"]
 
         assert [(b["avg"], b["count"], b["source"]) for b in buckets] == [(1.0, 1, "rollup"), (3.0, 1, "rollup")]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+class TestInFlightIngests:
+    """A pass never waits for an ingest still in flight, nor reads past an id it may still fill in."""
+
+    @pytest.fixture
+    def other(self):
+        import psycopg
+        from django.db import connection
+
+        params = connection.get_connection_params()
+        dsn = {k: v for k, v in params.items() if k in ("dbname", "host", "port", "user", "password")}
+        conn = psycopg.connect(**dsn)  # a transaction of its own, open until commit()
+        yield conn
+        conn.close()
+
+    def insert(self, conn, tenant, sensor, ts):
+        return conn.execute(
+            "INSERT INTO telemetry_sensorreading (tenant_id, sensor_id, ts, value) VALUES (%s, %s, %s, 1.0) "
+            "RETURNING id",
+            [tenant.pk, sensor.pk, ts],
+        ).fetchone()[0]
+
+    def total(self, sensor):
+        return sum(r.count for r in SensorRollup.objects.filter(sensor=sensor, bucket=SensorRollup.Bucket.HOUR))
+
+    def test_a_pass_does_not_wait_and_stops_below_an_uncommitted_id(self, tenant, sensor, other):
+        import time
+
+        ingest(tenant, (HOUR, 1.0))
+        in_flight = self.insert(other, tenant, sensor, HOUR + timedelta(minutes=1))  # not committed
+        ingest(tenant, (HOUR + timedelta(minutes=2), 3.0))  # a higher id, committed
+
+        started = time.monotonic()
+        built = rollups_build()
+        assert time.monotonic() - started < 1.0
+        assert built < in_flight  # the committed reading above it waits too
+        assert self.total(sensor) <= 1
+
+        # Still in flight at the next pass: still nothing past it, still no wait.
+        started = time.monotonic()
+        assert rollups_build() < in_flight
+        assert time.monotonic() - started < 1.0
+
+        other.commit()
+        rollups_build()  # its writer gone: up to what the last pass saw
+        rollups_build()
+        assert self.total(sensor) == 3
+        assert RollupCursor.objects.get().built_through >= in_flight + 1
+        rollups_build()
+        assert self.total(sensor) == 3  # each reading once
+
+    def test_an_aborted_writer_does_not_hold_the_rollups_back(self, tenant, sensor, other):
+        self.insert(other, tenant, sensor, HOUR)
+        ingest(tenant, (HOUR + timedelta(minutes=2), 3.0))
+        rollups_build()
+        other.rollback()
+        rollups_build()
+        rollups_build()
+        assert self.total(sensor) == 1
+
+    def test_a_bounded_wait_takes_a_writer_that_ends_in_time(self, tenant, sensor, other):
+        import threading
+
+        ingest(tenant, (HOUR, 1.0))
+        self.insert(other, tenant, sensor, HOUR + timedelta(minutes=1))
+        threading.Timer(0.3, other.commit).start()
+        rollups_build(wait_seconds=5)
+        assert self.total(sensor) == 2
+
+    def test_a_pass_that_finds_another_building_returns_at_once(self, tenant, sensor, other):
+        import time
+
+        ingest(tenant, (HOUR, 1.0))
+        rollups_build()
+        ingest(tenant, (HOUR + timedelta(minutes=1), 2.0))
+        other.execute("SELECT 1 FROM telemetry_rollupcursor WHERE name = 'readings' FOR UPDATE")
+        started = time.monotonic()
+        built = rollups_build()
+        assert time.monotonic() - started < 1.0
+        assert built == RollupCursor.objects.get().built_through
+        other.rollback()
+        rollups_build()
+        assert self.total(sensor) == 2
