@@ -6,9 +6,10 @@ of its own) simulates AGENTS agents, each with its own key, machine (5
 sensors) and one keep-alive connection, heartbeating every 10 s and posting a
 100-reading batch every 2 s, plus READERS dashboard readers (read_only keys)
 that read a sensor's newest readings page and its 1-minute aggregate, then
-wait 1 s, for 120 s. The same load, request for request, then goes for 60 s
-to bench/trivial_wsgi.py on the same gunicorn configuration: the ceiling of
-the stack and the load generator on this machine. Loopback only; every loop
+wait 1 s, for 120 s. The same load, request for request, then goes for the
+same 120 s to bench/trivial_wsgi.py on the same gunicorn configuration: the
+ceiling of the stack and the load generator on this machine, measured as long
+as the app (issue 14 asks for 120 s). Loopback only; every loop
 stops by itself.
 """
 
@@ -95,9 +96,9 @@ def fleet_spec(base: str, agents: list[dict], readers: list[dict], seconds: int,
 def run(ctx: Context) -> list[Measurement]:
     ctx.truncate_all()
     agents, readers = create_fleet()
-    seconds = ctx.scale(120, 10)
-    # The ceiling's figures settle within a minute (nothing queues behind a database).
-    ceiling_seconds = ctx.scale(60, 10)
+    # The issue's 120 s, for the app and for its ceiling alike: a baseline measured over the
+    # same span sees the same drift of a shared machine.
+    seconds = ceiling_seconds = ctx.scale(120, 10)
     results = {}
     with tempfile.TemporaryDirectory(prefix="haltless-fleet-") as tmp:
         workdir = Path(tmp)
