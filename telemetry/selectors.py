@@ -4,15 +4,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from django.db import connection
 from django.db.models import (
-    Avg,
-    Count,
     F,
     FloatField,
     Func,
     IntegerField,
-    Max,
-    Min,
     OuterRef,
     Q,
     QuerySet,
@@ -170,7 +167,11 @@ class EpochBucket(Func):
     def as_postgresql(self, compiler, connection, **extra_context):
         sql, params = compiler.compile(self.source_expressions[0])
         seconds = self.seconds
-        return f"(FLOOR(EXTRACT(EPOCH FROM {sql}) / {seconds}) * {seconds})::bigint", params
+        # date_part is double precision; EXTRACT is numeric, whose arithmetic was most of an
+        # aggregate's time (65 against 22 ms for 43,200 rows). Exact for bucket starts: a whole
+        # number of seconds divides exactly, and a time 1 µs before a bucket's start still
+        # falls below it for every width in BUCKETS.
+        return f"(FLOOR(date_part('epoch', {sql}) / {seconds}) * {seconds})::bigint", params
 
     def as_sqlite(self, compiler, connection, **extra_context):
         sql, params = compiler.compile(self.source_expressions[0])
@@ -197,31 +198,55 @@ def reading_aggregates(
     Values are clamped to their kind's bounds first (a no-op for anything ingest
     accepted): a sum of values stored before the bounds existed could overflow a
     double, which PostgreSQL refuses ("value out of range") and SQLite makes infinite.
+
+    One query: the range's rows from the (sensor, ts) index, grouped in a hash
+    table, never sorted (see `_aggregate_sql`); the buckets (at most the
+    serializer's MAX_BUCKETS) are put in order here.
+    """
+    sql, params = _aggregate_sql(
+        sensor_id=sensor_id, kind=kind, bucket_seconds=bucket_seconds, since=since, until=until
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    rows.sort(key=lambda row: row[0])
+    return [
+        Bucket(start=datetime.fromtimestamp(bucket, tz=UTC), min=low, max=high, avg=avg, count=count)
+        for bucket, low, high, avg, count in rows
+    ]
+
+
+def _aggregate_sql(
+    *, sensor_id: int, kind: str, bucket_seconds: int, since: datetime, until: datetime
+) -> tuple[str, list]:
+    """The aggregate's SQL: the in-range rows (ORM-built) grouped by an outer query.
+
+    PostgreSQL estimates the groups of `GROUP BY <expression of ts>` as the
+    distinct timestamps (every row), so it chose to sort all the range's rows
+    (43,200 rows, 3.8 MB for 30 days at 1 h) and group them in order. Grouped
+    outside a subquery that the planner may not flatten (`OFFSET 0`), the
+    bucket has no statistics, the estimate is PostgreSQL's default of 200
+    groups and the plan is a HashAggregate over the index scan: no sort (pinned
+    by telemetry/tests/test_postgres.py). No ORDER BY either: Python orders
+    the buckets.
     """
     low, high = value_bounds(kind)
-    value = Least(Greatest(Cast("value", FloatField()), Value(low)), Value(high))
-    rows = (
+    in_range = (
         SensorReading.objects.filter(sensor_id=sensor_id, ts__gte=since, ts__lt=until)
-        .annotate(bucket=EpochBucket(F("ts"), bucket_seconds))
-        .values("bucket")
+        .order_by()
         .annotate(
-            v_min=Min(value),
-            v_max=Max(value),
-            v_avg=Avg(value),
-            v_count=Count("id"),
+            bucket=EpochBucket(F("ts"), bucket_seconds),
+            clamped=Least(Greatest(Cast("value", FloatField()), Value(low)), Value(high)),
         )
-        .order_by("bucket")
+        .values("bucket", "clamped")
     )
-    return [
-        Bucket(
-            start=datetime.fromtimestamp(row["bucket"], tz=UTC),
-            min=row["v_min"],
-            max=row["v_max"],
-            avg=row["v_avg"],
-            count=row["v_count"],
-        )
-        for row in rows
-    ]
+    inner, params = in_range.query.sql_with_params()
+    fence = " OFFSET 0" if connection.vendor == "postgresql" else ""
+    sql = (
+        "SELECT bucket, MIN(clamped), MAX(clamped), AVG(clamped), COUNT(*) "  # noqa: S608 - ORM-built SQL
+        f"FROM ({inner}{fence}) AS in_range GROUP BY bucket"
+    )
+    return sql, list(params)
 
 
 def _bucket_floor(value: datetime, seconds: int) -> datetime:

@@ -67,6 +67,48 @@ class TestPlans:
         assert re.search(rf"(?:Index Scan using|Bitmap Index Scan on) {SENSOR_TS_INDEX} ", plan), plan
         assert "Seq Scan" not in plan
 
+    def test_the_aggregate_groups_the_range_without_sorting_it(self, sensor):
+        # The endpoint's own SQL, planned with every method allowed (no enable_sort = off, which
+        # would hide the sort this is about) on fresh statistics of enough rows that sorting them
+        # is a plan the planner weighs: it used to sort the whole range by bucket, then group.
+        start = T0 + timedelta(days=1)
+        minutes = 6_000
+        readings_bulk_insert(
+            tenant_id=sensor.machine.tenant_id,
+            rows=[(sensor.pk, start + timedelta(minutes=m), float(m % 50)) for m in range(minutes)],
+        )
+        sql, params = selectors._aggregate_sql(
+            sensor_id=sensor.pk,
+            kind=sensor.kind,
+            bucket_seconds=selectors.BUCKETS["1h"],
+            since=start,
+            until=start + timedelta(minutes=minutes),
+        )
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE telemetry_sensorreading")
+            # A table this small is cheapest to read whole; on a big one only the index can answer.
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            # Memory as tight as it gets: a hash table the planner believed as big as the range
+            # (one group per timestamp, its estimate for a plain GROUP BY of an expression of ts)
+            # would not fit, and it would sort instead; the subquery keeps the estimate small.
+            cursor.execute("SET LOCAL work_mem = '64kB'")
+            cursor.execute("EXPLAIN " + sql, params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        assert sort_nodes(plan) == 0, plan
+        assert plan.lstrip().startswith("HashAggregate"), plan
+        assert re.search(rf"(?:Index Scan using|Bitmap Index Scan on) {SENSOR_TS_INDEX} ", plan), plan
+        assert "Seq Scan" not in plan
+        # And the answer is whole and in order: 100 hours of 60 readings.
+        buckets = selectors.reading_aggregates(
+            sensor_id=sensor.pk,
+            kind=sensor.kind,
+            bucket_seconds=3600,
+            since=start,
+            until=start + timedelta(minutes=minutes),
+        )
+        assert [b.start for b in buckets] == [start + timedelta(hours=h) for h in range(100)]
+        assert {b.count for b in buckets} == {60}
+
     def test_a_machine_wide_page_walks_each_sensors_index_with_a_limit(self, machine):
         from telemetry.selectors import ReadingWindow, _merged_sql, _reading_page_parts
 
