@@ -127,7 +127,6 @@ DATABASES = {
     if DATABASE_URL
     else {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "var" / "haltless.sqlite3"}
 }
-DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite lets one writer in at a time. A deferred transaction that reads, then writes,
     # fails at once with "database is locked" when another writer got there first; begun
@@ -182,10 +181,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 # --- Internationalisation -------------------------------------------------------------
-LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
-USE_I18N = True
-USE_TZ = True
 
 # --- Static files ------------------------------------------------------------------
 STATIC_URL = "static/"
@@ -208,7 +204,6 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     # drf-spectacular's, plus the 400/401/403/404/413/415/429 answers every endpoint can give.
     "DEFAULT_SCHEMA_CLASS": "core.openapi.ApiAutoSchema",
-    "DEFAULT_PAGINATION_CLASS": None,
     "EXCEPTION_HANDLER": "core.exceptions.api_exception_handler",
     "DEFAULT_METADATA_CLASS": "core.metadata.ApiMetadata",
     "DEFAULT_THROTTLE_RATES": {
@@ -217,18 +212,13 @@ REST_FRAMEWORK = {
         # POST /public/credentials/revoke, per client address.
         "public_report_ip": "30/min",
     },
-    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=15),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=7),
-    "AUTH_HEADER_TYPES": ("Bearer",),
-    "USER_ID_FIELD": "id",
-    "USER_ID_CLAIM": "user_id",
     "UPDATE_LAST_LOGIN": True,
-    "SIGNING_KEY": None,  # set from SECRET_KEY in each environment module
 }
 
 SPECTACULAR_SETTINGS = {
@@ -256,13 +246,8 @@ SPECTACULAR_SETTINGS = {
 # --- Celery ------------------------------------------------------------------------
 # No broker configured: tasks run in-process, eagerly, as the embedded default.
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
-CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_BROKER_URL = CELERY_BROKER_URL or "memory://"
-CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_TASK_SERIALIZER = "json"
-CELERY_RESULT_SERIALIZER = "json"
 CELERY_TASK_TIME_LIMIT = 30 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 25 * 60
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -282,7 +267,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 1,
     "socket_timeout": 5,
 }
-CELERY_TIMEZONE = "UTC"
 # Daily retention for every tenant (one task per tenant), at RETENTION_DAILY_HOUR UTC.
 CELERY_BEAT_SCHEDULE = {
     "retention-daily": {

@@ -3,11 +3,10 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import _PROXY_SSL_HEADER, SECRET_KEY, SIMPLE_JWT
+from .base import _PROXY_SSL_HEADER, SECRET_KEY
 
 if not SECRET_KEY or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("django-insecure-"):
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set to a long random value (50+ characters) in production.")
-SIMPLE_JWT["SIGNING_KEY"] = SECRET_KEY
 
 DEBUG = False
 SECURE_SSL_REDIRECT = True
