@@ -1,4 +1,4 @@
-"""Key format and digest.
+"""Key format and digest (the prefixes, alphabet and lengths live in core.credentials).
 
 A key is `hlts_` + 32 random base62 characters (32 x log2(62) = 190.5 bits) +
 a 6-character base62 CRC32 of those 32, as GitHub's tokens do: a mistyped or
@@ -13,19 +13,17 @@ invalidate every API key.
 import hashlib
 import hmac
 import secrets
-import string
 import zlib
 
-KEY_PREFIX = "hlts_"
-# Enrollment tokens (apikeys.enrollment) share the layout under their own prefix, so secret
-# scanners tell them apart and neither can be used as the other.
-ENROLLMENT_TOKEN_PREFIX = "hlte_"
-RANDOM_LENGTH = 32
-CHECKSUM_LENGTH = 6
-KEY_LENGTH = len(KEY_PREFIX) + RANDOM_LENGTH + CHECKSUM_LENGTH
-DISPLAY_PREFIX_LENGTH = 12
+from core import credentials
 
-BASE62 = string.digits + string.ascii_letters
+KEY_PREFIX = credentials.API_KEY_PREFIX
+ENROLLMENT_TOKEN_PREFIX = credentials.ENROLLMENT_TOKEN_PREFIX
+BASE62 = credentials.BASE62
+RANDOM_LENGTH = credentials.RANDOM_LENGTH
+CHECKSUM_LENGTH = credentials.CHECKSUM_LENGTH
+KEY_LENGTH = credentials.LENGTH
+DISPLAY_PREFIX_LENGTH = 12
 _BASE62_SET = frozenset(BASE62)
 
 

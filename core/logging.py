@@ -20,6 +20,8 @@ from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
+from core import credentials
+
 # The current request's (or task's) id; "-" outside one.
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
@@ -29,7 +31,7 @@ _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]{1,128}")
 REDACTED = "[REDACTED]"
 # One pattern per kind of credential, each tried only when a cheap substring test says it may
 # match: a single alternation with IGNORECASE costs ~100 µs per log line, these ~2 µs.
-_KEY = re.compile(r"(hlt[se]_)[0-9A-Za-z]{8,}")  # API keys, enrollment tokens; a 12-character prefix stays
+_KEY = credentials.SECRET  # API keys, enrollment tokens; the prefix stays
 _JWT = re.compile(r"eyJ[0-9A-Za-z_-]+\.[0-9A-Za-z_-]+\.[0-9A-Za-z_-]*")
 _SCHEME = re.compile(r"\b((?:bearer|basic|token)\s+)[^\s\"',;]+", re.IGNORECASE)  # an Authorization value
 _PARAM_NAMES = (
@@ -41,7 +43,7 @@ _PARAM = re.compile(rf"\b((?:{_PARAM_NAMES})=)[^&\s\"']+", re.IGNORECASE)  # in 
 
 def redact(text: str) -> str:
     """`text` with every credential replaced by [REDACTED] (cheap when there is none)."""
-    if "hlt" in text:
+    if credentials.MARKER in text:
         text = _KEY.sub(rf"\1{REDACTED}", text)
     if "eyJ" in text:
         text = _JWT.sub(REDACTED, text)
