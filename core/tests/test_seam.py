@@ -19,7 +19,8 @@ class TestCallerOfARequest:
     def test_a_user_acts_on_their_tenant_from_their_address(self, admin_user):
         request = RequestFactory().get("/", REMOTE_ADDR="192.0.2.10")
         request.user = admin_user
-        assert caller_of(request) == Caller(principal=admin_user, tenant_id=admin_user.tenant_id, client_ip="192.0.2.10")
+        expected = Caller(principal=admin_user, tenant_id=admin_user.tenant_id, client_ip="192.0.2.10")
+        assert caller_of(request) == expected
         assert caller_of(request).user == admin_user
         assert caller_of(request).is_api_key is False
 
