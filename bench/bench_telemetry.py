@@ -139,7 +139,7 @@ def _staged_copy(table: str, rows) -> None:
                 copy.write_row(row)
         cursor.execute(
             f"INSERT INTO {table} (tenant_id, sensor_id, ts, value) SELECT * FROM bench_staging "
-            "ON CONFLICT (sensor_id, ts) DO NOTHING"
+            "ON CONFLICT (sensor_id, ts, tenant_id) DO NOTHING"
         )
 
 
@@ -325,7 +325,9 @@ def _readings_figures(ctx: Context, tenant, sensor_ids, secret) -> list[Measurem
     big_all, big_all_median, plan_all = _readings_latency(client, secret, requests, whole_machine)
     aggregate = _aggregate_figures(ctx, client, secret, ctx.scale(30, 10), rows)
     index_line = next((line.strip() for line in plan if "Index" in line), plan[0].strip())
-    uses_index = "telemetry_reading_sensor_ts_unique" in index_line and "Backward" in index_line
+    uses_index = ("sensor_ts_tenant_unique" in index_line or "sensor_id_ts_tenant_id_key" in index_line) and (
+        "Backward" in index_line
+    )
     sorts = any("Sort" in line for line in plan)
     walks = sum("Index Scan Backward" in line for line in plan_all)
     ctx.notes.append(

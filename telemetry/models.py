@@ -132,8 +132,11 @@ class SensorReading(models.Model):
     class Meta:
         constraints = [
             # Makes a resent reading a no-op (ON CONFLICT DO NOTHING), and is the
-            # index for "newest readings of one sensor" (scanned backwards).
-            models.UniqueConstraint(fields=["sensor", "ts"], name="telemetry_reading_sensor_ts_unique")
+            # index for "newest readings of one sensor" (scanned backwards). The tenant
+            # comes last: a sensor has one tenant, so this is as unique as (sensor, ts),
+            # every read keeps its (sensor, ts) prefix, and a table distributed by tenant
+            # (Citus) can enforce it (docs/notes/scale.md).
+            models.UniqueConstraint(fields=["sensor", "ts", "tenant"], name="telemetry_reading_sensor_ts_tenant_unique")
         ]
         # Retention: "everything of a tenant older than T".
         indexes = [models.Index(fields=["tenant", "ts"], name="telemetry_reading_tenant_ts")]

@@ -498,7 +498,7 @@ def _insert_readings(*, rows: list[tuple], skip_existing: bool) -> None:
             cursor.execute(
                 f"INSERT INTO {table} {_COPY_COLUMNS} "  # noqa: S608 - names from model meta and a constant
                 f"SELECT tenant_id, sensor_id, ts, value FROM {_STAGING_TABLE} "
-                "ON CONFLICT (sensor_id, ts) DO NOTHING"
+                "ON CONFLICT (sensor_id, ts, tenant_id) DO NOTHING"
             )
         return
     if connection.vendor == "sqlite":
@@ -512,7 +512,7 @@ def _insert_readings(*, rows: list[tuple], skip_existing: bool) -> None:
             f"INSERT INTO {table} (tenant_id, sensor_id, ts, value) "  # noqa: S608 - table from model meta
             "SELECT %s, json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]') "
             "FROM json_each(%s) AS j WHERE true "  # WHERE: SQLite's upsert needs it after a SELECT
-            "ON CONFLICT (sensor_id, ts) DO NOTHING"
+            "ON CONFLICT (sensor_id, ts, tenant_id) DO NOTHING"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, [rows[0][0].hex, batch])

@@ -61,7 +61,7 @@ class TestTable:
         )
         assert constraints == {
             f"{TABLE}_pkey": "PRIMARY KEY (id, tenant_id, ts)",
-            "telemetry_reading_sensor_ts_unique": "UNIQUE (sensor_id, ts)",
+            "telemetry_reading_sensor_ts_tenant_unique": "UNIQUE (sensor_id, ts, tenant_id)",
         }
         # Django keeps a single-column key (the admin and the ORM use it).
         assert SensorReading._meta.pk.name == "id"
@@ -114,11 +114,6 @@ class TestTable:
 # Tables a distributed engine would replicate to every node (small, read on every path),
 # so foreign keys into them need not carry the tenant (Citus "reference tables").
 REFERENCE_TABLES = {"tenants_tenant", "telemetry_machine", "telemetry_sensor", "apikeys_apikey"}
-# The one key not yet sharded by tenant, and why (docs/notes/scale.md, "what changes").
-NOT_YET = {
-    ("telemetry_sensorreading", "UNIQUE (sensor_id, ts)"): "ingest's ON CONFLICT target; becomes "
-    "(tenant_id, sensor_id, ts) with the reads filtering by tenant, once the ingest rewrite (issue 14) lands",
-}
 
 
 class TestReadyForADistributedEngine:
@@ -135,15 +130,13 @@ class TestReadyForADistributedEngine:
         )
         assert any(kind == "p" for kind, *_ in rows)
         for kind, definition, columns, referenced in rows:
-            if (table, definition) in NOT_YET:
-                continue
             if kind == "f":
                 assert "tenant_id" in columns or referenced in REFERENCE_TABLES, definition
             else:
                 assert "tenant_id" in columns, definition
 
-    def test_the_exception_is_still_there(self):
-        """When the readings' unique key gains the tenant, NOT_YET must lose its entry."""
+    def test_the_readings_unique_key_is_sensor_ts_tenant(self):
+        """Ingest's ON CONFLICT target (telemetry.services): the tenant last, so reads keep (sensor_id, ts)."""
         definitions = [
             d
             for (d,) in catalog(
@@ -151,7 +144,7 @@ class TestReadyForADistributedEngine:
                 [TABLE],
             )
         ]
-        assert definitions == ["UNIQUE (sensor_id, ts)"]
+        assert definitions == ["UNIQUE (sensor_id, ts, tenant_id)"]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -177,6 +170,55 @@ class TestMigrationFromOneTable:
             # The sequence carries on above the copied ids.
             readings_of(sensor, [midnight(0) + timedelta(hours=5)])
             assert SensorReading.objects.order_by("-id").first().id > max(row[0] for row in before)
+        finally:
+            executor = MigrationExecutor(connection)
+            executor.loader.build_graph()
+            executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+class TestTenantInTheUniqueKey:
+    def test_rows_are_kept_resends_stay_no_ops_and_it_reverses(self, tenant):
+        sensor = SensorFactory(machine=MachineFactory(tenant=tenant, external_id="press-1"), key="temp")
+        times = [midnight(d) + timedelta(minutes=m) for d in (30, 0) for m in (0, 7)]
+        executor = MigrationExecutor(connection)
+        executor.migrate([("telemetry", "0006_rollup_cursor_writers")])
+        try:
+            with connection.cursor() as cursor:
+                for ts in times:
+                    cursor.execute(
+                        f'INSERT INTO "{TABLE}" (tenant_id, sensor_id, ts, value) VALUES (%s, %s, %s, 1.5)',
+                        [tenant.pk, sensor.pk, ts],
+                    )
+            before = catalog(f'SELECT id, tenant_id, sensor_id, ts, value FROM "{TABLE}" ORDER BY id')
+
+            executor = MigrationExecutor(connection)
+            executor.loader.build_graph()
+            executor.migrate([("telemetry", "0007_tenant_in_readings_unique")])
+
+            assert catalog(f'SELECT id, tenant_id, sensor_id, ts, value FROM "{TABLE}" ORDER BY id') == before
+            # Every partition has the new key (the parent's ALTER builds one per partition).
+            assert catalog(
+                "SELECT count(*) FROM pg_inherits i JOIN pg_constraint c ON c.conrelid = i.inhrelid "
+                "WHERE i.inhparent = %s::regclass AND c.contype = 'u' "
+                "AND pg_get_constraintdef(c.oid) = 'UNIQUE (sensor_id, ts, tenant_id)'",
+                [TABLE],
+            ) == [(len(partitions.partition_list()),)]
+            body = [{"machine": "press-1", "sensor": "temp", "ts": ts.isoformat(), "value": 9.0} for ts in times]
+            assert readings_ingest(tenant_id=tenant.pk, readings=body) == len(times)
+            assert catalog(f'SELECT id, tenant_id, sensor_id, ts, value FROM "{TABLE}" ORDER BY id') == before
+
+            executor = MigrationExecutor(connection)
+            executor.loader.build_graph()
+            executor.migrate([("telemetry", "0006_rollup_cursor_writers")])
+            assert [
+                d
+                for (d,) in catalog(
+                    "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                    "WHERE conrelid = %s::regclass AND contype = 'u'",
+                    [TABLE],
+                )
+            ] == ["UNIQUE (sensor_id, ts)"]
         finally:
             executor = MigrationExecutor(connection)
             executor.loader.build_graph()

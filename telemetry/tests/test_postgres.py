@@ -31,9 +31,11 @@ def sensor(machine):
     return sensor
 
 
-# The (sensor, ts) unique index: the parent's name, or each partition's on a partitioned table
-# (<table>_<partition>_sensor_id_ts_key), which readings are on PostgreSQL.
-SENSOR_TS_INDEX = r"(?:telemetry_reading_sensor_ts_unique|telemetry_sensorreading_\w+_sensor_id_ts_key)"
+# The (sensor, ts, tenant) unique index: the parent's name, or each partition's on a partitioned
+# table (<table>_<partition>_sensor_id_ts_tenant_id_key), which readings are on PostgreSQL.
+SENSOR_TS_INDEX = (
+    r"(?:telemetry_reading_sensor_ts_tenant_unique|telemetry_sensorreading_\w+_sensor_id_ts_tenant_id_key)"
+)
 
 
 def backward_walks(plan: str) -> int:
