@@ -11,8 +11,8 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import BaseUserCreationForm, UserChangeForm
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from core.admin import TenantScopedAdmin, is_tenant_admin
-from core.http import client_ip
+from core.admin import ServiceBackedAdmin, is_tenant_admin
+from core.caller import Caller, caller_of
 from users import services
 from users.admin_login import ThrottledConsoleLoginForm
 from users.models import Role, User, normalize_email
@@ -61,7 +61,7 @@ class UserEditForm(_NormalizedEmailMixin, UserChangeForm):
 
 
 @admin.register(User)
-class UserAdmin(TenantScopedAdmin, DjangoUserAdmin):
+class UserAdmin(ServiceBackedAdmin, DjangoUserAdmin):
     add_form = UserCreationForm
     form = UserEditForm
     list_display = ["email", "full_name", "tenant", "role", "is_active", "is_staff", "last_login", "date_joined"]
@@ -114,41 +114,35 @@ class UserAdmin(TenantScopedAdmin, DjangoUserAdmin):
             raise PermissionDenied
         return super().user_change_password(request, id, form_url)
 
-    def save_model(self, request, obj: User, form: forms.ModelForm, change: bool) -> None:
+    def save_through_service(self, request, form: forms.ModelForm, *, by: Caller, change: bool) -> User:
+        data = form.cleaned_data
         if not change:
-            created = services.user_create(
-                tenant=self.form_tenant(request, form),
-                email=obj.email,
-                password=form.cleaned_data["password1"],
-                full_name=obj.full_name,
-                role=obj.role,
-                actor=request.user,
-                client_ip=client_ip(request),
+            return services.user_create(
+                by=by,
+                email=data["email"],
+                password=data["password1"],
+                full_name=data.get("full_name", ""),
+                role=data["role"],
             )
-            # The admin goes on with `obj` (history entry, redirect): make it the saved row.
-            obj.pk, obj.password, obj.token_version = created.pk, created.password, created.token_version
-            obj.email, obj.full_name = created.email, created.full_name
-            obj._state.adding, obj._state.db = False, created._state.db
-            return
-
-        stored = User.objects.get(pk=obj.pk)
-        wanted_role, wanted_active = obj.role, obj.is_active
-        obj.role, obj.is_active = stored.role, stored.is_active
-        # Only the fields this form changed, so a concurrent token_version bump
-        # (password change, deactivation) is never written back over.
-        concrete = {field.name for field in User._meta.concrete_fields}
-        fields = [name for name in form.changed_data if name in concrete and name not in ("role", "is_active")]
-        if fields:
-            obj.save(update_fields=fields)
+        wanted = form.instance  # the form's values, not saved
+        changes = {name: data[name] for name in form.changed_data if name in services.ADMIN_EDITED_FIELDS}
+        user = services.user_admin_fields_update(by=by, user=wanted, changes=changes)
         try:
-            if wanted_role != stored.role:
-                obj.role = services.user_role_change(user=obj, role=wanted_role, actor=request.user).role
-            if wanted_active != stored.is_active:
-                change_activity = services.user_reactivate if wanted_active else services.user_deactivate
-                updated = change_activity(user=obj, actor=request.user)
-                obj.is_active, obj.token_version = updated.is_active, updated.token_version
+            if wanted.role != user.role:
+                user = services.user_role_change(by=by, user=user, role=wanted.role)
+            if wanted.is_active != user.is_active:
+                change_activity = services.user_reactivate if wanted.is_active else services.user_deactivate
+                user = change_activity(by=by, user=user)
         except ValidationError as exc:
-            self.message_user(request, f"{obj}: {' '.join(exc.messages)}", messages.ERROR)
+            self.message_user(request, f"{user}: {' '.join(exc.messages)}", messages.ERROR)
+        return user
+
+    def save_related(self, request, form, formsets, change) -> None:
+        # Platform staff's groups and permissions: Django's own auth tables (a tenant admin's form has none).
+        for name in ("groups", "user_permissions"):
+            if change and name in form.changed_data:
+                getattr(form.instance, name).set(form.cleaned_data[name])
+        super().save_related(request, form, formsets, change)
 
     @admin.action(description="Deactivate selected users (ends their sessions)")
     def deactivate_users(self, request, queryset) -> None:
@@ -159,10 +153,10 @@ class UserAdmin(TenantScopedAdmin, DjangoUserAdmin):
         self._apply(request, queryset, services.user_reactivate, "reactivated")
 
     def _apply(self, request, queryset, service, verb: str) -> None:
-        done = 0
+        by, done = caller_of(request), 0
         for user in queryset.order_by("email"):
             try:
-                service(user=user, actor=request.user, client_ip=client_ip(request))
+                service(by=by, user=user)
             except ValidationError as exc:
                 self.message_user(request, f"{user}: {' '.join(exc.messages)}", messages.ERROR)
             else:

@@ -8,7 +8,7 @@ login is let in, so a right password of an account that may not use the console
 from django.core.exceptions import ValidationError
 
 from core.admin_site import ConsoleLoginForm
-from core.http import client_ip
+from core.caller import caller_of
 from users.throttles import LoginThrottled, login_attempt_begin, login_attempt_succeeded
 
 LOGIN_THROTTLED = "Too many failed login attempts. Try again in {seconds} seconds."
@@ -20,7 +20,7 @@ class ThrottledConsoleLoginForm(ConsoleLoginForm):
         if email is None or not password:
             return super().clean()
         try:
-            attempt = login_attempt_begin(email=email, ip=client_ip(self.request))
+            attempt = login_attempt_begin(email=email, by=caller_of(self.request))
         except LoginThrottled as exc:
             raise ValidationError(LOGIN_THROTTLED.format(seconds=exc.wait_seconds), code="throttled") from None
         cleaned = super().clean()  # a refusal raises here, and the attempt stays counted

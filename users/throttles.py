@@ -7,9 +7,9 @@ budget per account and per client address, cannot be raced (the attempt is
 counted before the password is checked), cannot be evicted by a flood, and
 keep working when Redis is down.
 
-Usage, for any login form::
+Usage, for any login form (`by` is `core.caller.caller_of(request)`: its address counts)::
 
-    attempt = login_attempt_begin(email=email, ip=client_ip(request))  # raises LoginThrottled
+    attempt = login_attempt_begin(email=email, by=by)  # raises LoginThrottled
     user = authenticate(request, email=email, password=password)
     if user is not None:
         login_attempt_succeeded(attempt)   # a correct login does not use up the budget
@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from core import errors
+from core.caller import Caller
 from core.models import ThrottleCounter
 from core.throttling import Rate, ThrottleHit, throttle_hit, throttle_hits, throttle_key, throttle_release
 from users.models import normalize_email
@@ -33,12 +35,15 @@ from users.models import normalize_email
 CURRENT_PASSWORD_RATE = Rate(limit=10, period=3600)
 
 
-class LoginThrottled(Exception):
-    """Too many failed attempts; `wait_seconds` until the next one is accepted."""
+class LoginThrottled(errors.Throttled):
+    """Too many failed attempts: 429 with Retry-After, `wait_seconds` until the next one is accepted."""
 
     def __init__(self, wait_seconds: int):
-        super().__init__(f"Too many failed attempts; retry in {wait_seconds} s.")
-        self.wait_seconds = wait_seconds
+        super().__init__(retry_after=wait_seconds)
+
+    @property
+    def wait_seconds(self) -> int:
+        return self.retry_after
 
 
 @dataclass(frozen=True)
@@ -59,13 +64,13 @@ def _login_keys(*, email: str | None, ip: str | None) -> list[tuple[str, Rate]]:
     return keys
 
 
-def login_attempt_begin(*, email: str | None, ip: str | None) -> LoginAttempt:
-    """Count a login attempt for the address and the account, before its password is checked.
+def login_attempt_begin(*, email: str | None, by: Caller) -> LoginAttempt:
+    """Count a login attempt for `by`'s address and the account, before its password is checked.
 
     Raises LoginThrottled when either is over its limit (the attempt must then
-    not check the password at all). `ip` is `core.http.client_ip(request)`.
+    not check the password at all).
     """
-    hits = tuple(throttle_hits(keys=_login_keys(email=email, ip=ip)))
+    hits = tuple(throttle_hits(keys=_login_keys(email=email, ip=by.client_ip)))
     refused = [hit for hit in hits if not hit.allowed]
     if refused:
         # A refused attempt checks no password, so it costs nothing; the windows stay where they are.
@@ -79,11 +84,11 @@ def login_attempt_succeeded(attempt: LoginAttempt) -> None:
     throttle_release(*attempt.hits)
 
 
-def login_attempt_check(*, email: str | None, ip: str | None) -> int | None:
-    """Seconds of lockout left for this address or account, or None: reads only, counts nothing."""
+def login_attempt_check(*, email: str | None, by: Caller) -> int | None:
+    """Seconds of lockout left for `by`'s address or this account, or None: reads only, counts nothing."""
     now = time.time()
     waits = []
-    for key, rate in _login_keys(email=email, ip=ip):
+    for key, rate in _login_keys(email=email, ip=by.client_ip):
         counter = ThrottleCounter.objects.filter(key=key, window_ends_at__gt=now).first()
         if counter is not None and counter.count >= rate.limit:
             waits.append(max(1, int(counter.window_ends_at - now + 0.999)))

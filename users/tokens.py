@@ -1,17 +1,11 @@
 """JWTs that carry the user's token_version, so a bump revokes them all."""
 
-from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+from rest_framework_simplejwt.tokens import RefreshToken
 
 VERSION_CLAIM = "ver"
 
 
-class UserAccessToken(AccessToken):
-    pass
-
-
 class UserRefreshToken(RefreshToken):
-    access_token_class = UserAccessToken
-
     @classmethod
     def for_user(cls, user):
         token = super().for_user(user)

@@ -13,6 +13,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from apikeys.services import api_key_create
+from core.caller import Caller
 from telemetry.services import machine_create, readings_bulk_insert
 from tenants.services import tenant_create
 from users.services import user_create
@@ -20,8 +21,9 @@ from users.services import user_create
 tag = secrets.token_hex(4)
 tenant = tenant_create(name=f"Fuzz {tag}", tier="enterprise")
 password = "Fuzz-" + secrets.token_urlsafe(24)
-admin = user_create(tenant=tenant, email=f"fuzz-admin-{tag}@fuzz.test", password=password, role="admin")
-user_create(tenant=tenant, email=f"fuzz-admin2-{tag}@fuzz.test", password=password, role="admin")
+by = Caller.system(tenant_id=tenant.pk)
+admin = user_create(by=by, email=f"fuzz-admin-{tag}@fuzz.test", password=password, role="admin")
+user_create(by=by, email=f"fuzz-admin2-{tag}@fuzz.test", password=password, role="admin")
 kinds = ["temperature", "pressure", "vibration", "current", "speed", "other"]
 machine = machine_create(
     tenant=tenant, external_id="fuzz-press", name="Fuzz press", sensors=[(f"s-{kind}", kind) for kind in kinds]

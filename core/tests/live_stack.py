@@ -192,12 +192,14 @@ def _database_for_stack(tmp_dir: Path) -> tuple[str, Callable[[], None], Callabl
 _SEED = """
 from tenants.services import tenant_create
 from users.services import user_create
+from core.caller import Caller
 live = tenant_create(name={tenant!r})
-user_create(tenant=live, email={email!r}, password={password!r}, role="admin")
+user_create(by=Caller.system(tenant_id=live.pk), email={email!r}, password={password!r}, role="admin")
 for i in range({race_tenants}):
     race = tenant_create(name="Race %d" % i)
+    by = Caller.system(tenant_id=race.pk)
     for side in "ab":
-        user_create(tenant=race, email="race%d-%s@live.test" % (i, side), password={password!r}, role="admin")
+        user_create(by=by, email="race%d-%s@live.test" % (i, side), password={password!r}, role="admin")
 """
 
 

@@ -69,8 +69,8 @@ class TestUserBudgets:
         assert len(response.json()) == ROWS + 1
 
     def test_user_create(self, admin_client, colleagues, budget):
-        # Caller, caller's tenant, savepoint, email taken?, savepoint, insert, release, audit, release.
-        with budget(9):
+        # Caller, savepoint, email taken?, savepoint, insert, release, audit, release.
+        with budget(8):
             response = admin_client.post(
                 "/api/v1/users",
                 {"email": "new@acme.test", "password": "TempP@ss123!x", "full_name": "New One", "role": "operator"},

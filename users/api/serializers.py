@@ -5,7 +5,7 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from core.serializers import StrictSerializer
 from users.authentication import check_token_version
 from users.models import Role, User
-from users.tokens import UserRefreshToken, token_pair_for
+from users.tokens import UserRefreshToken
 
 BAD_CREDENTIALS = "No active account found with the given credentials."
 
@@ -40,15 +40,6 @@ class TokenRefreshInputSerializer(StrictSerializer):
 
 class AccessTokenSerializer(serializers.Serializer):
     access = serializers.CharField()
-
-
-__all__ = [
-    "AccessTokenSerializer",
-    "TokenObtainInputSerializer",
-    "TokenPairSerializer",
-    "TokenRefreshInputSerializer",
-    "token_pair_for",
-]
 
 
 class UserOutputSerializer(serializers.ModelSerializer):

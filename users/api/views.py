@@ -1,19 +1,14 @@
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import update_last_login
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, status
-from rest_framework.exceptions import AuthenticationFailed, Throttled
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.http import client_ip
+from core.caller import caller_of
 from core.permissions import IsTenantAdmin, NoApiKeyCredentials
-from core.tenancy import TenantScopedMixin
-from users import services
+from users import selectors, services
 from users.api.filters import UserFilter
 from users.api.serializers import (
     BAD_CREDENTIALS,
@@ -30,46 +25,8 @@ from users.api.serializers import (
     UserUpdateInputSerializer,
 )
 from users.authentication import JWTAuthentication
-from users.models import User
-from users.throttles import (
-    LoginThrottled,
-    current_password_attempt_begin,
-    current_password_attempt_succeeded,
-    login_attempt_begin,
-    login_attempt_succeeded,
-)
+from users.throttles import login_attempt_begin, login_attempt_succeeded
 from users.tokens import token_pair_for
-
-
-def _is_wrong_current_password(exc: DjangoValidationError) -> bool:
-    errors = getattr(exc, "error_dict", {}).get("current_password", [])
-    return any(error.code == "password_incorrect" for error in errors)
-
-
-class CurrentPasswordCheckMixin:
-    """Throttle wrong `current_password` answers of one user (429): each check is
-    counted before it is made, and given back when the password was right."""
-
-    # The wrong-current-password throttle is checked by hand, so the schema is told.
-    extra_error_codes = ("429",)
-
-    @contextmanager
-    def current_password_throttled(self, request) -> Iterator[None]:
-        try:
-            hit = current_password_attempt_begin(user_id=request.user.pk)
-        except LoginThrottled as exc:
-            raise Throttled(wait=exc.wait_seconds) from None
-        try:
-            yield
-        except DjangoValidationError as exc:
-            if not _is_wrong_current_password(exc):
-                current_password_attempt_succeeded(hit)
-            raise
-        except BaseException:
-            current_password_attempt_succeeded(hit)
-            raise
-        current_password_attempt_succeeded(hit)
-
 
 RULE_VIOLATION = OpenApiResponse(
     description='Validation error `{"field": [...]}`, or a rule violation `{"detail": "..."}` '
@@ -106,10 +63,7 @@ class TokenObtainView(_LoginEndpoint):
         serializer = TokenObtainInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         email, password = serializer.validated_data["email"], serializer.validated_data["password"]
-        try:
-            attempt = login_attempt_begin(email=email, ip=client_ip(request))
-        except LoginThrottled as exc:
-            raise Throttled(wait=exc.wait_seconds) from None
+        attempt = login_attempt_begin(email=email, by=caller_of(request))  # 429 when over a limit
         user = authenticate(request, email=email, password=password)
         if user is None:
             raise AuthenticationFailed(BAD_CREDENTIALS, code="no_active_account")
@@ -133,10 +87,12 @@ class TokenRefreshView(_LoginEndpoint):
         return Response({"access": serializer.validated_data["access"]})
 
 
-class ProfileView(CurrentPasswordCheckMixin, generics.GenericAPIView):
+class ProfileView(generics.GenericAPIView):
     """The caller's own user: any role may read it and change their name and email."""
 
     serializer_class = UserOutputSerializer
+    # The current-password throttle (users.throttles, in the service) answers 429: the schema is told.
+    extra_error_codes = ("429",)
 
     @extend_schema(summary="Your profile", responses={200: UserOutputSerializer})
     def get(self, request):
@@ -152,19 +108,16 @@ class ProfileView(CurrentPasswordCheckMixin, generics.GenericAPIView):
     def patch(self, request):
         serializer = ProfileUpdateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        if "current_password" not in data:
-            user = services.user_profile_update(user=request.user, client_ip=client_ip(request), **data)
-        else:
-            with self.current_password_throttled(request):
-                user = services.user_profile_update(user=request.user, client_ip=client_ip(request), **data)
+        user = services.user_profile_update(by=caller_of(request), **serializer.validated_data)
         return Response(UserOutputSerializer(user).data)
 
 
-class PasswordChangeView(CurrentPasswordCheckMixin, generics.GenericAPIView):
+class PasswordChangeView(generics.GenericAPIView):
     """Set a new password; every earlier token of the caller stops working."""
 
     serializer_class = PasswordChangeInputSerializer
+    # The current-password throttle (users.throttles, in the service) answers 429: the schema is told.
+    extra_error_codes = ("429",)
 
     @extend_schema(
         summary="Change your password",
@@ -175,20 +128,19 @@ class PasswordChangeView(CurrentPasswordCheckMixin, generics.GenericAPIView):
     def post(self, request):
         serializer = PasswordChangeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        with self.current_password_throttled(request):
-            user = services.user_password_change(
-                user=request.user, client_ip=client_ip(request), **serializer.validated_data
-            )
+        user = services.user_password_change(by=caller_of(request), **serializer.validated_data)
         return Response(token_pair_for(user))
 
 
-class _TenantUsersEndpoint(TenantScopedMixin, generics.GenericAPIView):
+class _TenantUsersEndpoint(generics.GenericAPIView):
     """The caller's tenant's users, for its admins; another tenant's user is a 404."""
 
-    queryset = User.objects.order_by("email")
     serializer_class = UserOutputSerializer
     permission_classes = [IsTenantAdmin]
     lookup_url_kwarg = "user_id"
+
+    def get_queryset(self):
+        return selectors.user_list(tenant_id=caller_of(self.request).tenant_id)
 
 
 class UserListCreateView(_TenantUsersEndpoint, generics.ListAPIView):
@@ -208,12 +160,7 @@ class UserListCreateView(_TenantUsersEndpoint, generics.ListAPIView):
     def post(self, request):
         serializer = UserCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = services.user_create(
-            tenant=request.user.tenant,
-            actor=request.user,
-            client_ip=client_ip(request),
-            **serializer.validated_data,
-        )
+        user = services.user_create(by=caller_of(request), **serializer.validated_data)
         return Response(UserOutputSerializer(user).data, status=status.HTTP_201_CREATED)
 
 
@@ -231,10 +178,9 @@ class UserDetailView(_TenantUsersEndpoint, generics.RetrieveDestroyAPIView):
         serializer = UserUpdateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user = services.user_update(
+            by=caller_of(request),
             user=user,
             full_name=serializer.validated_data.get("full_name"),  # `{}` changes nothing
-            actor=request.user,
-            client_ip=client_ip(request),
         )
         return Response(UserOutputSerializer(user).data)
 
@@ -248,8 +194,8 @@ class UserDetailView(_TenantUsersEndpoint, generics.RetrieveDestroyAPIView):
     def delete(self, request, *args, **kwargs):
         return super().delete(request, *args, **kwargs)
 
-    def perform_destroy(self, instance: User) -> None:
-        services.user_deactivate(user=instance, actor=self.request.user, client_ip=client_ip(self.request))
+    def perform_destroy(self, instance) -> None:
+        services.user_deactivate(by=caller_of(self.request), user=instance)
 
 
 class UserReactivateView(_TenantUsersEndpoint):
@@ -262,7 +208,7 @@ class UserReactivateView(_TenantUsersEndpoint):
     )
     def post(self, request, *args, **kwargs):
         UserReactivateInputSerializer(data=request.data).is_valid(raise_exception=True)
-        user = services.user_reactivate(user=self.get_object(), actor=request.user, client_ip=client_ip(request))
+        user = services.user_reactivate(by=caller_of(request), user=self.get_object())
         return Response(UserOutputSerializer(user).data)
 
 
@@ -278,7 +224,5 @@ class UserRoleView(_TenantUsersEndpoint):
         user = self.get_object()
         serializer = UserRoleInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = services.user_role_change(
-            user=user, role=serializer.validated_data["role"], actor=request.user, client_ip=client_ip(request)
-        )
+        user = services.user_role_change(by=caller_of(request), user=user, role=serializer.validated_data["role"])
         return Response(UserOutputSerializer(user).data)

@@ -158,7 +158,7 @@ class TestChangeForm:
         assert form.is_valid(), form.errors
         User.objects.filter(pk=second_admin.pk).update(is_active=False)
 
-        model_admin.save_model(request, form.save(commit=False), form, change=True)
+        model_admin.save_form(request, form, change=True)
 
         assert [str(m) for m in get_messages(request)] == [f"admin@acme.test: {LAST_ADMIN_DEMOTION}"]
         assert User.objects.get(pk=admin_user.pk).role == Role.ADMIN

@@ -133,11 +133,12 @@ class TestTenantAdminsConsole:
         assert session.get("/admin/").url.startswith(session.url("/admin/login/"))
 
     def test_a_demoted_admin_loses_the_console_at_the_next_request(self, session, people):
+        from core.caller import Caller
         from users.services import user_role_change
 
         session.login("admin@acme.test", people["password"])
         assert session.get("/admin/apikeys/apikey/").status_code == 200
-        user_role_change(user=people["admin"], role="operator", actor=people["second_admin"])
+        user_role_change(by=Caller.acting(people["second_admin"]), user=people["admin"], role="operator")
         response = session.get("/admin/apikeys/apikey/")
         assert response.url.startswith(session.url("/admin/login/"))
 

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
+from core.caller import Caller
 from core.progress import Progress
 from telemetry.models import Machine, Sensor
 from telemetry.services import machine_create, readings_bulk_insert
@@ -84,8 +85,9 @@ class Command(BaseCommand):
         else:
             with transaction.atomic():
                 tenant = tenant_create(name=DEMO_TENANT, tier="professional")
+                by = Caller.system(tenant_id=tenant.pk)
                 for email, role, full_name in DEMO_USERS:
-                    user_create(tenant=tenant, email=email, password=DEMO_PASSWORD, full_name=full_name, role=role)
+                    user_create(by=by, email=email, password=DEMO_PASSWORD, full_name=full_name, role=role)
             self.stdout.write(self.style.SUCCESS(f"Created the demo tenant {DEMO_TENANT!r}."))
         self._seed_machines(tenant)
         self.stdout.write("Log in with POST /api/v1/auth/token as one of (password " + DEMO_PASSWORD + "):")

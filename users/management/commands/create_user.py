@@ -1,6 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from core.caller import Caller
 from core.management import one_line_error
 from tenants.models import Tenant
 from tenants.selectors import tenant_get_by_id_or_name
@@ -21,7 +22,8 @@ class Command(BaseCommand):
     def handle(self, *args, tenant: str, email: str, password: str, role: str, full_name: str, **options):
         try:
             tenant_obj = tenant_get_by_id_or_name(tenant)
-            user = user_create(tenant=tenant_obj, email=email, password=password, full_name=full_name, role=role)
+            by = Caller.system(tenant_id=tenant_obj.pk)
+            user = user_create(by=by, email=email, password=password, full_name=full_name, role=role)
         except Tenant.DoesNotExist as exc:
             raise CommandError(str(exc)) from None
         except ValidationError as exc:
