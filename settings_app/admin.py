@@ -10,10 +10,11 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
 from core.admin import TenantScopedAdmin, form_errors_as_messages, is_platform_staff
+from core.caller import caller_of
+from core.errors import DomainError
 from core.http import client_ip
-from settings_app import access, dashboard, probe, services
+from settings_app import access, dashboard, services
 from settings_app.api.serializers import DashboardPresetInputSerializer
-from settings_app.api.views import ADDRESS_REFUSED, PROBE_FAILED
 from settings_app.models import AiSettings, DashboardPreset, RolePermission, UnitPreference
 from settings_app.throttling import AiProbeTenantThrottle
 
@@ -132,15 +133,13 @@ class AiSettingsAdmin(_ServiceSavedAdmin):
             self.message_user(request, "Too many probes; try again in a minute.", messages.ERROR)
             return HttpResponseRedirect(change_url)
         try:
-            result = services.ai_models_probe(
-                tenant_id=ai.tenant_id, probe_url=None, actor=request.user, client_ip=client_ip(request)
-            )
-        except probe.AddressRefused:
-            self.message_user(request, ADDRESS_REFUSED, messages.ERROR)
-        except probe.ProbeFailed as exc:
-            self.message_user(request, PROBE_FAILED.format(origin=exc.origin), messages.ERROR)
-        except probe.ProbeRefused as exc:
-            self.message_user(request, str(exc), messages.ERROR)
+            result = services.ai_models_probe(by=caller_of(request).on_tenant(ai.tenant_id))
+        except DomainError as exc:
+            # The button is not a form: each message, without the name of the field the URL is saved in.
+            found = exc.message if isinstance(exc.message, dict) else {None: [exc.message]}
+            for texts in found.values():
+                for text in texts:
+                    self.message_user(request, text, messages.ERROR)
         else:
             names = ", ".join(str(model.get("name", model)) for model in result.models) or "none"
             self.message_user(request, f"{result.provider_type} server; models: {names}", messages.SUCCESS)

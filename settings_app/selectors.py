@@ -1,9 +1,6 @@
 from uuid import UUID
 
-from django.conf import settings
-
-from settings_app import access, dashboard, probe
-from settings_app.crypto import decrypt_secret
+from settings_app import access, dashboard
 from settings_app.models import AiSettings, DashboardPreset, RolePermission, UnitPreference
 from settings_app.units import DEFAULT_UNITS
 from tenants import tiers
@@ -56,24 +53,3 @@ def dashboard_presets_for_tenant(*, tenant_id: UUID) -> dict[str, dict[str, list
     """Every role's dashboard preset; defaults for roles never saved (one query)."""
     saved = {row.role: row.as_dict() for row in DashboardPreset.objects.filter(tenant_id=tenant_id)}
     return {role: saved.get(role) or dashboard.default_preset(role) for role in dashboard.PRESET_ROLES}
-
-
-def ai_models_for_tenant(*, tenant_id: UUID, probe_url: str | None = None) -> probe.ProbeResult:
-    """The models an admin may choose from.
-
-    With `probe_url`, that server is asked. Without it, the saved custom server
-    is asked, or, for provider `platform`, the platform's configured models are
-    listed. The saved API key is sent only to the saved URL, never to another
-    URL an admin types in, so it cannot be sent off to a server of one's choosing.
-    Raises probe.ProbeRefused / probe.ProbeFailed.
-    """
-    ai = ai_settings_for_tenant(tenant_id=tenant_id)
-    if probe_url is None:
-        if ai.ai_provider == AiSettings.Provider.PLATFORM or not ai.custom_ai_url:
-            models = [{"name": name} for name in settings.HALTLESS_PLATFORM_AI_MODELS]
-            return probe.ProbeResult(provider_type="platform", models=models)
-        probe_url = ai.custom_ai_url
-    api_key = None
-    if ai.custom_ai_api_key_set and ai.custom_ai_url and probe_url.strip() == ai.custom_ai_url:
-        api_key = decrypt_secret(ai.custom_ai_api_key_encrypted)
-    return probe.probe_models(probe_url, api_key=api_key)

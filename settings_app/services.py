@@ -2,14 +2,17 @@
 
 import logging
 from typing import Any
-from uuid import UUID
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from audit.services import audit_record
+from core import guarded_fetch
+from core.caller import Caller
+from core.errors import RuleViolation, UpstreamFailed
 from settings_app import access, dashboard, probe, selectors
-from settings_app.crypto import encrypt_secret
+from settings_app.crypto import decrypt_secret, encrypt_secret
 from settings_app.models import AiSettings, DashboardPreset, RolePermission, UnitPreference
 from settings_app.units import UNIT_CHOICES
 from tenants.models import Tenant
@@ -145,7 +148,7 @@ def _ai_settings_apply(ai: AiSettings, changes: dict[str, Any]) -> dict[str, Any
     if ai.custom_ai_url and url_in_use:
         try:
             ai.custom_ai_url = probe.validate_saved_url(ai.custom_ai_url)
-        except probe.ProbeRefused as exc:
+        except guarded_fetch.UrlRefused as exc:
             errors["custom_ai_url"] = [str(exc)]
     if ai.ai_provider == AiSettings.Provider.CUSTOM:
         if not ai.custom_ai_url:
@@ -238,46 +241,59 @@ def unit_preferences_update(
     return pref.as_dict()
 
 
-def ai_models_probe(
-    *, tenant_id: UUID, probe_url: str | None, actor=None, client_ip: str | None = None
-) -> probe.ProbeResult:
-    """The models an admin may choose from (see selectors.ai_models_for_tenant), each probe audited.
+# The API's and the admin's answers to a probe that did not list models (contract Part 2):
+# one text per kind, whatever the reason (which is logged here, never answered).
+PROBE_FAILED = "No Ollama or OpenAI-compatible server answered at {origin}."
+ADDRESS_REFUSED = "This address is not allowed for an AI server."
+
+
+def ai_models_probe(*, by: Caller, probe_url: str | None = None) -> probe.ProbeResult:
+    """The models an admin of `by.tenant_id` may choose from; each probe is audited.
+
+    With `probe_url`, that server is asked. Without it, the saved custom server
+    is asked, or, for provider `platform`, the platform's configured models are
+    listed (no probe, no audit). The saved API key is sent only to the saved URL,
+    never to another URL an admin types in, so it cannot be sent off to a server
+    of one's choosing.
 
     A probe is an outbound request the admin chose, so each one leaves a
     `settings.ai.probe` event: the origin asked and the outcome, never the
-    reason of a failure (that is logged here, server-side only).
+    reason of a failure (that is logged here, server-side only). Raises
+    RuleViolation (400: the address rules' one text, or the URL's syntax under
+    the field the URL came from) or UpstreamFailed (502: no model list).
     """
-    outcome, origin, result = "failed", None, None
+    ai = selectors.ai_settings_for_tenant(tenant_id=by.tenant_id)
+    if probe_url is None:
+        if ai.ai_provider == AiSettings.Provider.PLATFORM or not ai.custom_ai_url:
+            models = [{"name": name} for name in settings.HALTLESS_PLATFORM_AI_MODELS]
+            return probe.ProbeResult(provider_type="platform", models=models)
+        url, field = ai.custom_ai_url, "custom_ai_url"
+    else:
+        url, field = probe_url, "probe_url"
+    changes: dict[str, Any] = {"outcome": "failed", "origin": _origin_of(url)}
     try:
-        result = selectors.ai_models_for_tenant(tenant_id=tenant_id, probe_url=probe_url)
-        outcome = "succeeded"
-        return result
-    except probe.ProbeRefused as exc:
-        outcome = "refused"
-        logger.warning("AI probe refused for tenant %s: %s", tenant_id, exc)
-        raise
+        api_key = None
+        if ai.custom_ai_api_key_set and ai.custom_ai_url and url.strip() == ai.custom_ai_url:
+            api_key = decrypt_secret(ai.custom_ai_api_key_encrypted)
+        result = probe.probe_models(url, api_key=api_key)
+    except guarded_fetch.UrlRefused as exc:
+        changes["outcome"] = "refused"
+        logger.warning("AI probe refused for tenant %s: %s", by.tenant_id, exc)
+        if isinstance(exc, guarded_fetch.AddressRefused):
+            raise RuleViolation(ADDRESS_REFUSED) from None
+        raise RuleViolation({field: [str(exc)]}) from None
     except probe.ProbeFailed as exc:
-        origin = exc.origin
-        logger.warning("AI probe of %s failed for tenant %s: %s", exc.origin, tenant_id, exc)
-        raise
+        logger.warning("AI probe of %s failed for tenant %s: %s", exc.origin, by.tenant_id, exc)
+        raise UpstreamFailed(PROBE_FAILED.format(origin=exc.origin)) from None
+    else:
+        changes.update(outcome="succeeded", provider_type=result.provider_type, models=len(result.models))
+        return result
     finally:
-        if result is None or result.provider_type != "platform":  # listing the platform's models probes nothing
-            changes = {"outcome": outcome, "origin": origin or _origin_of(probe_url, tenant_id=tenant_id)}
-            if result is not None:
-                changes.update(provider_type=result.provider_type, models=len(result.models))
-            audit_record(
-                tenant_id=tenant_id,
-                action="settings.ai.probe",
-                actor=actor,
-                target_type="ai_settings",
-                changes=changes,
-                client_ip=client_ip,
-            )
+        audit_record(by=by, action="settings.ai.probe", target_type="ai_settings", changes=changes)
 
 
-def _origin_of(probe_url: str | None, *, tenant_id: UUID) -> str | None:
-    url = probe_url if probe_url is not None else selectors.ai_settings_for_tenant(tenant_id=tenant_id).custom_ai_url
+def _origin_of(url: str) -> str | None:
     try:
         return probe.parse_url(url).origin
-    except probe.ProbeRefused:
+    except guarded_fetch.UrlRefused:
         return None

@@ -1,14 +1,13 @@
 """Tenant settings endpoints: thin, each a selector to read and a service to write."""
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
-from core.exceptions import BadGateway
+from core.caller import caller_of
 from core.http import client_ip
 from core.permissions import ApiAccess, IsTenantAdmin, IsTenantAdminForWrites
-from settings_app import probe, selectors, services
+from settings_app import selectors, services
 from settings_app.api.serializers import (
     AiModelsQuerySerializer,
     AiModelsSerializer,
@@ -99,10 +98,6 @@ class AiSettingsView(GenericAPIView):
         return Response(AiSettingsOutputSerializer(ai).data)
 
 
-PROBE_FAILED = "No Ollama or OpenAI-compatible server answered at {origin}."
-ADDRESS_REFUSED = "This address is not allowed for an AI server."
-
-
 class AiModelsView(GenericAPIView):
     """The models an admin can choose: asked of an Ollama or OpenAI-compatible server."""
 
@@ -123,13 +118,13 @@ class AiModelsView(GenericAPIView):
         responses={
             200: AiModelsSerializer,
             400: OpenApiResponse(
-                description=f'An address rule refused the host: `{{"detail": "{ADDRESS_REFUSED}"}}`; '
+                description=f'An address rule refused the host: `{{"detail": "{services.ADDRESS_REFUSED}"}}`; '
                 'a malformed URL: `{"probe_url": ["..."]}`.'
             ),
             429: OpenApiResponse(description=f"More than {PROBES_PER_MINUTE} probes a minute in this tenant."),
             502: OpenApiResponse(
                 description="Any failure of the probe (unreachable, too slow, not HTTP, TLS, an HTTP error, a "
-                f'redirect, too large, not a model list): `{{"detail": "{PROBE_FAILED}"}}`, the same text '
+                f'redirect, too large, not a model list): `{{"detail": "{services.PROBE_FAILED}"}}`, the same text '
                 "whatever the reason (it is logged server-side)."
             ),
         },
@@ -144,17 +139,7 @@ class AiModelsView(GenericAPIView):
     def get(self, request):
         query = AiModelsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        probe_url = query.validated_data.get("probe_url")
-        try:
-            result = services.ai_models_probe(
-                tenant_id=request.user.tenant_id, probe_url=probe_url, actor=request.user, client_ip=client_ip(request)
-            )
-        except probe.AddressRefused:
-            raise ValidationError({"detail": ADDRESS_REFUSED}) from None
-        except probe.ProbeRefused as exc:
-            raise ValidationError({"probe_url" if probe_url is not None else "custom_ai_url": [str(exc)]}) from None
-        except probe.ProbeFailed as exc:
-            raise BadGateway(PROBE_FAILED.format(origin=exc.origin)) from None
+        result = services.ai_models_probe(by=caller_of(request), probe_url=query.validated_data.get("probe_url"))
         return Response(self.get_serializer({"provider_type": result.provider_type, "models": result.models}).data)
 
 

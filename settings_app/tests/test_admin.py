@@ -1,5 +1,7 @@
 """The Django admin pages of each setting: they save through the services (validated, audited)."""
 
+import socket
+
 import pytest
 
 from audit.models import AuditEvent
@@ -205,6 +207,22 @@ class TestAiProbeButton:
         shown = [(m.level_tag, str(m)) for m in response.context["messages"]]
         assert shown == [("error", "This address is not allowed for an AI server.")]
         assert AuditEvent.objects.filter(action="settings.ai.probe", tenant=tenant).count() == 1
+
+    def test_a_malformed_saved_url_is_its_message_without_a_field_name(self, staff_client, tenant, connection_attempts):
+        ai = AiSettingsFactory(tenant=tenant, ai_provider="custom", custom_ai_url="gopher://192.168.1.50/")
+        response = staff_client.post(f"{BASE}/aisettings/{ai.pk}/probe/", follow=True)
+        shown = [(m.level_tag, str(m)) for m in response.context["messages"]]
+        assert shown == [("error", "Only http:// and https:// URLs are allowed.")]
+
+    def test_a_failed_probe_names_the_origin(self, staff_client, tenant, settings):
+        settings.AI_PROBE_ALLOW_LOOPBACK = True
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]  # closed again before the probe: nothing listens
+        ai = AiSettingsFactory(tenant=tenant, ai_provider="custom", custom_ai_url=f"http://127.0.0.1:{port}/ollama")
+        response = staff_client.post(f"{BASE}/aisettings/{ai.pk}/probe/", follow=True)
+        shown = [(m.level_tag, str(m)) for m in response.context["messages"]]
+        assert shown == [("error", f"No Ollama or OpenAI-compatible server answered at http://127.0.0.1:{port}.")]
 
     def test_get_is_not_allowed(self, staff_client, tenant):
         ai = AiSettingsFactory(tenant=tenant)

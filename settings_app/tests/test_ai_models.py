@@ -5,8 +5,8 @@ import socket
 import pytest
 
 from settings_app import probe, services
-from settings_app.tests.conftest import ollama_handler, serve
 from settings_app.tests.factories import AiSettingsFactory
+from settings_app.tests.fake_servers import ollama_handler, serve
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/settings/ai/models"
@@ -89,6 +89,15 @@ class TestSavedUrl:
         response = admin_client.get(URL)
         assert response.status_code == 400
         assert response.json() == {"detail": "This address is not allowed for an AI server."}
+        assert connection_attempts == []
+
+    def test_a_malformed_saved_url_names_its_field(self, admin_client, tenant, connection_attempts):
+        AiSettingsFactory(tenant=tenant, ai_provider="custom", custom_ai_url="http://user:pw@192.168.1.50/")
+        response = admin_client.get(URL)
+        assert (response.status_code, response.json()) == (
+            400,
+            {"custom_ai_url": ["The URL must not contain a user name or password."]},
+        )
         assert connection_attempts == []
 
     def test_other_tenants_url_is_not_used(self, admin_client, other_tenant, monkeypatch):

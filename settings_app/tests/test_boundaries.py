@@ -4,9 +4,10 @@ import json
 
 import pytest
 
+from core import guarded_fetch
 from settings_app import dashboard, probe
 from settings_app.services import MAX_AI_API_KEY_LENGTH
-from settings_app.tests.conftest import OLLAMA_TAGS, send_json, serve
+from settings_app.tests.fake_servers import OLLAMA_TAGS, send_json, serve
 
 pytestmark = pytest.mark.django_db
 
@@ -46,12 +47,13 @@ class TestProbeUrlLength:
     def test_2048_characters_are_probed(self, admin_client, monkeypatch):
         asked = []
         monkeypatch.setattr(probe, "_probe", lambda target, **kw: asked.append(target) or probe.ProbeResult("ollama"))
-        response = admin_client.get("/api/v1/settings/ai/models", {"probe_url": self.url(probe.MAX_URL_LENGTH)})
+        response = admin_client.get("/api/v1/settings/ai/models", {"probe_url": self.url(guarded_fetch.MAX_URL_LENGTH)})
         assert response.status_code == 200
         assert len(asked) == 1
 
     def test_2049_are_refused(self, admin_client, connection_attempts):
-        response = admin_client.get("/api/v1/settings/ai/models", {"probe_url": self.url(probe.MAX_URL_LENGTH + 1)})
+        too_long = self.url(guarded_fetch.MAX_URL_LENGTH + 1)
+        response = admin_client.get("/api/v1/settings/ai/models", {"probe_url": too_long})
         assert response.json() == {"probe_url": ["The URL is longer than 2048 characters."]}
 
 

@@ -1,7 +1,8 @@
-"""The SSRF-safe model probe: address rules, pinning, deadline, size and redirect limits.
+"""The AI model probe: the saved-URL check, pinning, deadline, size and redirect limits, TLS, model lists.
 
 Every server here listens on 127.0.0.1 (or ::1); addresses that must never be
-contacted are only ever checked or handed to a recording fake connector.
+contacted are only ever checked or handed to a recording fake connector. The
+address rules themselves: core/tests/test_guarded_fetch.py.
 """
 
 import contextlib
@@ -12,159 +13,20 @@ import time
 
 import pytest
 
+from core import guarded_fetch
 from settings_app import probe
-from settings_app.tests.conftest import (
+from settings_app.tests.fake_servers import (
     OLLAMA_TAGS,
-    make_tls_files,
     ollama_handler,
     openai_handler,
     send_json,
     serve,
+    tls_server_context,
 )
 
 
 def ip(text):
     return ipaddress.ip_address(text)
-
-
-class TestAddressRules:
-    @pytest.mark.parametrize(
-        ("address", "reason"),
-        [
-            ("169.254.169.254", "a cloud metadata address"),
-            ("169.254.170.2", "a cloud metadata address"),
-            ("fd00:ec2::254", "a cloud metadata address"),
-            ("100.100.100.200", "a cloud metadata address"),
-            ("168.63.129.16", "a cloud metadata address"),
-            ("192.0.0.192", "a cloud metadata address"),
-            ("169.254.1.1", "a link-local address"),
-            ("fe80::1", "a link-local address"),
-            ("224.0.0.1", "a multicast address"),
-            ("239.255.255.250", "a multicast address"),
-            ("ff02::1", "a multicast address"),
-            ("0.0.0.0", "an unspecified address"),
-            ("0.1.2.3", "an unspecified address"),
-            ("::", "an unspecified address"),
-            ("255.255.255.255", "a reserved address"),
-            ("240.0.0.1", "a reserved address"),
-            ("fec0::1", "a reserved address"),
-            ("127.0.0.1", "a loopback address"),
-            ("127.255.0.9", "a loopback address"),
-            ("::1", "a loopback address"),
-        ],
-    )
-    def test_refused(self, address, reason):
-        assert probe.address_refusal(ip(address), allow_loopback=False) == reason
-
-    @pytest.mark.parametrize(
-        ("address", "reason"),
-        [
-            ("::ffff:127.0.0.1", "a loopback address"),
-            ("::ffff:169.254.169.254", "a cloud metadata address"),
-            ("::ffff:0:7f00:1", "a loopback address"),  # IPv4-translated
-            ("2002:7f00:1::1", "a loopback address"),  # 6to4
-            ("2002:a9fe:a9fe::1", "a cloud metadata address"),  # 6to4 of 169.254.169.254
-            ("::7f00:1", "a loopback address"),  # IPv4-compatible
-            ("::ffff:0.0.0.0", "an unspecified address"),
-            ("::ffff:224.0.0.1", "a multicast address"),
-        ],
-    )
-    def test_ipv6_forms_are_judged_by_the_ipv4_address_inside(self, address, reason):
-        refusal = probe.address_refusal(ip(address), allow_loopback=False)
-        assert refusal is not None and refusal.startswith(reason)
-        assert "embedded in an IPv6 address" in refusal
-
-    def test_teredo_is_judged_by_its_client_address(self):
-        # Teredo stores the client address inverted: ~127.0.0.1 = 128.255.255.254.
-        teredo = ipaddress.IPv6Address("2001:0:4136:e378:8000:63bf:80ff:fffe")
-        assert teredo.teredo[1] == ip("127.0.0.1")
-        assert probe.address_refusal(teredo, allow_loopback=False).startswith("a loopback address")
-
-    @pytest.mark.parametrize("address", ["127.0.0.1", "::1", "::ffff:127.0.0.1", "64:ff9b::7f00:1"])
-    def test_loopback_is_allowed_when_configured(self, address):
-        assert probe.address_refusal(ip(address), allow_loopback=True) is None
-
-    def test_metadata_stays_refused_when_loopback_is_allowed(self):
-        assert probe.address_refusal(ip("169.254.169.254"), allow_loopback=True) == "a cloud metadata address"
-
-    @pytest.mark.parametrize(
-        "address",
-        [
-            "192.168.1.50",
-            "10.0.0.5",
-            "172.16.4.2",
-            "100.64.0.1",  # shared address space (carrier-grade NAT, VPN meshes)
-            "fd12:3456:789a::1",  # unique local
-            "::ffff:192.168.1.50",
-            "8.8.8.8",
-            "2001:4860:4860::8888",
-        ],
-    )
-    def test_private_lan_and_public_addresses_pass(self, address):
-        assert probe.address_refusal(ip(address), allow_loopback=False) is None
-
-
-class TestLiteralAddresses:
-    @pytest.mark.parametrize(
-        ("host", "address"),
-        [
-            ("127.0.0.1", "127.0.0.1"),
-            ("127.1", "127.0.0.1"),
-            ("2130706433", "127.0.0.1"),
-            ("0x7f000001", "127.0.0.1"),
-            ("0177.0.0.1", "127.0.0.1"),
-            ("0x7f.1", "127.0.0.1"),
-            ("::ffff:127.0.0.1", "::ffff:127.0.0.1"),
-            ("192.168.1.50", "192.168.1.50"),
-        ],
-    )
-    def test_every_form_getaddrinfo_reads_is_recognised(self, host, address):
-        assert probe.literal_address(host) == ip(address)
-        # The same answer the resolver would give, so nothing slips between the two.
-        assert ip(socket.getaddrinfo(host, 80, type=socket.SOCK_STREAM)[0][4][0]) == ip(address)
-
-    @pytest.mark.parametrize("host", ["localhost", "ollama.lan", "abc.123", "deadbeef"])
-    def test_host_names_are_not_literals(self, host):
-        assert probe.literal_address(host) is None
-
-
-class TestUrlSyntax:
-    @pytest.mark.parametrize(
-        ("url", "message"),
-        [
-            ("", "Enter the URL"),
-            ("ftp://192.168.1.50/", "Only http:// and https://"),
-            ("file:///etc/passwd", "Only http:// and https://"),
-            ("gopher://192.168.1.50:70/", "Only http:// and https://"),
-            ("192.168.1.50:11434", "Only http:// and https://"),
-            ("http://user:pw@192.168.1.50:11434", "user name or password"),
-            ("http://user@192.168.1.50", "user name or password"),
-            ("http://192.168.1.50:11434/?x=1", "query string or fragment"),
-            ("http://192.168.1.50:11434/#top", "query string or fragment"),
-            ("http://192.168.1.50:99999", "not valid"),
-            ("http://192.168.1.50:0", "port is not valid"),
-            ("http://", "needs a host"),
-            ("http://bad host/", "spaces or control characters"),
-            ("http://ollama.lan\r\nX-Evil: 1/", "spaces or control characters"),
-            ("http://[fe80::1%25eth0]:11434", "zone ids"),
-            ("http://[not-ipv6]:80", "not valid"),
-            ("http://exa$mple.com/", "host name is not valid"),
-            ("http://a..b/", "host name is not valid"),
-            ("http://" + "a" * 2100, "longer than"),
-        ],
-    )
-    def test_refused(self, url, message):
-        with pytest.raises(probe.ProbeRefused, match=message):
-            probe.parse_url(url)
-
-    def test_parts(self):
-        target = probe.parse_url("  HTTPS://Ollama.LAN:8443/base/v1/  ")
-        assert target == probe.ProbeTarget(scheme="https", host="ollama.lan", port=8443, base_path="/base/v1")
-
-    def test_default_ports_and_idna(self):
-        assert probe.parse_url("http://münchen.example").host == "xn--mnchen-3ya.example"
-        assert probe.parse_url("http://münchen.example").port == 80
-        assert probe.parse_url("https://[::1]").port == 443
 
 
 class TestSavedUrlCheck:
@@ -186,7 +48,7 @@ class TestSavedUrlCheck:
         ],
     )
     def test_refused_literals_and_localhost(self, url, connection_attempts):
-        with pytest.raises(probe.ProbeRefused, match=r"^Refused: "):
+        with pytest.raises(guarded_fetch.UrlRefused, match=r"^Refused: "):
             probe.validate_saved_url(url, allow_loopback=False)
         assert connection_attempts == []
 
@@ -241,7 +103,7 @@ class TestRefusedAddressesAreNeverContacted:
             f"http://[::1]:{port6}",
         ]
         for url in urls:
-            with pytest.raises(probe.ProbeRefused, match="loopback"):
+            with pytest.raises(guarded_fetch.UrlRefused, match="loopback"):
                 probe.probe_models(url, allow_loopback=False)
         assert connects == []
         self.assert_nothing_arrived(v4)
@@ -264,7 +126,7 @@ class TestRefusedAddressesAreNeverContacted:
         ],
     )
     def test_refused_addresses(self, url, connection_attempts):
-        with pytest.raises(probe.ProbeRefused, match=r"^Refused: "):
+        with pytest.raises(guarded_fetch.UrlRefused, match=r"^Refused: "):
             probe.probe_models(url, allow_loopback=True)
         assert connection_attempts == []
 
@@ -275,13 +137,13 @@ class TestRefusedAddressesAreNeverContacted:
             "getaddrinfo",
             lambda *a, **k: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", addr) for addr in answers],
         )
-        with pytest.raises(probe.ProbeRefused, match=r"ollama.lan resolves to 169.254.169.254, a cloud metadata"):
+        with pytest.raises(guarded_fetch.UrlRefused, match=r"ollama.lan resolves to 169.254.169.254, a cloud metadata"):
             probe.probe_models("http://ollama.lan:11434", allow_loopback=False)
         assert connection_attempts == []
 
 
 class RecordingConnector:
-    """Stands in for probe._connect: records the address, never opens a socket."""
+    """Stands in for guarded_fetch._connect: records the address, never opens a socket."""
 
     def __init__(self):
         self.addresses = []
@@ -295,10 +157,10 @@ class TestPinning:
     @pytest.mark.parametrize("url", ["http://192.168.1.50:11434", "http://10.0.0.5:8000/v1"])
     def test_private_lan_passes_the_check_and_only_that_address_is_dialled(self, url, monkeypatch):
         connector = RecordingConnector()
-        monkeypatch.setattr(probe, "_connect", connector)
+        monkeypatch.setattr(guarded_fetch, "_connect", connector)
         with pytest.raises(probe.ProbeFailed, match="Could not connect to the AI server"):
             probe.probe_models(url, allow_loopback=False)
-        target = probe.parse_url(url)
+        target = guarded_fetch.parse_url(url)
         assert connector.addresses == [(ip(target.host), target.port)]
 
     def test_dns_rebinding_cannot_move_the_connection(self, monkeypatch):
@@ -312,7 +174,7 @@ class TestPinning:
 
         monkeypatch.setattr(socket, "getaddrinfo", rebinding_getaddrinfo)
         connector = RecordingConnector()
-        monkeypatch.setattr(probe, "_connect", connector)
+        monkeypatch.setattr(guarded_fetch, "_connect", connector)
         with pytest.raises(probe.ProbeFailed):
             probe.probe_models("http://rebind.example:11434", allow_loopback=False)
         assert lookups == ["rebind.example"]
@@ -550,29 +412,26 @@ class TestDeadline:
 
 @pytest.mark.usefixtures("allow_loopback")
 class TestTls:
-    def test_certificate_verified_against_the_host_name_with_sni(self, tmp_path, trust_ca):
-        tls = make_tls_files(tmp_path, dns_names=["localhost"])
-        trust_ca(tls.ca_path)
-        with serve(ollama_handler, tls=tls.server_context()) as fake:
+    def test_certificate_verified_against_the_host_name_with_sni(self, test_ca, trust_ca):
+        trust_ca(test_ca)
+        with serve(ollama_handler, tls=tls_server_context(test_ca, "localhost")) as fake:
             result = probe.probe_models(f"https://localhost:{fake.port}")
         assert result.provider_type == "ollama"
         assert fake.server_names == ["localhost"]
         assert fake.requests[0]["headers"]["Host"] == f"localhost:{fake.port}"
 
-    def test_untrusted_certificate(self, tmp_path):
-        tls = make_tls_files(tmp_path, dns_names=["localhost"])
+    def test_untrusted_certificate(self, test_ca):
         with (
-            serve(ollama_handler, tls=tls.server_context()) as fake,
+            serve(ollama_handler, tls=tls_server_context(test_ca, "localhost")) as fake,
             pytest.raises(probe.ProbeFailed, match=r"TLS certificate .* could not be verified"),
         ):
             probe.probe_models(f"https://localhost:{fake.port}")
         assert fake.requests == []
 
-    def test_certificate_for_another_name(self, tmp_path, trust_ca):
-        tls = make_tls_files(tmp_path, dns_names=["ollama.other.example"])
-        trust_ca(tls.ca_path)
+    def test_certificate_for_another_name(self, test_ca, trust_ca):
+        trust_ca(test_ca)
         with (
-            serve(ollama_handler, tls=tls.server_context()) as fake,
+            serve(ollama_handler, tls=tls_server_context(test_ca, "ollama.other.example")) as fake,
             pytest.raises(probe.ProbeFailed, match="could not be verified: Hostname mismatch"),
         ):
             probe.probe_models(f"https://localhost:{fake.port}")
@@ -584,72 +443,3 @@ def test_openai_handler_is_real_shaped():
     with serve(openai_handler) as fake:
         pass
     assert fake.url.startswith("http://127.0.0.1:")
-
-
-def nat64(prefix_length: int, ipv4: str, prefix: str = "64:ff9b:1::") -> ipaddress.IPv6Address:
-    """`ipv4` embedded in `prefix` with the RFC 6052 layout for `prefix_length` (suffix zero)."""
-    v4 = int(ipaddress.IPv4Address(ipv4))
-    base = int(ipaddress.IPv6Address(prefix))
-    if prefix_length == 96:
-        return ipaddress.IPv6Address(base | v4)
-    if prefix_length == 64:
-        return ipaddress.IPv6Address(base | (v4 << 24))
-    # /32../56: the address is split around bits 64..71 (the "u" octet, zero).
-    before_u = 64 - prefix_length  # bits of the IPv4 address before the u octet
-    high, low = v4 >> (32 - before_u), v4 & ((1 << (32 - before_u)) - 1)
-    return ipaddress.IPv6Address(base | (high << 64) | (low << (56 - (32 - before_u))))
-
-
-class TestNat64EveryLayout:
-    """RFC 6052 layouts /32, /40, /48, /56, /64, /96, in the well-known and the local-use (RFC 8215) prefix."""
-
-    LAYOUTS = [32, 40, 48, 56, 64, 96]
-
-    def test_the_layout_helper_matches_rfc_6052s_examples(self):
-        # RFC 6052 section 2.4, 192.0.2.33 with the prefix 2001:db8::/n.
-        examples = {
-            32: "2001:db8:c000:221::",
-            40: "2001:db8:1c0:2:21::",
-            48: "2001:db8:122:c000:2:2100::",
-            56: "2001:db8:122:3c0:0:221::",
-            64: "2001:db8:122:344:c0:2:2100:0",
-            96: "2001:db8:122:344::192.0.2.33",
-        }
-        prefixes = {32: "2001:db8::", 40: "2001:db8:100::", 48: "2001:db8:122::", 56: "2001:db8:122:300::"}
-        for length, expected in examples.items():
-            prefix = prefixes.get(length, "2001:db8:122:344::")
-            assert nat64(length, "192.0.2.33", prefix) == ipaddress.IPv6Address(expected)
-
-    # The local-use /48 holds the layouts of prefixes /48 and longer; 64:ff9b::/32 holds them all.
-    PREFIX_LAYOUTS = [("64:ff9b::", length) for length in LAYOUTS] + [("64:ff9b:1::", n) for n in (48, 56, 64, 96)]
-
-    @pytest.mark.parametrize(("prefix", "length"), PREFIX_LAYOUTS)
-    @pytest.mark.parametrize("ipv4", ["169.254.169.254", "127.0.0.1", "169.254.3.4", "224.0.0.1", "100.100.100.200"])
-    def test_a_refused_ipv4_address_is_refused_in_every_layout(self, prefix, length, ipv4):
-        address = nat64(length, ipv4, prefix)
-        assert ip(ipv4) in probe.nat64_readings(address)
-        refusal = probe.address_refusal(address, allow_loopback=False)
-        assert refusal is not None and refusal.endswith("embedded in a NAT64 address)"), str(address)
-
-    @pytest.mark.parametrize(("prefix", "length"), PREFIX_LAYOUTS)
-    def test_the_metadata_address_is_named_in_every_layout(self, prefix, length):
-        address = nat64(length, "169.254.169.254", prefix)
-        reasons = [probe.address_refusal(r, allow_loopback=False) for r in probe.nat64_readings(address)]
-        assert "a cloud metadata address" in reasons
-
-    @pytest.mark.parametrize("ipv4", ["8.8.8.8", "192.168.1.50", "10.20.30.40"])
-    @pytest.mark.parametrize("prefix", ["64:ff9b:1::", "64:ff9b::"])
-    def test_the_well_known_layout_of_an_allowed_address_is_allowed(self, prefix, ipv4):
-        assert probe.address_refusal(nat64(96, ipv4, prefix), allow_loopback=False) is None
-
-    def test_suffix_bits_do_not_hide_the_address(self):
-        # Translators ignore the suffix; a non-zero one must not hide a /48-layout metadata address.
-        hidden = ipaddress.IPv6Address(int(nat64(48, "169.254.169.254")) | 0x8_08_08_08)
-        assert probe.address_refusal(hidden, allow_loopback=False).startswith("a cloud metadata address")
-
-    def test_the_bare_prefix_is_unspecified(self):
-        refusal = probe.address_refusal(ipaddress.IPv6Address("64:ff9b::"), allow_loopback=False)
-        assert refusal.startswith("an unspecified address")
-
-    def test_loopback_in_nat64_follows_the_loopback_setting(self):
-        assert probe.address_refusal(nat64(64, "127.0.0.1"), allow_loopback=True) is None

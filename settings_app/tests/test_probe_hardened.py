@@ -16,9 +16,10 @@ import pytest
 import requests
 
 from audit.models import AuditEvent
+from core import guarded_fetch
 from settings_app import probe, services
-from settings_app.tests.conftest import send_json, serve
 from settings_app.tests.factories import AiSettingsFactory
+from settings_app.tests.fake_servers import send_json, serve
 from settings_app.throttling import PROBES_PER_MINUTE
 from users.tests.factories import UserFactory
 from users.tokens import token_pair_for
@@ -140,7 +141,10 @@ class TestEveryFailureIsOneAnswer:
         assert (response.status_code, response.json()) == (502, failed(ollama_server.url))
 
     def test_the_default_port_is_left_out_of_the_origin(self, admin_client, monkeypatch):
-        monkeypatch.setattr(probe, "_connect", lambda *a: (_ for _ in ()).throw(ConnectionRefusedError(111, "x")))
+        def refused(*args):
+            raise ConnectionRefusedError(111, "x")
+
+        monkeypatch.setattr(guarded_fetch, "_connect", refused)
         response = admin_client.get(URL, {"probe_url": "http://192.168.1.50/ollama"})
         assert response.json() == failed("http://192.168.1.50")
 
