@@ -64,6 +64,7 @@ class TestEndpointSetting:
             "http://[fd00::1]/hook",
             "http://127.0.0.1/hook",
             "http://localhost/hook",
+            "http://hooks.localhost./hook",  # a localhost name with its final dot (core.guarded_fetch)
             "http://0.0.0.0/hook",
             "http://[::ffff:10.0.0.1]/hook",
             "http://[64:ff9b::10.0.0.1]/hook",
@@ -87,6 +88,10 @@ class TestEndpointSetting:
     @pytest.mark.parametrize("url", ["ftp://hooks.example.test/x", "hooks.example.test", "http://u:p@x.test/", ""])
     def test_bad_urls_are_400(self, admin_client, url):
         assert admin_client.put(POLICY, {"webhook_url": url}, format="json").status_code == 400
+
+    def test_a_malformed_url_says_why(self, admin_client, no_connect):
+        response = admin_client.put(POLICY, {"webhook_url": "http://u:p@hooks.example.test/"}, format="json")
+        assert response.json() == {"webhook_url": ["The URL must not contain a user name or password."]}
 
     def test_private_lan_when_the_operator_allows_it(self, admin_client, settings, no_connect):
         settings.WEBHOOK_ALLOW_PRIVATE = True
