@@ -6,6 +6,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from apikeys.services import IssuedApiKey, api_key_create
+from core.caller import Caller
 from core.tests.browser import AdminBrowser, save_failure_artefacts, start_driver
 from haltless.testing import client_for_key, client_for_user
 from tenants.tests.factories import TenantFactory
@@ -129,7 +130,9 @@ def make_api_key(tenant):
     """Issue a key: make_api_key(scopes=..., tenant=..., name=..., expires_at=...)."""
 
     def make(*, scopes="edge_agent", tenant=tenant, name="test key", expires_at=None) -> IssuedApiKey:
-        return api_key_create(tenant=tenant, name=name, scopes_requested=scopes, expires_at=expires_at)
+        return api_key_create(
+            by=Caller.system(tenant_id=tenant.id), name=name, scopes_requested=scopes, expires_at=expires_at
+        )
 
     return make
 

@@ -13,12 +13,17 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from apikeys import observed, scopes
-from apikeys.admin_restrictions import RESTRICTION_FIELDS, AllowObservedActionMixin, RestrictionsFormMixin
+from apikeys import observed, scopes, selectors
+from apikeys.admin_restrictions import (
+    RESTRICTION_FIELDS,
+    AllowObservedActionMixin,
+    RestrictionsFormMixin,
+    acting_on,
+    is_new,
+)
 from apikeys.models import ApiKey, ApiKeyPolicy
 from apikeys.services import (
     POLICY_DEFAULTS,
-    ApiKeyAlreadyRevoked,
     api_key_create,
     api_key_policy_update,
     api_key_revoke,
@@ -26,9 +31,9 @@ from apikeys.services import (
     api_key_update,
     api_key_validate,
 )
-from core.admin import OneTimeRevealAdminMixin, TenantScopedAdmin
-from core.exceptions import Conflict
-from core.http import client_ip
+from core import errors
+from core.admin import OneTimeRevealAdminMixin, ServiceBackedAdmin
+from core.caller import Caller
 
 
 class ApiKeyForm(RestrictionsFormMixin, forms.ModelForm):
@@ -57,7 +62,8 @@ class ApiKeyForm(RestrictionsFormMixin, forms.ModelForm):
         if self.errors:
             return cleaned
         # An unchanged expiry that has since passed must not block renaming the key.
-        expiry_changed = self.instance._state.adding or "expires_at" in self.changed_data
+        adding = is_new(self.instance)
+        expiry_changed = adding or "expires_at" in self.changed_data
         try:
             tenant = cleaned.get("tenant") or getattr(self.instance, "tenant", None)
             api_key_validate(
@@ -65,7 +71,7 @@ class ApiKeyForm(RestrictionsFormMixin, forms.ModelForm):
                 scopes_requested=cleaned.get("scopes", []),
                 expires_at=cleaned.get("expires_at") if expiry_changed else None,
                 # The tenant's key policy, for a new key (a change is checked by api_key_update).
-                tenant_id=tenant.pk if tenant is not None and self.instance._state.adding else None,
+                tenant_id=tenant.pk if tenant is not None and adding else None,
             )
         except ValidationError as exc:
             self.add_error(None, exc)
@@ -92,7 +98,7 @@ class StatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(AllowObservedActionMixin, OneTimeRevealAdminMixin, TenantScopedAdmin):
+class ApiKeyAdmin(AllowObservedActionMixin, OneTimeRevealAdminMixin, ServiceBackedAdmin):
     form = ApiKeyForm
     tenant_admin_permissions = frozenset({"view", "add", "change"})
     reveal_purpose = "key"
@@ -171,29 +177,21 @@ class ApiKeyAdmin(AllowObservedActionMixin, OneTimeRevealAdminMixin, TenantScope
     def revoked(self, obj: ApiKey) -> bool:
         return obj.is_revoked
 
-    def save_model(self, request: HttpRequest, obj: ApiKey, form, change: bool) -> None:
+    def save_through_service(self, request: HttpRequest, form, *, by: Caller, change: bool) -> ApiKey:
         data = form.cleaned_data
         if change:
-            current = ApiKey.objects.get(pk=obj.pk)
+            # The stored row, not the form's instance (the form has already written its values onto that).
+            current = selectors.api_key_list(tenant_id=by.tenant_id).select_related("tenant").get(pk=form.instance.pk)
             updates = {field: data[field] for field in ("name", "expires_at") if field in form.changed_data}
             if "scopes" in form.changed_data:
                 updates["scopes_requested"] = data["scopes"]
             updates.update(form.restriction_changes())
-            api_key_update(api_key=current, actor=request.user, client_ip=client_ip(request), **updates)
-            return
+            return api_key_update(by=by, api_key=current, **updates)
         issued = api_key_create(
-            tenant=self.form_tenant(request, form),
-            name=data["name"],
-            scopes_requested=data["scopes"],
-            expires_at=data.get("expires_at"),
-            created_by=request.user,
-            client_ip=client_ip(request),
+            by=by, name=data["name"], scopes_requested=data["scopes"], expires_at=data.get("expires_at")
         )
-        # The admin goes on with the form's unsaved instance (log entry, redirect): make it the saved row.
-        for field in ApiKey._meta.concrete_fields:
-            setattr(obj, field.attname, getattr(issued.api_key, field.attname))
-        obj._state.adding, obj._state.db = False, issued.api_key._state.db
-        obj._issued_secret = issued.secret
+        issued.api_key._issued_secret = issued.secret  # for response_add's one-time page, on the saved row
+        return issued.api_key
 
     def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue=None) -> HttpResponse:
         secret = obj.__dict__.pop("_issued_secret", None)
@@ -216,8 +214,8 @@ class ApiKeyAdmin(AllowObservedActionMixin, OneTimeRevealAdminMixin, TenantScope
         revoked = 0
         for api_key in queryset.filter(revoked_at__isnull=True):
             try:
-                api_key_revoke(api_key=api_key, actor=request.user, client_ip=client_ip(request))
-            except ApiKeyAlreadyRevoked:
+                api_key_revoke(by=acting_on(request, api_key), api_key=api_key)
+            except errors.NotFound:
                 continue
             revoked += 1
         skipped = queryset.count() - revoked
@@ -234,12 +232,12 @@ class ApiKeyAdmin(AllowObservedActionMixin, OneTimeRevealAdminMixin, TenantScope
             return None
         api_key = queryset.get()
         try:
-            issued = api_key_rotate(api_key=api_key, actor=request.user, client_ip=client_ip(request))
-        except ApiKeyAlreadyRevoked:
+            issued = api_key_rotate(by=acting_on(request, api_key), api_key=api_key)
+        except errors.NotFound:
             self.message_user(request, "A revoked key cannot be rotated.", messages.ERROR)
             return None
-        except (ValidationError, Conflict) as exc:
-            text = exc.detail if isinstance(exc, Conflict) else " ".join(exc.messages)
+        except (ValidationError, errors.Conflict) as exc:
+            text = exc.message if isinstance(exc, errors.Conflict) else " ".join(exc.messages)
             self.message_user(request, f"Not rotated: {text}", messages.ERROR)
             return None
         return self.reveal_redirect(request, issued.api_key, issued.secret)
@@ -247,7 +245,7 @@ class ApiKeyAdmin(AllowObservedActionMixin, OneTimeRevealAdminMixin, TenantScope
     def _set_disabled(self, request: HttpRequest, queryset: QuerySet, disabled: bool) -> None:
         changed = 0
         for api_key in queryset.filter(revoked_at__isnull=True, disabled=not disabled):
-            api_key_update(api_key=api_key, disabled=disabled, actor=request.user, client_ip=client_ip(request))
+            api_key_update(by=acting_on(request, api_key), api_key=api_key, disabled=disabled)
             changed += 1
         verb = "Disabled" if disabled else "Enabled"
         self.message_user(request, f"{verb} {changed} API key{'s' if changed != 1 else ''}.", messages.SUCCESS)
@@ -267,6 +265,15 @@ class ApiKeyPolicyForm(forms.ModelForm):
         initial="7, 1",
         help_text="Days before expiry to send api_key.expiring, comma-separated, each 1 to 90.",
     )
+    webhook_url = forms.CharField(
+        required=False,
+        max_length=2048,
+        label="Webhook URL",
+        help_text=(
+            "Where the api_key.* events go (signed). A new URL gets a new signing secret, shown once after "
+            "saving; empty = no webhooks."
+        ),
+    )
 
     class Meta:
         model = ApiKeyPolicy
@@ -277,6 +284,7 @@ class ApiKeyPolicyForm(forms.ModelForm):
             "notify_days_before_expiry",
             "notify_unused_after_days",
             "leaked_key_action",
+            "webhook_url",
         ]
 
     def __init__(self, *args, **kwargs):
@@ -284,6 +292,24 @@ class ApiKeyPolicyForm(forms.ModelForm):
         days = self.initial.get("notify_days_before_expiry")
         if isinstance(days, list):
             self.initial["notify_days_before_expiry"] = ", ".join(str(day) for day in days)
+        if self.instance.tenant_id is not None:
+            from webhooks.selectors import webhook_endpoint_get
+
+            endpoint = webhook_endpoint_get(tenant_id=self.instance.tenant_id)
+            self.initial.setdefault("webhook_url", endpoint.url if endpoint is not None else "")
+
+    def clean_webhook_url(self) -> str | None:
+        from webhooks.services import webhook_url_validate
+
+        url = (self.cleaned_data.get("webhook_url") or "").strip()
+        if not url:
+            return None
+        if "webhook_url" not in self.changed_data:
+            return url  # kept as it is: it was checked when it was set
+        try:
+            return webhook_url_validate(url)
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict["webhook_url"]) from None
 
     def clean_notify_days_before_expiry(self) -> list[int]:
         raw = self.cleaned_data.get("notify_days_before_expiry") or ""
@@ -305,28 +331,47 @@ class ApiKeyPolicyForm(forms.ModelForm):
 
 
 @admin.register(ApiKeyPolicy)
-class ApiKeyPolicyAdmin(TenantScopedAdmin):
-    """The tenant's key policy, saved through api_key_policy_update (audited; keys are never rewritten).
-
-    The webhook URL is set over the API (PUT /settings/api-key-policy), which shows its secret once.
-    """
+class ApiKeyPolicyAdmin(OneTimeRevealAdminMixin, ServiceBackedAdmin):
+    """The tenant's key policy and webhook URL, saved through api_key_policy_update (audited; keys are
+    never rewritten). A new webhook URL's signing secret is shown once, after a redirect, as the API's
+    PUT shows it once."""
 
     form = ApiKeyPolicyForm
     tenant_admin_permissions = frozenset({"view", "add", "change"})
     list_display = ["tenant", "max_lifetime_days", "require_expiry", "notify_unused_after_days", "leaked_key_action"]
+    reveal_purpose = "webhook-secret"
+    reveal_title = "Webhook signing secret"
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # set it back to the defaults instead: the change is audited
 
-    def save_model(self, request: HttpRequest, obj: ApiKeyPolicy, form, change: bool) -> None:
-        from webhooks.services import webhook_endpoint_url
-
-        tenant = self.form_tenant(request, form)
+    def save_through_service(self, request: HttpRequest, form, *, by: Caller, change: bool) -> ApiKeyPolicy:
         values = {field: form.cleaned_data.get(field, POLICY_DEFAULTS[field]) for field in POLICY_DEFAULTS}
-        # The admin form does not show the webhook URL: keep whatever the API set.
-        values["webhook_url"] = webhook_endpoint_url(tenant_id=tenant.pk)
-        saved, _ = api_key_policy_update(tenant=tenant, values=values, actor=request.user, client_ip=client_ip(request))
-        obj.pk, obj._state.adding, obj._state.db = saved.pk, False, saved._state.db
+        values["webhook_url"] = form.cleaned_data.get("webhook_url")
+        saved, secret = api_key_policy_update(by=by, values=values)
+        if secret:
+            saved._webhook_secret = secret  # for the one-time page, on the saved row
+        return saved
+
+    def _reveal_or(self, request: HttpRequest, obj: ApiKeyPolicy, answer) -> HttpResponse:
+        secret = obj.__dict__.pop("_webhook_secret", None)
+        return self.reveal_redirect(request, obj, secret) if secret else answer()
+
+    def response_add(self, request: HttpRequest, obj: ApiKeyPolicy, post_url_continue=None) -> HttpResponse:
+        return self._reveal_or(request, obj, lambda: super(ApiKeyPolicyAdmin, self).response_add(request, obj))
+
+    def response_change(self, request: HttpRequest, obj: ApiKeyPolicy) -> HttpResponse:
+        return self._reveal_or(request, obj, lambda: super(ApiKeyPolicyAdmin, self).response_change(request, obj))
+
+    def reveal_details(self, obj: ApiKeyPolicy) -> list[tuple[str, str]]:
+        from webhooks.selectors import webhook_endpoint_get
+
+        endpoint = webhook_endpoint_get(tenant_id=obj.tenant_id)
+        return [
+            ("Tenant", str(obj.tenant)),
+            ("Webhook URL", endpoint.url if endpoint is not None else ""),
+            ("Header", 'X-Haltless-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">'),
+        ]
 
 
 # Enrollment tokens have a page of their own (apikeys.admin_enrollment), registered with the rest.

@@ -15,9 +15,10 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from apikeys import enrollment, scopes
+from apikeys.admin_restrictions import acting_on
 from apikeys.models import ApiKey, EnrollmentToken
-from core.admin import OneTimeRevealAdminMixin, TenantScopedAdmin
-from core.http import client_ip
+from core.admin import OneTimeRevealAdminMixin, ServiceBackedAdmin
+from core.caller import Caller
 
 
 class EnrollmentTokenForm(forms.ModelForm):
@@ -45,7 +46,7 @@ class EnrollmentTokenForm(forms.ModelForm):
             return cleaned
         try:
             self.validated = enrollment.enrollment_token_validate(
-                tenant=tenant,
+                tenant_id=tenant.pk,
                 name=cleaned.get("name", ""),
                 expires_at=cleaned.get("expires_at"),
                 scopes_requested=cleaned.get("scopes", []),
@@ -59,7 +60,7 @@ class EnrollmentTokenForm(forms.ModelForm):
 
 
 @admin.register(EnrollmentToken)
-class EnrollmentTokenAdmin(OneTimeRevealAdminMixin, TenantScopedAdmin):
+class EnrollmentTokenAdmin(OneTimeRevealAdminMixin, ServiceBackedAdmin):
     form = EnrollmentTokenForm
     # "change" only for the delete actions; every field of a saved token is read-only.
     tenant_admin_permissions = frozenset({"view", "add", "change"})
@@ -119,23 +120,19 @@ class EnrollmentTokenAdmin(OneTimeRevealAdminMixin, TenantScopedAdmin):
             ),
         )
 
-    def save_model(self, request: HttpRequest, obj: EnrollmentToken, form, change: bool) -> None:
+    def save_through_service(self, request: HttpRequest, form, *, by: Caller, change: bool) -> EnrollmentToken:
         if change:
-            return  # nothing of a saved token changes
+            return form.instance  # nothing of a saved token changes (every field is read-only)
         issued = enrollment.enrollment_token_create(
-            tenant=self.form_tenant(request, form),
+            by=by,
             name=form.validated["name"],
             expires_at=form.validated["expires_at"],
             scopes_requested=form.validated["scopes"],
             max_uses=form.validated["max_uses"],
             key_expires_in_days=form.validated["key_expires_in_days"],
-            created_by=request.user,
-            client_ip=client_ip(request),
         )
-        for field in EnrollmentToken._meta.concrete_fields:
-            setattr(obj, field.attname, getattr(issued.token, field.attname))
-        obj._state.adding, obj._state.db = False, issued.token._state.db
-        obj._issued_secret = issued.secret
+        issued.token._issued_secret = issued.secret  # for response_add's one-time page, on the saved row
+        return issued.token
 
     def response_add(self, request: HttpRequest, obj: EnrollmentToken, post_url_continue=None) -> HttpResponse:
         secret = obj.__dict__.pop("_issued_secret", None)
@@ -157,7 +154,7 @@ class EnrollmentTokenAdmin(OneTimeRevealAdminMixin, TenantScopedAdmin):
         deleted = revoked = 0
         for token in queryset.filter(deleted_at__isnull=True):
             revoked += enrollment.enrollment_token_delete(
-                token=token, revoke_keys=revoke_keys, actor=request.user, client_ip=client_ip(request)
+                by=acting_on(request, token), token=token, revoke_keys=revoke_keys
             )
             deleted += 1
         message = f"Deleted {deleted} enrollment token{'s' if deleted != 1 else ''}."

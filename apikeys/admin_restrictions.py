@@ -17,10 +17,20 @@ from django.template.response import TemplateResponse
 from apikeys import machine_scope, network, observed
 from apikeys.models import ApiKey
 from apikeys.services import api_key_update, api_key_validate_restrictions
-from core.http import client_ip
+from core.caller import Caller, caller_of
 
 RESTRICTION_FIELDS = ["machines", "allowed_cidrs", "requests_per_minute", "readings_per_minute"]
 ALLOW_OBSERVED_TEMPLATE = "admin/apikeys/apikey/allow_observed.html"
+
+
+def is_new(instance) -> bool:
+    """Whether a form's key or token is not saved yet (its creation time is set by the first save)."""
+    return instance.created_at is None
+
+
+def acting_on(request: HttpRequest, obj) -> Caller:
+    """The admin user acting on `obj`'s tenant (platform staff act on any; a tenant admin sees only theirs)."""
+    return caller_of(request).on_tenant(obj.tenant_id)
 
 
 def _lines(text: str) -> list[str]:
@@ -69,10 +79,10 @@ class RestrictionsFormMixin(forms.Form):
         return updates
 
     def clean_restrictions(self) -> None:
-        if self.instance._state.adding or self.errors:
+        if is_new(self.instance) or self.errors:
             return
         try:
-            api_key_validate_restrictions(tenant=self.instance.tenant, **self.restriction_changes())
+            api_key_validate_restrictions(api_key=self.instance, **self.restriction_changes())
         except ValidationError as exc:
             for field, messages_ in exc.message_dict.items():
                 target = field if field in self.fields else None
@@ -112,10 +122,7 @@ class AllowObservedActionMixin:
                 if plan["problem"]:
                     continue
                 api_key_update(
-                    api_key=plan["api_key"],
-                    allowed_cidrs=plan["result"],
-                    actor=request.user,
-                    client_ip=client_ip(request),
+                    by=acting_on(request, plan["api_key"]), api_key=plan["api_key"], allowed_cidrs=plan["result"]
                 )
                 saved += 1
             self.message_user(

@@ -22,6 +22,7 @@ from rest_framework import authentication, exceptions
 from apikeys import keys, network, ratelimit, selectors, services
 from apikeys.models import ApiKey
 from core import metrics
+from core.caller import Caller
 from core.http import client_ip
 
 INVALID_KEY = "Invalid API key."
@@ -103,7 +104,7 @@ def check_api_key(request, api_key: ApiKey, secret: str, now) -> "ratelimit.Requ
         raise exceptions.AuthenticationFailed(DISABLED_KEY, code="api_key_disabled")
     address = client_ip(request)
     if not network.is_allowed(address, api_key.allowed_cidrs):
-        services.api_key_ip_denied(api_key=api_key, client_ip=address)
+        services.api_key_ip_denied(by=Caller.system(tenant_id=api_key.tenant_id, client_ip=address), api_key=api_key)
         metrics.api_key_auth_failed(reason="ip_denied")
         raise exceptions.PermissionDenied(network.DENIED.format(ip=address))
     # Past the allowlist, the request is a use of the key, whatever comes next.
@@ -169,6 +170,7 @@ class EnrollmentTokenPrincipal:
     is_authenticated = True
     is_anonymous = False
     is_api_key = False
+    is_user = False
     is_tenant_admin = False
 
     def __init__(self, token):
@@ -205,6 +207,8 @@ class GithubScannerPrincipal:
     is_authenticated = True
     is_anonymous = False
     is_api_key = False
+    is_user = False
+    pk = None
     tenant_id = None
 
 

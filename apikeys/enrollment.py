@@ -20,16 +20,16 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q
+from django.db.models import F
 from django.utils import timezone
 from rest_framework.exceptions import AuthenticationFailed
 
-from apikeys import keys, machine_scope, scopes
+from apikeys import keys, machine_scope, scopes, selectors
 from apikeys.models import ApiKey, EnrollmentToken
-from apikeys.services import ApiKeyAlreadyRevoked, _actor_user, _check_policy, api_key_revoke
+from apikeys.services import _check_policy, api_key_revoke
 from audit.services import NamedActor, audit_record
-from core.exceptions import Conflict
-from tenants.models import Tenant
+from core import errors
+from core.caller import Caller
 
 INVALID_TOKEN = "Invalid enrollment token."
 MAX_USES = 1000
@@ -67,20 +67,16 @@ def _as_actor(token: EnrollmentToken) -> NamedActor:
     return NamedActor("enrollment_token", f"enrollment token {token.name} ({token.prefix}…)"[:254], token.pk)
 
 
-def enrollment_token_list(*, tenant_id) -> Any:
-    """The tenant's tokens that are not deleted, newest first, each with `live_keys` (keys it enrolled)."""
-    return (
-        EnrollmentToken.objects.for_tenant(tenant_id)
-        .not_deleted()
-        .annotate(live_keys=Count("enrolled_keys", filter=Q(enrolled_keys__revoked_at__isnull=True)))
-    )
+def _as_caller(token: EnrollmentToken, by: Caller) -> Caller:
+    """The token acting on its tenant, from `by`'s address (the audit trail's actor)."""
+    return Caller.acting(_as_actor(token), client_ip=by.client_ip, tenant_id=token.tenant_id)
 
 
 def enrollment_token_find(*, secret: str, now: datetime | None = None) -> EnrollmentToken:
     """The usable token behind `secret`; EnrollmentRefused for anything else, malformed ones without a query."""
     if not keys.is_well_formed(secret, prefix=keys.ENROLLMENT_TOKEN_PREFIX):
         raise EnrollmentRefused()
-    for token in EnrollmentToken.objects.filter(prefix=keys.display_prefix(secret)).select_related("tenant"):
+    for token in selectors.enrollment_token_list_by_secret(secret=secret).select_related("tenant"):
         if keys.matches(secret, token.token_digest):
             if not token.is_usable(now):
                 break
@@ -90,7 +86,7 @@ def enrollment_token_find(*, secret: str, now: datetime | None = None) -> Enroll
 
 def enrollment_token_validate(
     *,
-    tenant: Tenant,
+    tenant_id,
     name: str,
     expires_at: datetime | None,
     scopes_requested: str | list[str] | None = None,
@@ -100,40 +96,40 @@ def enrollment_token_validate(
 ) -> dict[str, Any]:
     """The token's model fields from what an admin asked for; ValidationError by field (API and admin alike)."""
     now = timezone.now()
-    errors: dict[str, list[str]] = {}
+    problems: dict[str, list[str]] = {}
     name = (name or "").strip()
     if not name:
-        errors["name"] = ["A token needs a name."]
+        problems["name"] = ["A token needs a name."]
     elif len(name) > NAME_MAX_LENGTH or "/" in name:
-        errors["name"] = [f"At most {NAME_MAX_LENGTH} characters, without '/'."]
+        problems["name"] = [f"At most {NAME_MAX_LENGTH} characters, without '/'."]
     granted: list[str] = []
     try:
         granted = scopes.expand_scopes(scopes.DEFAULT_SCOPES if scopes_requested is None else scopes_requested)
         if not granted:
-            errors["scopes"] = ["Grant at least one scope."]
+            problems["scopes"] = ["Grant at least one scope."]
     except scopes.UnknownScope as exc:
-        errors["scopes"] = [str(exc)]
+        problems["scopes"] = [str(exc)]
     machine_ids = None
     try:
-        machine_ids = machine_scope.resolve_machines(tenant_id=tenant.id, value=machines)
+        machine_ids = machine_scope.resolve_machines(tenant_id=tenant_id, value=machines)
     except ValueError as exc:
-        errors["machines"] = exc.args[0]
+        problems["machines"] = exc.args[0]
     if isinstance(max_uses, bool) or not isinstance(max_uses, int) or not 1 <= max_uses <= MAX_USES:
-        errors["max_uses"] = [f"Ensure this value is between 1 and {MAX_USES}."]
+        problems["max_uses"] = [f"Ensure this value is between 1 and {MAX_USES}."]
     if expires_at is None:
-        errors["expires_at"] = ["An enrollment token needs an expiry, within 7 days."]
+        problems["expires_at"] = ["An enrollment token needs an expiry, within 7 days."]
     elif not now < expires_at <= now + MAX_TOKEN_LIFETIME:
-        errors["expires_at"] = ["Ensure the expiry is in the future and within 7 days."]
+        problems["expires_at"] = ["Ensure the expiry is in the future and within 7 days."]
     if key_expires_in_days is not None and not 1 <= key_expires_in_days <= MAX_KEY_LIFETIME_DAYS:
-        errors["key_expires_in_days"] = [f"Ensure this value is between 1 and {MAX_KEY_LIFETIME_DAYS}, or null."]
-    if not errors:
+        problems["key_expires_in_days"] = [f"Ensure this value is between 1 and {MAX_KEY_LIFETIME_DAYS}, or null."]
+    if not problems:
         key_expiry = now + timedelta(days=key_expires_in_days) if key_expires_in_days else None
         try:
-            _check_policy(tenant_id=tenant.id, expires_at=key_expiry, lifetime_start=now)
+            _check_policy(tenant_id=tenant_id, expires_at=key_expiry, lifetime_start=now)
         except ValidationError as exc:
-            errors["key_expires_in_days"] = exc.message_dict["expires_at"]
-    if errors:
-        raise ValidationError(errors)
+            problems["key_expires_in_days"] = exc.message_dict["expires_at"]
+    if problems:
+        raise ValidationError(problems)
     return {
         "name": name,
         "scopes": granted,
@@ -147,18 +143,16 @@ def enrollment_token_validate(
 @transaction.atomic
 def enrollment_token_create(
     *,
-    tenant: Tenant,
+    by: Caller,
     name: str,
     expires_at: datetime | None,
     scopes_requested: str | list[str] | None = None,
     machines: list[str] | None = None,
     max_uses: int = 1,
     key_expires_in_days: int | None = None,
-    created_by=None,
-    client_ip: str | None = None,
 ) -> IssuedEnrollmentToken:
     values = enrollment_token_validate(
-        tenant=tenant,
+        tenant_id=by.tenant_id,
         name=name,
         expires_at=expires_at,
         scopes_requested=scopes_requested,
@@ -168,47 +162,38 @@ def enrollment_token_create(
     )
     secret = keys.generate_key(prefix=keys.ENROLLMENT_TOKEN_PREFIX)
     token = EnrollmentToken.objects.create(
-        tenant=tenant,
+        tenant_id=by.tenant_id,
         prefix=keys.display_prefix(secret),
         token_digest=keys.digest(secret),
-        created_by=_actor_user(created_by),
+        created_by=by.user,
         **values,
     )
-    audit_record(
-        tenant_id=tenant.id,
-        action="enrollment_token.create",
-        actor=created_by,
-        target=token,
-        changes={"prefix": token.prefix, **values},
-        client_ip=client_ip,
-    )
+    audit_record(by=by, action="enrollment_token.create", target=token, changes={"prefix": token.prefix, **values})
     return IssuedEnrollmentToken(token=token, secret=secret)
 
 
 @transaction.atomic
-def enrollment_token_delete(
-    *, token: EnrollmentToken, revoke_keys: bool = False, actor=None, client_ip: str | None = None
-) -> int:
+def enrollment_token_delete(*, by: Caller, token: EnrollmentToken, revoke_keys: bool = False) -> int:
     """Delete a token (it enrolls nothing more); with `revoke_keys`, revoke every key it enrolled. The count revoked."""
+    if token.tenant_id != by.tenant_id:
+        raise errors.NotFound()
     now = timezone.now()
     if not EnrollmentToken.objects.filter(pk=token.pk, deleted_at__isnull=True).update(deleted_at=now):
         return 0  # deleted meanwhile: the other request recorded it
     token.deleted_at = now
     revoked = 0
     if revoke_keys:
-        for api_key in ApiKey.objects.active().filter(enrollment_token=token).order_by("pk"):
+        for api_key in selectors.api_key_list(tenant_id=by.tenant_id).filter(enrollment_token=token).order_by("pk"):
             try:
-                api_key_revoke(api_key=api_key, actor=actor, client_ip=client_ip)
-            except ApiKeyAlreadyRevoked:
+                api_key_revoke(by=by, api_key=api_key)
+            except errors.NotFound:
                 continue
             revoked += 1
     audit_record(
-        tenant_id=token.tenant_id,
+        by=by,
         action="enrollment_token.delete",
-        actor=actor,
         target=token,
         changes={"deleted_at": now, "revoke_keys": revoke_keys, "keys_revoked": revoked},
-        client_ip=client_ip,
     )
     return revoked
 
@@ -239,34 +224,42 @@ def _never_used(api_key: ApiKey) -> bool:
 @transaction.atomic
 def agent_enroll(
     *,
-    token: EnrollmentToken,
+    by: Caller,
     hostname: str,
     agent_version: str | None = None,
     machines: list[str] | None = None,
     replace: bool = False,
-    client_ip: str | None = None,
 ) -> Enrollment:
-    """Mint the device's key. EnrollmentRefused (401), ValidationError (400) or Conflict (409)."""
+    """Mint the device's key; `by.principal` is the enrollment token's principal.
+
+    EnrollmentRefused (401), ValidationError (400) or errors.Conflict (409).
+    """
     now = timezone.now()
     hostname = _clean_hostname(hostname)
-    locked = EnrollmentToken.objects.select_for_update().filter(pk=token.pk).first()
+    token = getattr(by.principal, "token", None)
+    locked = EnrollmentToken.objects.select_for_update().filter(pk=token.pk).first() if token else None
     if locked is None or not locked.is_usable(now):
         raise EnrollmentRefused()
     token = locked
+    as_token = _as_caller(token, by)
     machine_ids = _machines_for(token, machines)
     key_expiry = now + timedelta(days=token.key_expires_in_days) if token.key_expires_in_days else None
     _check_policy(tenant_id=token.tenant_id, expires_at=key_expiry, lifetime_start=now)
 
     replaced = False
-    current = ApiKey.objects.active().filter(enrollment_token=token, enrolled_hostname=hostname).first()
+    current = (
+        selectors.api_key_list(tenant_id=token.tenant_id)
+        .filter(enrollment_token=token, enrolled_hostname=hostname)
+        .first()
+    )
     if current is not None and current.is_expired(now):
         # Not live any more: out of the way of the one-unrevoked-key constraint, and counted as a new use.
-        api_key_revoke(api_key=current, actor=_as_actor(token), client_ip=client_ip)
+        api_key_revoke(by=as_token, api_key=current)
         current = None
     if current is not None:
         if not (replace and _never_used(current)):
-            raise Conflict(HOSTNAME_TAKEN)
-        api_key_revoke(api_key=current, actor=_as_actor(token), client_ip=client_ip)
+            raise errors.Conflict(HOSTNAME_TAKEN)
+        api_key_revoke(by=as_token, api_key=current)
         replaced = True
     elif not EnrollmentToken.objects.filter(pk=token.pk, uses__lt=F("max_uses")).update(uses=F("uses") + 1):
         raise EnrollmentRefused()  # used up
@@ -286,11 +279,10 @@ def agent_enroll(
                 enrolled_hostname=hostname,
             )
     except IntegrityError:
-        raise Conflict(HOSTNAME_TAKEN) from None
+        raise errors.Conflict(HOSTNAME_TAKEN) from None
     audit_record(
-        tenant_id=token.tenant_id,
+        by=as_token,
         action="api_key.enroll",
-        actor=_as_actor(token),
         target=api_key,
         changes={
             "hostname": hostname,
@@ -301,6 +293,5 @@ def agent_enroll(
             "expires_at": key_expiry,
             "replaced": replaced,
         },
-        client_ip=client_ip,
     )
     return Enrollment(api_key=api_key, secret=secret, replaced=replaced)

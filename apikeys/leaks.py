@@ -22,8 +22,9 @@ from django.utils import timezone
 
 from apikeys import keys, selectors
 from apikeys.models import ApiKey, ApiKeyPolicy, EnrollmentToken
-from apikeys.services import api_key_policy_of, api_key_revoke
+from apikeys.services import api_key_revoke
 from audit.services import PUBLIC_REPORT, audit_record
+from core.caller import Caller
 
 MAX_CREDENTIALS = 1000
 EXPOSED_WEBHOOK_EVERY = timedelta(days=1)
@@ -42,11 +43,16 @@ class Verdict:
         return hashlib.sha256(self.credential.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _enqueue_exposed(api_key: ApiKey, *, secret: str, action: str) -> None:
+def _reporter(by: Caller, tenant_id) -> Caller:
+    """The public report acting on the tenant of what it found, from the finder's address."""
+    return Caller.acting(PUBLIC_REPORT, client_ip=by.client_ip, tenant_id=tenant_id)
+
+
+def _enqueue_exposed(by: Caller, api_key: ApiKey, *, secret: str, action: str) -> None:
     from webhooks.services import webhook_event_enqueue
 
     webhook_event_enqueue(
-        tenant_id=api_key.tenant_id,
+        by=by,
         type="api_key.exposed",
         data={
             "key_id": str(api_key.pk),
@@ -58,8 +64,9 @@ def _enqueue_exposed(api_key: ApiKey, *, secret: str, action: str) -> None:
     )
 
 
-def _report_key_secret(api_key: ApiKey, which: str, client_ip: str | None) -> bool:
+def _report_key_secret(api_key: ApiKey, which: str, by: Caller) -> bool:
     """Act on one matched API-key secret; True if it was live."""
+    by = _reporter(by, api_key.tenant_id)
     now = timezone.now()
     locked = ApiKey.objects.select_for_update().filter(pk=api_key.pk).first()
     if locked is None or locked.is_revoked:
@@ -75,7 +82,7 @@ def _report_key_secret(api_key: ApiKey, which: str, client_ip: str | None) -> bo
     else:
         if api_key.is_expired(now):
             return False
-        policy = api_key_policy_of(tenant_id=api_key.tenant_id)
+        policy = selectors.api_key_policy_get(tenant_id=api_key.tenant_id)
         if policy.leaked_key_action == ApiKeyPolicy.LeakedKeyAction.NOTIFY:
             if api_key.exposed_at is not None and now - api_key.exposed_at < EXPOSED_WEBHOOK_EVERY:
                 return True  # already flagged today: nothing new to record
@@ -85,24 +92,17 @@ def _report_key_secret(api_key: ApiKey, which: str, client_ip: str | None) -> bo
         changes = {"matched": which, "prefix": api_key.prefix, "action": action}
     first_today = api_key.exposed_at is None or now - api_key.exposed_at >= EXPOSED_WEBHOOK_EVERY
     ApiKey.objects.filter(pk=api_key.pk).update(exposed_at=now)
-    audit_record(
-        tenant_id=api_key.tenant_id,
-        action="api_key.exposed",
-        actor=PUBLIC_REPORT,
-        target=api_key,
-        changes=changes,
-        client_ip=client_ip,
-    )
+    audit_record(by=by, action="api_key.exposed", target=api_key, changes=changes)
     if action == "revoked":
-        api_key_revoke(api_key=api_key, actor=PUBLIC_REPORT, client_ip=client_ip)  # the row is locked: it is live
+        api_key_revoke(by=by, api_key=api_key)  # the row is locked: it is live
     if first_today:
-        _enqueue_exposed(api_key, secret=which, action=action)
+        _enqueue_exposed(by, api_key, secret=which, action=action)
     return True
 
 
-def _report_enrollment_token(secret: str, client_ip: str | None) -> bool:
+def _report_enrollment_token(secret: str, by: Caller) -> bool:
     now = timezone.now()
-    for token in EnrollmentToken.objects.filter(prefix=keys.display_prefix(secret)):
+    for token in selectors.enrollment_token_list_by_secret(secret=secret):
         if not keys.matches(secret, token.token_digest):
             continue
         if not token.is_usable(now):
@@ -110,32 +110,31 @@ def _report_enrollment_token(secret: str, client_ip: str | None) -> bool:
         if not EnrollmentToken.objects.filter(pk=token.pk, deleted_at__isnull=True).update(deleted_at=now):
             return False
         audit_record(
-            tenant_id=token.tenant_id,
+            by=_reporter(by, token.tenant_id),
             action="enrollment_token.delete",
-            actor=PUBLIC_REPORT,
             target=token,
             changes={"deleted_at": now, "reason": "exposed"},
-            client_ip=client_ip,
         )
         return True
     return False
 
 
 @transaction.atomic
-def credential_report_one(*, credential: str, client_ip: str | None = None) -> Verdict:
+def credential_report_one(*, by: Caller, credential: str) -> Verdict:
+    """Act on one credential `by` whoever reported it (anonymous: only its address counts)."""
     live = False
     if keys.is_well_formed(credential):
         found = selectors.api_key_find_by_secret(secret=credential)
         if found is not None:
-            live = _report_key_secret(found[0], found[1], client_ip)
+            live = _report_key_secret(found[0], found[1], by)
     elif keys.is_well_formed(credential, prefix=keys.ENROLLMENT_TOKEN_PREFIX):
-        live = _report_enrollment_token(credential, client_ip)
+        live = _report_enrollment_token(credential, by)
     return Verdict(credential=credential, label=TRUE_POSITIVE if live else FALSE_POSITIVE)
 
 
-def credentials_report_leaked(*, credentials: list[str], client_ip: str | None = None) -> list[Verdict]:
+def credentials_report_leaked(*, by: Caller, credentials: list[str]) -> list[Verdict]:
     """Act on every live credential among `credentials` (each in its own transaction); a verdict for each.
 
     Malformed strings cost no query, so a report of 1,000 random strings is cheap.
     """
-    return [credential_report_one(credential=credential, client_ip=client_ip) for credential in credentials]
+    return [credential_report_one(by=by, credential=credential) for credential in credentials]

@@ -1,7 +1,9 @@
 import uuid
+from datetime import datetime
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from core.tenancy import TenantQuerySet, tenant_queryset
@@ -11,6 +13,17 @@ class ApiKeyQuerySet(TenantQuerySet):
     def active(self) -> "ApiKeyQuerySet":
         """Not revoked. Expired keys are still listed, so that people see they expired."""
         return self.filter(revoked_at__isnull=True)
+
+    def with_status(self, status: str, now: datetime) -> "ApiKeyQuerySet":
+        """`active`, `disabled` or `expired` (expired wins over disabled)."""
+        expired = Q(expires_at__isnull=False, expires_at__lte=now)
+        if status == "expired":
+            return self.filter(expired)
+        return self.exclude(expired).filter(disabled=(status == "disabled"))
+
+    def unused_since(self, since: datetime) -> "ApiKeyQuerySet":
+        """Keys last used before `since`, or never used and created before it."""
+        return self.filter(Q(last_used_at__lt=since) | Q(last_used_at__isnull=True, created_at__lt=since))
 
 
 class ApiKey(models.Model):

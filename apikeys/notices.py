@@ -16,7 +16,8 @@ from django.utils import timezone
 
 from apikeys import selectors
 from apikeys.models import ApiKey
-from apikeys.services import _jsonable, api_key_policy_of
+from apikeys.services import _jsonable
+from core.caller import Caller
 
 
 @dataclass
@@ -36,21 +37,21 @@ def _key_data(api_key: ApiKey) -> dict:
     }
 
 
-def _send_expiring(tenant_id, days: list[int], now: datetime) -> int:
+def _send_expiring(by: Caller, days: list[int], now: datetime) -> int:
     from webhooks.services import webhook_event_enqueue
 
     if not days:
         return 0
     sent = 0
     horizon = now + timedelta(days=max(days))
-    live = ApiKey.objects.filter(tenant_id=tenant_id, revoked_at__isnull=True, expires_at__gt=now)
+    live = selectors.api_key_list(tenant_id=by.tenant_id, live_at=now).filter(expires_at__isnull=False)
     for api_key in live.filter(expires_at__lte=horizon).select_for_update().order_by("expires_at"):
         already = set(api_key.expiry_notices_sent) if api_key.expiry_notices_for == api_key.expires_at else set()
         due = {d for d in days if api_key.expires_at - now <= timedelta(days=d)} - already
         if not due:
             continue
         webhook_event_enqueue(
-            tenant_id=tenant_id,
+            by=by,
             type="api_key.expiring",
             data={**_key_data(api_key), "days_before_expiry": min(due)},
         )
@@ -62,19 +63,18 @@ def _send_expiring(tenant_id, days: list[int], now: datetime) -> int:
     return sent
 
 
-def _send_unused(tenant_id, after_days: int | None, now: datetime) -> int:
+def _send_unused(by: Caller, after_days: int | None, now: datetime) -> int:
     from webhooks.services import webhook_event_enqueue
 
     if after_days is None:
         return 0
     sent = 0
-    live = ApiKey.objects.filter(tenant_id=tenant_id, revoked_at__isnull=True).exclude(expires_at__lte=now)
-    stale = selectors.api_key_filter_unused_since(live, now - timedelta(days=after_days))
+    stale = selectors.api_key_list(tenant_id=by.tenant_id, live_at=now, unused_since=now - timedelta(days=after_days))
     # Not yet notified, or used again since the last notice.
     rearmed = Q(unused_notified_at__isnull=True) | Q(last_used_at__gt=F("unused_notified_at"))
     for api_key in stale.filter(rearmed).select_for_update().order_by("created_at"):
         webhook_event_enqueue(
-            tenant_id=tenant_id,
+            by=by,
             type="api_key.unused",
             data={**_key_data(api_key), "unused_for_days": after_days},
         )
@@ -97,10 +97,11 @@ def api_key_notices_send(*, tenant_id=None, now: datetime | None = None, on_tena
     if tenant_id is not None:
         endpoints = endpoints.filter(tenant_id=tenant_id)
     for endpoint_tenant_id in endpoints.values_list("tenant_id", flat=True):
-        policy = api_key_policy_of(tenant_id=endpoint_tenant_id)
+        policy = selectors.api_key_policy_get(tenant_id=endpoint_tenant_id)
+        by = Caller.system(tenant_id=endpoint_tenant_id)
         with transaction.atomic():
-            expiring = _send_expiring(endpoint_tenant_id, list(policy.notify_days_before_expiry), now)
-            unused = _send_unused(endpoint_tenant_id, policy.notify_unused_after_days, now)
+            expiring = _send_expiring(by, list(policy.notify_days_before_expiry), now)
+            unused = _send_unused(by, policy.notify_unused_after_days, now)
         counts.expiring += expiring
         counts.unused += unused
         counts.tenants.append((endpoint_tenant_id, expiring, unused))

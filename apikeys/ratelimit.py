@@ -14,6 +14,7 @@ costs its sender nothing but time.
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -67,9 +68,11 @@ def effective_limits(api_key, caps: Limits | None = None) -> Limits:
     )
 
 
-def validate_rate_limit(value: object, *, tier: str) -> dict[str, int | None]:
+def validate_rate_limit(value: object, *, tier: str | Callable[[], str]) -> dict[str, int | None]:
     """`rate_limit` from a request: the two per-minute values (a missing one is null).
 
+    `tier` may be a function that gives it: it is called only when a limit is
+    given (so a key without limits costs no look-up of its tenant's tier).
     Raises ValueError with the messages (unknown member, not a positive whole
     number, above the tier's cap).
     """
@@ -78,15 +81,20 @@ def validate_rate_limit(value: object, *, tier: str) -> dict[str, int | None]:
     problems: list[str] = [
         f"{name!r} is not a rate limit; use {' or '.join(FIELDS)}." for name in value if name not in FIELDS
     ]
-    caps = tier_caps(tier).as_dict()
+    caps: dict[str, int] | None = None
     cleaned: dict[str, int | None] = {}
     for name in FIELDS:
         given = value.get(name)
         if given is None:
             cleaned[name] = None
-        elif type(given) is not int or given < 1:
+            continue
+        if type(given) is not int or given < 1:
             problems.append(f"{name}: must be a whole number of at least 1, or null for the tier's cap.")
-        elif given > caps[name]:
+            continue
+        if caps is None:
+            tier = tier() if callable(tier) else tier
+            caps = tier_caps(tier).as_dict()
+        if given > caps[name]:
             problems.append(f"{name}: at most {caps[name]:,} on the {tier} tier.")
         else:
             cleaned[name] = given

@@ -1,17 +1,78 @@
+"""API keys' reads: the one path views, admins and services read keys, tokens and policies by."""
+
 import weakref
+from collections.abc import Iterable
+from datetime import datetime
 from uuid import UUID
 
 from django.db import connections, router
-from django.db.models import Q
+from django.db.models import Count, Q, QuerySet
 from django.db.models.query import get_related_populators
-from django.utils import timezone
 
 from apikeys import keys
-from apikeys.models import ApiKey, ApiKeyQuerySet
+from apikeys.models import ApiKey, ApiKeyPolicy, ApiKeyQuerySet, EnrollmentToken
+from audit.models import AuditEvent
+from tenants.models import Tenant
 
 
-def api_key_list_active(*, tenant_id: UUID) -> ApiKeyQuerySet:
-    return ApiKey.objects.active().filter(tenant_id=tenant_id)
+def api_key_list(
+    *,
+    tenant_id: UUID | None,
+    live_at: datetime | None = None,
+    ids: Iterable[UUID] | None = None,
+    created_before: datetime | None = None,
+    unused_since: datetime | None = None,
+) -> ApiKeyQuerySet:
+    """The tenant's keys that are not revoked (expired ones too: people see that they expired).
+
+    `live_at`: only those not expired then; `ids`, `created_before`, `unused_since`
+    (last used, or never used and created, before it): only those that match.
+    """
+    queryset = ApiKey.objects.for_tenant(tenant_id).active()
+    if live_at is not None:
+        queryset = queryset.exclude(expires_at__isnull=False, expires_at__lte=live_at)
+    if ids is not None:
+        queryset = queryset.filter(pk__in=ids)
+    if created_before is not None:
+        queryset = queryset.filter(created_at__lt=created_before)
+    if unused_since is not None:
+        queryset = queryset.unused_since(unused_since)
+    return queryset
+
+
+def api_key_policy_get(*, tenant_id: UUID | None) -> ApiKeyPolicy:
+    """The tenant's policy; an unsaved one with the defaults when it never set one."""
+    return ApiKeyPolicy.objects.for_tenant(tenant_id).first() or ApiKeyPolicy(tenant_id=tenant_id)
+
+
+def tenant_tier_get(*, tenant_id: UUID) -> str:
+    """The tenant's tier (its rate-limit caps), without loading the tenant."""
+    return Tenant.objects.filter(pk=tenant_id).values_list("tier", flat=True).get()
+
+
+def api_key_self_rotations_since(*, api_key: ApiKey, since: datetime) -> list[datetime]:
+    """When the key rotated itself after `since`, oldest first (the daily cap of self-rotation)."""
+    return list(
+        AuditEvent.objects.filter(
+            tenant_id=api_key.tenant_id, action="api_key.self_rotate", target_id=str(api_key.pk), occurred_at__gt=since
+        )
+        .order_by("occurred_at")
+        .values_list("occurred_at", flat=True)
+    )
+
+
+def enrollment_token_list(*, tenant_id: UUID | None) -> QuerySet[EnrollmentToken]:
+    """The tenant's tokens that are not deleted, newest first, each with `live_keys` (keys it enrolled)."""
+    return (
+        EnrollmentToken.objects.for_tenant(tenant_id)
+        .not_deleted()
+        .annotate(live_keys=Count("enrolled_keys", filter=Q(enrolled_keys__revoked_at__isnull=True)))
+    )
+
+
+def enrollment_token_list_by_secret(*, secret: str) -> QuerySet[EnrollmentToken]:
+    """Tokens whose display prefix is `secret`'s (almost always one; compare the digest to know)."""
+    return EnrollmentToken.objects.filter(prefix=keys.display_prefix(secret))
 
 
 CURRENT = "current"
@@ -100,18 +161,3 @@ def api_key_find_by_secret(*, secret: str) -> tuple[ApiKey, str] | None:
         if api_key.previous_key_digest and keys.matches(secret, api_key.previous_key_digest):
             return api_key, PREVIOUS
     return None
-
-
-def api_key_filter_status(queryset: ApiKeyQuerySet, status: str, now=None) -> ApiKeyQuerySet:
-    """`active`, `disabled` or `expired` (expired wins over disabled)."""
-    now = now or timezone.now()
-    expired = Q(expires_at__isnull=False, expires_at__lte=now)
-    if status == "expired":
-        return queryset.filter(expired)
-    queryset = queryset.exclude(expired)
-    return queryset.filter(disabled=(status == "disabled"))
-
-
-def api_key_filter_unused_since(queryset: ApiKeyQuerySet, since) -> ApiKeyQuerySet:
-    """Keys last used before `since`, or never used and created before it."""
-    return queryset.filter(Q(last_used_at__lt=since) | Q(last_used_at__isnull=True, created_at__lt=since))

@@ -1,3 +1,6 @@
+"""API keys' writes: every one takes `by: Caller` and scopes by `by.tenant_id`."""
+
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -5,14 +8,13 @@ from typing import Any
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
-from rest_framework.exceptions import Throttled
 
-from apikeys import keys, machine_scope, network, ratelimit, sampling, scopes
+from apikeys import keys, machine_scope, network, ratelimit, sampling, scopes, selectors
 from apikeys.models import ApiKey, ApiKeyPolicy
 from apikeys.selectors import CURRENT, PREVIOUS
 from audit.services import audit_record
-from core.exceptions import Conflict
-from tenants.models import Tenant
+from core import errors
+from core.caller import Caller
 
 NAME_MAX_LENGTH = ApiKey._meta.get_field("name").max_length
 # `last_used_at` is bookkeeping: written at most this often per key, never on every request.
@@ -27,16 +29,17 @@ class IssuedApiKey:
     secret: str
 
 
-class ApiKeyAlreadyRevoked(Exception):
-    pass
-
-
 _UNSET: Any = object()
+# A revoked key answers as a missing one, whoever revoked it and when (the API's 404).
+REVOKED = "Not found."
+EXPIRED_NOT_ROTATED = "An expired key cannot be rotated."
+DISABLED_NOT_ROTATED = "A disabled key cannot be rotated; enable it first."
 
 
-def _actor_user(actor):
-    """The user to store as `created_by`: an API-key principal is not one."""
-    return None if actor is None or getattr(actor, "is_api_key", False) else actor
+def _own(by: Caller, api_key: ApiKey) -> None:
+    """A key of another tenant than the caller's is not found (never acted on)."""
+    if api_key.tenant_id != by.tenant_id:
+        raise errors.NotFound(REVOKED)
 
 
 def _clean_name(name: str, errors: dict[str, list[str]]) -> str:
@@ -70,7 +73,8 @@ def _clean_expires_at(expires_at: datetime | None, errors: dict[str, list[str]])
 
 def _clean_restrictions(
     *,
-    tenant: Tenant,
+    tenant_id,
+    tier: Callable[[], str],
     machines: list[str] | None = _UNSET,
     allowed_cidrs: list[str] = _UNSET,
     rate_limit: dict | None = _UNSET,
@@ -80,7 +84,7 @@ def _clean_restrictions(
     values: dict[str, Any] = {}
     if machines is not _UNSET:
         try:
-            values["machine_ids"] = machine_scope.resolve_machines(tenant_id=tenant.id, value=machines)
+            values["machine_ids"] = machine_scope.resolve_machines(tenant_id=tenant_id, value=machines)
         except ValueError as exc:
             errors["machines"] = exc.args[0]
     if allowed_cidrs is not _UNSET:
@@ -90,7 +94,7 @@ def _clean_restrictions(
             errors["allowed_cidrs"] = exc.args[0]
     if rate_limit is not _UNSET:
         try:
-            limits = ratelimit.validate_rate_limit({} if rate_limit is None else rate_limit, tier=tenant.tier)
+            limits = ratelimit.validate_rate_limit({} if rate_limit is None else rate_limit, tier=tier)
         except ValueError as exc:
             errors["rate_limit"] = exc.args[0]
         else:
@@ -98,15 +102,17 @@ def _clean_restrictions(
     return values
 
 
-def api_key_validate_restrictions(*, tenant: Tenant, **given: Any) -> dict[str, Any]:
-    """Check `machines`, `allowed_cidrs` and/or `rate_limit` as create and update would (for forms).
+def api_key_validate_restrictions(*, api_key: ApiKey, **given: Any) -> dict[str, Any]:
+    """Check `machines`, `allowed_cidrs` and/or `rate_limit` of `api_key` as update would (for forms).
 
     Returns the model field values; raises ValidationError keyed by the given names.
     """
-    errors: dict[str, list[str]] = {}
-    values = _clean_restrictions(tenant=tenant, errors=errors, **given)
-    if errors:
-        raise ValidationError(errors)
+    problems: dict[str, list[str]] = {}
+    values = _clean_restrictions(
+        tenant_id=api_key.tenant_id, tier=lambda: api_key.tenant.tier, errors=problems, **given
+    )
+    if problems:
+        raise ValidationError(problems)
     return values
 
 
@@ -118,68 +124,69 @@ def api_key_validate(
     With `tenant_id`, the tenant's key policy is checked too. Returns the
     stripped name and the expanded scopes; raises ValidationError keyed by field.
     """
-    errors: dict[str, list[str]] = {}
-    name = _clean_name(name, errors)
-    granted = _clean_scopes(scopes_requested, errors)
-    _clean_expires_at(expires_at, errors)
-    if tenant_id is not None and "expires_at" not in errors:
-        policy_error = policy_expiry_error(api_key_policy_of(tenant_id=tenant_id), expires_at, timezone.now())
+    problems: dict[str, list[str]] = {}
+    name = _clean_name(name, problems)
+    granted = _clean_scopes(scopes_requested, problems)
+    _clean_expires_at(expires_at, problems)
+    if tenant_id is not None and "expires_at" not in problems:
+        policy_error = policy_expiry_error(
+            selectors.api_key_policy_get(tenant_id=tenant_id), expires_at, timezone.now()
+        )
         if policy_error:
-            errors["expires_at"] = [policy_error]
-    if errors:
-        raise ValidationError(errors)
+            problems["expires_at"] = [policy_error]
+    if problems:
+        raise ValidationError(problems)
     return name, granted
 
 
 @transaction.atomic
 def api_key_create(
     *,
-    tenant: Tenant,
+    by: Caller,
     name: str,
     scopes_requested: str | list[str] | None = None,
     expires_at: datetime | None = None,
     machines: list[str] | None = None,
     allowed_cidrs: list[str] | None = None,
     rate_limit: dict | None = None,
-    created_by=None,
-    client_ip: str | None = None,
 ) -> IssuedApiKey:
     """Issue a key. `scopes_requested` may be scope and preset names; None means the default.
 
     `machines` (external ids; None = every machine), `allowed_cidrs` (None or
     [] = anywhere) and `rate_limit` (None = the tier's caps) restrict it.
     """
-    errors: dict[str, list[str]] = {}
+    tenant_id = by.tenant_id
+    problems: dict[str, list[str]] = {}
     try:
         name, granted = api_key_validate(
-            name=name, scopes_requested=scopes_requested, expires_at=expires_at, tenant_id=tenant.id
+            name=name, scopes_requested=scopes_requested, expires_at=expires_at, tenant_id=tenant_id
         )
     except ValidationError as exc:
-        errors.update(exc.message_dict)
+        problems.update(exc.message_dict)
     restrictions = _clean_restrictions(
-        tenant=tenant,
+        tenant_id=tenant_id,
+        tier=lambda: selectors.tenant_tier_get(tenant_id=tenant_id),
         machines=machines,
         allowed_cidrs=allowed_cidrs or [],
         rate_limit=rate_limit,
-        errors=errors,
+        errors=problems,
     )
-    if errors:
-        raise ValidationError(errors)
+    if problems:
+        raise ValidationError(problems)
     secret = keys.generate_key()
     api_key = ApiKey.objects.create(
-        tenant=tenant,
+        tenant_id=tenant_id,
         name=name,
         prefix=keys.display_prefix(secret),
         key_digest=keys.digest(secret),
         scopes=granted,
         expires_at=expires_at,
-        created_by=_actor_user(created_by),
+        created_by=by.user,
         **restrictions,
     )
     audit_record(
-        tenant_id=tenant.id,
+        by=by,
         action="api_key.create",
-        actor=created_by,
         target=api_key,
         changes={
             "name": name,
@@ -188,7 +195,6 @@ def api_key_create(
             "expires_at": expires_at.isoformat() if expires_at else None,
             **{field: value for field, value in restrictions.items() if value not in (None, [])},
         },
-        client_ip=client_ip,
     )
     return IssuedApiKey(api_key=api_key, secret=secret)
 
@@ -196,6 +202,7 @@ def api_key_create(
 @transaction.atomic
 def api_key_update(
     *,
+    by: Caller,
     api_key: ApiKey,
     name: str = _UNSET,
     scopes_requested: str | list[str] = _UNSET,
@@ -204,8 +211,6 @@ def api_key_update(
     allowed_cidrs: list[str] = _UNSET,
     rate_limit: dict | None = _UNSET,
     disabled: bool = _UNSET,
-    actor=None,
-    client_ip: str | None = None,
 ) -> ApiKey:
     """Change a key's name, scopes, expiry or restrictions, disable or enable it (PATCH, the admin's
     change form). The secret stays.
@@ -214,33 +219,37 @@ def api_key_update(
     left out is null, the tier's cap). A new `expires_at` must fit the
     tenant's policy (its lifetime counted from creation or the last rotation).
     """
+    _own(by, api_key)
     if api_key.is_revoked:
         raise ValidationError("A revoked key cannot be changed.")
-    errors: dict[str, list[str]] = {}
+    problems: dict[str, list[str]] = {}
     new_values: dict[str, Any] = _clean_restrictions(
-        tenant=api_key.tenant,
+        tenant_id=api_key.tenant_id,
+        tier=lambda: api_key.tenant.tier,
         machines=machines,
         allowed_cidrs=allowed_cidrs,
         rate_limit=rate_limit,
-        errors=errors,
+        errors=problems,
     )
     if name is not _UNSET:
-        new_values["name"] = _clean_name(name, errors)
+        new_values["name"] = _clean_name(name, problems)
     if scopes_requested is not _UNSET:
-        new_values["scopes"] = _clean_scopes(scopes_requested, errors)
+        new_values["scopes"] = _clean_scopes(scopes_requested, problems)
     if expires_at is not _UNSET and expires_at != api_key.expires_at:
-        _clean_expires_at(expires_at, errors)
-        if "expires_at" not in errors:
+        _clean_expires_at(expires_at, problems)
+        if "expires_at" not in problems:
             policy_error = policy_expiry_error(
-                api_key_policy_of(tenant_id=api_key.tenant_id), expires_at, api_key.rotated_at or api_key.created_at
+                selectors.api_key_policy_get(tenant_id=api_key.tenant_id),
+                expires_at,
+                api_key.rotated_at or api_key.created_at,
             )
             if policy_error:
-                errors["expires_at"] = [policy_error]
+                problems["expires_at"] = [policy_error]
         new_values["expires_at"] = expires_at
     if disabled is not _UNSET:
         new_values["disabled"] = bool(disabled)
-    if errors:
-        raise ValidationError(errors)
+    if problems:
+        raise ValidationError(problems)
     changes = {
         field: [_jsonable(getattr(api_key, field)), _jsonable(value)]
         for field, value in new_values.items()
@@ -251,14 +260,7 @@ def api_key_update(
     for field in changes:
         setattr(api_key, field, new_values[field])
     api_key.save(update_fields=list(changes))
-    audit_record(
-        tenant_id=api_key.tenant_id,
-        action="api_key.update",
-        actor=actor,
-        target=api_key,
-        changes=changes,
-        client_ip=client_ip,
-    )
+    audit_record(by=by, action="api_key.update", target=api_key, changes=changes)
     return api_key
 
 
@@ -267,25 +269,19 @@ def _jsonable(value):
 
 
 @transaction.atomic
-def api_key_revoke(*, api_key: ApiKey, actor=None, client_ip: str | None = None) -> ApiKey:
+def api_key_revoke(*, by: Caller, api_key: ApiKey) -> ApiKey:
     """Revoke a key; it stops authenticating at once.
 
-    Raises ApiKeyAlreadyRevoked if it was revoked before (also by a concurrent
+    Raises errors.NotFound (404) if it was revoked before (also by a concurrent
     request: the conditional update lets exactly one of them win).
     """
+    _own(by, api_key)
     now = timezone.now()
     updated = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
     if not updated:
-        raise ApiKeyAlreadyRevoked(f"API key {api_key.pk} is already revoked.")
+        raise errors.NotFound(REVOKED)
     api_key.revoked_at = now
-    audit_record(
-        tenant_id=api_key.tenant_id,
-        action="api_key.revoke",
-        actor=actor,
-        target=api_key,
-        changes={"revoked_at": now.isoformat()},
-        client_ip=client_ip,
-    )
+    audit_record(by=by, action="api_key.revoke", target=api_key, changes={"revoked_at": now.isoformat()})
     return api_key
 
 
@@ -326,27 +322,29 @@ IP_DENIED_SAMPLE_SECONDS = 60
 
 
 @transaction.atomic
-def api_key_ip_denied(*, api_key: ApiKey, client_ip: str | None) -> bool:
-    """Record that the key was refused for its address: at most once per key per minute; True if recorded.
+def api_key_ip_denied(*, by: Caller, api_key: ApiKey) -> bool:
+    """Record that the key was refused for `by.client_ip`: at most once per key per minute; True if recorded.
 
     A key used from the wrong network is usually a misconfigured gateway that
     retries every few seconds, so the audit trail and the tenant's webhook get
     a sample, not a flood: an `api_key.ip_denied` audit event and webhook.
+    `by` is the system on the key's tenant (authentication builds it): the key
+    was refused, so it is not the actor.
     """
     from webhooks.services import webhook_event_enqueue
 
+    _own(by, api_key)
     if not sampling.first_in(f"ipdenied:{api_key.pk}", seconds=IP_DENIED_SAMPLE_SECONDS):
         return False
+    client_ip = by.client_ip
     audit_record(
-        tenant_id=api_key.tenant_id,
+        by=by,
         action="api_key.ip_denied",
-        actor=None,
         target=api_key,
         changes={"ip": client_ip, "allowed_cidrs": list(api_key.allowed_cidrs)},
-        client_ip=client_ip,
     )
     webhook_event_enqueue(
-        tenant_id=api_key.tenant_id,
+        by=by,
         type="api_key.ip_denied",
         data={
             "key_id": str(api_key.pk),
@@ -368,11 +366,6 @@ POLICY_DEFAULTS: dict[str, Any] = {
     "notify_unused_after_days": None,
     "leaked_key_action": ApiKeyPolicy.LeakedKeyAction.REVOKE,
 }
-
-
-def api_key_policy_of(*, tenant_id) -> ApiKeyPolicy:
-    """The tenant's policy; an unsaved one with the defaults when it never set one."""
-    return ApiKeyPolicy.objects.filter(tenant_id=tenant_id).first() or ApiKeyPolicy(tenant_id=tenant_id)
 
 
 def policy_expiry_error(policy: ApiKeyPolicy, expires_at: datetime | None, lifetime_start: datetime) -> str | None:
@@ -397,15 +390,13 @@ def policy_violations(policy: ApiKeyPolicy, api_key: ApiKey) -> list[str]:
 
 
 def _check_policy(*, tenant_id, expires_at: datetime | None, lifetime_start: datetime) -> None:
-    error = policy_expiry_error(api_key_policy_of(tenant_id=tenant_id), expires_at, lifetime_start)
+    error = policy_expiry_error(selectors.api_key_policy_get(tenant_id=tenant_id), expires_at, lifetime_start)
     if error:
         raise ValidationError({"expires_at": [error]})
 
 
 @transaction.atomic
-def api_key_policy_update(
-    *, tenant: Tenant, values: dict[str, Any], actor=None, client_ip: str | None = None
-) -> tuple[ApiKeyPolicy, str | None]:
+def api_key_policy_update(*, by: Caller, values: dict[str, Any]) -> tuple[ApiKeyPolicy, str | None]:
     """Replace the tenant's policy (omitted fields take their defaults).
 
     `values` may carry `webhook_url`; returns the policy and the new webhook
@@ -416,25 +407,19 @@ def api_key_policy_update(
     unknown = set(values) - set(POLICY_DEFAULTS) - {"webhook_url"}
     if unknown:
         raise ValidationError({field: ["Unknown field."] for field in sorted(unknown)})
-    policy = ApiKeyPolicy.objects.select_for_update().filter(tenant=tenant).first() or ApiKeyPolicy(tenant=tenant)
+    tenant_id = by.tenant_id
+    policy = ApiKeyPolicy.objects.select_for_update().for_tenant(tenant_id).first() or ApiKeyPolicy(tenant_id=tenant_id)
     before = {field: getattr(policy, field) for field in POLICY_DEFAULTS}
     new = {**POLICY_DEFAULTS, **{k: v for k, v in values.items() if k != "webhook_url"}}
     new["notify_days_before_expiry"] = sorted(set(new["notify_days_before_expiry"]), reverse=True)
     for field, value in new.items():
         setattr(policy, field, value)
     policy.save()
-    endpoint_change = webhook_endpoint_set(tenant_id=tenant.id, url=values.get("webhook_url"))
+    endpoint_change = webhook_endpoint_set(by=by, url=values.get("webhook_url"))
     changes = {field: [before[field], new[field]] for field in POLICY_DEFAULTS if before[field] != new[field]}
     if endpoint_change.changed:
         changes["webhook_url"] = [endpoint_change.old_origin, endpoint_change.new_origin]
-    audit_record(
-        tenant_id=tenant.id,
-        action="api_key_policy.update",
-        actor=actor,
-        target=policy,
-        changes=changes,
-        client_ip=client_ip,
-    )
+    audit_record(by=by, action="api_key_policy.update", target=policy, changes=changes)
     return policy, endpoint_change.secret
 
 
@@ -447,11 +432,12 @@ SELF_ROTATIONS_PER_DAY = 10
 ROTATE_WITH_CURRENT = "Rotate with the current secret of this key."
 
 
-def _locked_live_key(api_key: ApiKey) -> ApiKey:
-    """The key's row, locked until the transaction ends; revoked → 404 (ApiKeyAlreadyRevoked)."""
+def _locked_live_key(by: Caller, api_key: ApiKey) -> ApiKey:
+    """The key's row, locked until the transaction ends; revoked or another tenant's → errors.NotFound (404)."""
+    _own(by, api_key)
     locked = ApiKey.objects.select_for_update().filter(pk=api_key.pk).first()
     if locked is None or locked.is_revoked:
-        raise ApiKeyAlreadyRevoked(f"API key {api_key.pk} is revoked.")
+        raise errors.NotFound(REVOKED)
     return locked
 
 
@@ -499,6 +485,13 @@ def _rotate_locked(
     return secret, changes
 
 
+def _check_rotatable(api_key: ApiKey, now: datetime) -> None:
+    if api_key.is_expired(now):
+        raise errors.Conflict(EXPIRED_NOT_ROTATED)
+    if api_key.disabled:
+        raise errors.Conflict(DISABLED_NOT_ROTATED)
+
+
 def _validate_overlap(overlap_seconds: int, minimum: int) -> None:
     if not isinstance(overlap_seconds, int) or isinstance(overlap_seconds, bool):
         raise ValidationError({"overlap_seconds": ["A whole number of seconds."]})
@@ -508,11 +501,11 @@ def _validate_overlap(overlap_seconds: int, minimum: int) -> None:
         )
 
 
-def _enqueue_rotated(api_key: ApiKey, *, self_rotation: bool) -> None:
+def _enqueue_rotated(by: Caller, api_key: ApiKey, *, self_rotation: bool) -> None:
     from webhooks.services import webhook_event_enqueue
 
     webhook_event_enqueue(
-        tenant_id=api_key.tenant_id,
+        by=by,
         type="api_key.rotated",
         data={
             "key_id": str(api_key.pk),
@@ -528,53 +521,40 @@ def _enqueue_rotated(api_key: ApiKey, *, self_rotation: bool) -> None:
 @transaction.atomic
 def api_key_rotate(
     *,
+    by: Caller,
     api_key: ApiKey,
     overlap_seconds: int = DEFAULT_OVERLAP_SECONDS,
     expires_at: datetime | None = _UNSET,
-    actor=None,
-    client_ip: str | None = None,
 ) -> IssuedApiKey:
     """Give the key a new secret; the used old one keeps working for `overlap_seconds`.
 
     The row is locked for the whole swap, so concurrent rotations run one
     after the other and at most two secrets are ever live. Revoked →
-    ApiKeyAlreadyRevoked (404); expired or disabled → Conflict (409).
+    errors.NotFound (404); expired or disabled → errors.Conflict (409).
     """
     _validate_overlap(overlap_seconds, 0)
-    errors: dict[str, list[str]] = {}
+    problems: dict[str, list[str]] = {}
     if expires_at is not _UNSET:
-        _clean_expires_at(expires_at, errors)
-    if errors:
-        raise ValidationError(errors)
-    api_key = _locked_live_key(api_key)
+        _clean_expires_at(expires_at, problems)
+    if problems:
+        raise ValidationError(problems)
+    api_key = _locked_live_key(by, api_key)
     now = timezone.now()
-    if api_key.is_expired(now):
-        raise Conflict("An expired key cannot be rotated.")
-    if api_key.disabled:
-        raise Conflict("A disabled key cannot be rotated; enable it first.")
+    _check_rotatable(api_key, now)
     _check_policy(
         tenant_id=api_key.tenant_id,
         expires_at=api_key.expires_at if expires_at is _UNSET else expires_at,
         lifetime_start=now,
     )
     secret, changes = _rotate_locked(api_key=api_key, overlap_seconds=overlap_seconds, expires_at=expires_at, now=now)
-    audit_record(
-        tenant_id=api_key.tenant_id,
-        action="api_key.rotate",
-        actor=actor,
-        target=api_key,
-        changes=changes,
-        client_ip=client_ip,
-    )
-    _enqueue_rotated(api_key, self_rotation=False)
+    audit_record(by=by, action="api_key.rotate", target=api_key, changes=changes)
+    _enqueue_rotated(by, api_key, self_rotation=False)
     return IssuedApiKey(api_key=api_key, secret=secret)
 
 
 @transaction.atomic
-def api_key_self_rotate(
-    *, principal, overlap_seconds: int = DEFAULT_OVERLAP_SECONDS, client_ip: str | None = None
-) -> IssuedApiKey:
-    """A key rotating itself (POST /agent/key/rotate).
+def api_key_self_rotate(*, by: Caller, overlap_seconds: int = DEFAULT_OVERLAP_SECONDS) -> IssuedApiKey:
+    """A key rotating itself (POST /agent/key/rotate): `by.principal` is the key's ApiKeyPrincipal.
 
     With the current secret: as api_key_rotate. With the previous secret,
     within its overlap, while the current one was never used: the unused
@@ -582,10 +562,11 @@ def api_key_self_rotate(
     Anything else → PermissionDenied, so a stolen old secret cannot lock the
     real agent out. At most SELF_ROTATIONS_PER_DAY per key per 24 hours.
     """
-    from audit.models import AuditEvent
-
+    principal = by.principal
+    if not by.is_api_key:
+        raise PermissionDenied(ROTATE_WITH_CURRENT)
     _validate_overlap(overlap_seconds, SELF_ROTATION_MIN_OVERLAP_SECONDS)
-    api_key = _locked_live_key(principal.api_key)
+    api_key = _locked_live_key(by, principal.api_key)
     now = timezone.now()
     if principal.secret == PREVIOUS:
         # Re-read under the lock: the secret the agent holds must still be this key's previous one.
@@ -593,32 +574,18 @@ def api_key_self_rotate(
             raise PermissionDenied(ROTATE_WITH_CURRENT)
     elif api_key.key_digest != principal.api_key.key_digest:
         raise PermissionDenied(ROTATE_WITH_CURRENT)  # rotated meanwhile by someone else
-    if api_key.is_expired(now):
-        raise Conflict("An expired key cannot be rotated.")
-    if api_key.disabled:
-        raise Conflict("A disabled key cannot be rotated; enable it first.")
-    day_ago = now - timedelta(days=1)
-    recent = AuditEvent.objects.filter(
-        tenant_id=api_key.tenant_id, action="api_key.self_rotate", target_id=str(api_key.pk), occurred_at__gt=day_ago
-    ).order_by("occurred_at")
-    if recent.count() >= SELF_ROTATIONS_PER_DAY:
-        oldest = recent.first()
-        wait = max(1, int((oldest.occurred_at + timedelta(days=1) - now).total_seconds()))
-        raise Throttled(
-            wait=wait, detail=f"A key may rotate itself at most {SELF_ROTATIONS_PER_DAY} times in 24 hours."
+    _check_rotatable(api_key, now)
+    recent = selectors.api_key_self_rotations_since(api_key=api_key, since=now - timedelta(days=1))
+    if len(recent) >= SELF_ROTATIONS_PER_DAY:
+        wait = max(1, int((recent[0] + timedelta(days=1) - now).total_seconds()))
+        raise errors.Throttled(
+            f"A key may rotate itself at most {SELF_ROTATIONS_PER_DAY} times in 24 hours.", retry_after=wait
         )
     _check_policy(tenant_id=api_key.tenant_id, expires_at=api_key.expires_at, lifetime_start=now)
     secret, changes = _rotate_locked(api_key=api_key, overlap_seconds=overlap_seconds, expires_at=_UNSET, now=now)
     changes["with_secret"] = principal.secret
-    audit_record(
-        tenant_id=api_key.tenant_id,
-        action="api_key.self_rotate",
-        actor=principal,
-        target=api_key,
-        changes=changes,
-        client_ip=client_ip,
-    )
-    _enqueue_rotated(api_key, self_rotation=True)
+    audit_record(by=by, action="api_key.self_rotate", target=api_key, changes=changes)
+    _enqueue_rotated(by, api_key, self_rotation=True)
     return IssuedApiKey(api_key=api_key, secret=secret)
 
 
@@ -627,33 +594,26 @@ def api_key_self_rotate(
 
 def api_key_bulk_revoke(
     *,
-    tenant_id,
+    by: Caller,
     ids: list | None = None,
     created_before: datetime | None = None,
     unused_since: datetime | None = None,
     dry_run: bool = False,
-    actor=None,
-    client_ip: str | None = None,
 ) -> dict[str, Any]:
     """Revoke the tenant's live keys that match every given criterion.
 
     Unknown and other tenants' ids are ignored. Each key is revoked by
     api_key_revoke (its own audit event), plus one `api_key.bulk_revoke`.
     """
-    from apikeys.selectors import api_key_filter_unused_since
-
     if ids is None and created_before is None and unused_since is None:
         raise ValidationError({"detail": ["Give at least one of ids, created_before, unused_since."]})
-    now = timezone.now()
-    queryset = ApiKey.objects.filter(tenant_id=tenant_id, revoked_at__isnull=True).exclude(
-        expires_at__isnull=False, expires_at__lte=now
+    queryset = selectors.api_key_list(
+        tenant_id=by.tenant_id,
+        live_at=timezone.now(),
+        ids=ids,
+        created_before=created_before,
+        unused_since=unused_since,
     )
-    if ids is not None:
-        queryset = queryset.filter(pk__in=ids)
-    if created_before is not None:
-        queryset = queryset.filter(created_at__lt=created_before)
-    if unused_since is not None:
-        queryset = api_key_filter_unused_since(queryset, unused_since)
     matched = list(queryset.order_by("created_at").values_list("pk", flat=True))
     if dry_run:
         return {"revoked": 0, "would_revoke": len(matched), "ids": [str(pk) for pk in matched]}
@@ -661,14 +621,13 @@ def api_key_bulk_revoke(
     with transaction.atomic():
         for api_key in ApiKey.objects.filter(pk__in=matched):
             try:
-                api_key_revoke(api_key=api_key, actor=actor, client_ip=client_ip)
-            except ApiKeyAlreadyRevoked:
+                api_key_revoke(by=by, api_key=api_key)
+            except errors.NotFound:
                 continue  # a concurrent revoke got there first
             revoked.append(str(api_key.pk))
         audit_record(
-            tenant_id=tenant_id,
+            by=by,
             action="api_key.bulk_revoke",
-            actor=actor,
             target_type="apikey",
             changes={
                 "criteria": {
@@ -678,6 +637,5 @@ def api_key_bulk_revoke(
                 },
                 "revoked": revoked,
             },
-            client_ip=client_ip,
         )
     return {"revoked": len(revoked)}

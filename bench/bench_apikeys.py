@@ -149,6 +149,7 @@ def _restricted_figures(ctx: Context) -> list[Measurement]:
     from apikeys import redis_store
     from apikeys.models import ApiKey
     from apikeys.services import api_key_create
+    from core.caller import Caller
     from telemetry.models import Machine
     from tenants.models import Tenant
 
@@ -161,8 +162,10 @@ def _restricted_figures(ctx: Context) -> list[Measurement]:
     # Enterprise: the tier caps (60,000 a minute, per key and for the tenant) stay above what the bench sends.
     tenant = Tenant.objects.create(name="Bench Floor", tier="enterprise")
     machine = Machine.objects.create(tenant=tenant, external_id="line3-press", name="Line 3 press")
-    plain = api_key_create(tenant=tenant, name="plain", scopes_requested="edge_agent")
-    restricted = api_key_create(tenant=tenant, name="restricted", scopes_requested=["edge_agent", "read_only"])
+    plain = api_key_create(by=Caller.system(tenant_id=tenant.id), name="plain", scopes_requested="edge_agent")
+    restricted = api_key_create(
+        by=Caller.system(tenant_id=tenant.id), name="restricted", scopes_requested=["edge_agent", "read_only"]
+    )
     # The client's network last of 50, so the allowlist check walks them all.
     cidrs = [f"10.{n}.0.0/16" for n in range(49)] + ["127.0.0.0/8"]
     ApiKey.objects.filter(pk=restricted.api_key.pk).update(
@@ -225,11 +228,12 @@ def _rotated_figures(ctx: Context, jwt_header: str, tenant) -> list[Measurement]
     from django.db import connection
 
     from apikeys.services import api_key_create, api_key_rotate
+    from core.caller import Caller
 
-    issued = api_key_create(tenant=tenant, name="bench rotated", scopes_requested="read_only")
+    issued = api_key_create(by=Caller.system(tenant_id=tenant.id), name="bench rotated", scopes_requested="read_only")
     client = Client(HTTP_HOST="127.0.0.1")
     _per_request_seconds(client, f"Bearer {issued.secret}", 1)  # used: the rotation keeps it as the previous
-    rotated = api_key_rotate(api_key=issued.api_key, overlap_seconds=3600)
+    rotated = api_key_rotate(by=Caller.system(tenant_id=tenant.id), api_key=issued.api_key, overlap_seconds=3600)
     headers = {"current": f"Bearer {rotated.secret}", "previous": f"Bearer {issued.secret}", "jwt": jwt_header}
     for header in headers.values():
         _per_request_seconds(client, header, 50)
@@ -279,13 +283,14 @@ def _rotated_figures(ctx: Context, jwt_header: str, tenant) -> list[Measurement]
 def run(ctx: Context) -> list[Measurement]:
     ctx.truncate_all()
     from apikeys.services import api_key_create
+    from core.caller import Caller
     from tenants.models import Tenant
     from users.models import Role, User
     from users.tokens import token_pair_for
 
     tenant = Tenant.objects.create(name="Bench Plant", tier="professional")
     user = User.objects.create_user("bench@haltless.test", "Bench-Password-42!", tenant=tenant, role=Role.VIEWER)
-    issued = api_key_create(tenant=tenant, name="bench", scopes_requested="read_only")
+    issued = api_key_create(by=Caller.system(tenant_id=tenant.id), name="bench", scopes_requested="read_only")
     key_header = f"Bearer {issued.secret}"
     jwt_header = f"Bearer {token_pair_for(user)['access']}"
 

@@ -47,6 +47,7 @@ NAMES = {
 
 def create_fleet() -> tuple[list[dict], list[dict]]:
     from apikeys.services import api_key_create
+    from core.caller import Caller
     from telemetry.models import Machine, Sensor
     from tenants.models import Tenant
 
@@ -57,14 +58,20 @@ def create_fleet() -> tuple[list[dict], list[dict]]:
     Sensor.objects.bulk_create(Sensor(machine=m, key=key, kind=kind) for m in machines for key, kind in SENSORS)
     agents = [
         {
-            "key": api_key_create(tenant=tenant, name=f"agent {n:03d}", scopes_requested=["ingest", "agent"]).secret,
+            "key": api_key_create(
+                by=Caller.system(tenant_id=tenant.id), name=f"agent {n:03d}", scopes_requested=["ingest", "agent"]
+            ).secret,
             "machine": m.external_id,
             "sensors": [key for key, _ in SENSORS],
         }
         for n, m in enumerate(machines)
     ]
     readers = [
-        {"key": api_key_create(tenant=tenant, name=f"dashboard {n}", scopes_requested="read_only").secret}
+        {
+            "key": api_key_create(
+                by=Caller.system(tenant_id=tenant.id), name=f"dashboard {n}", scopes_requested="read_only"
+            ).secret
+        }
         for n in range(READERS)
     ]
     return agents, readers

@@ -102,6 +102,7 @@ def drive(spec: dict, workdir: Path, name: str) -> dict:
 
 def _setup(count: int) -> dict:
     from apikeys.services import api_key_create
+    from core.caller import Caller
     from telemetry.services import machine_create
     from tenants.models import Tenant
     from users.models import Role
@@ -117,7 +118,9 @@ def _setup(count: int) -> dict:
             sensors=[("temp", "temperature"), ("pressure", "pressure")],
         )
     keys = [
-        api_key_create(tenant=tenant, name=f"agent {n}", scopes_requested=["agent", "read:machines"]).secret
+        api_key_create(
+            by=Caller.system(tenant_id=tenant.id), name=f"agent {n}", scopes_requested=["agent", "read:machines"]
+        ).secret
         for n in range(count)
     ]
     user = UserFactory(tenant=tenant, role=Role.VIEWER, email="hotpaths@bench.test")

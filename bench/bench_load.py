@@ -102,6 +102,7 @@ def run(ctx: Context) -> list[Measurement]:
 def create_agents() -> list[dict]:
     """A tenant with one machine of five sensors per agent, and a key per agent."""
     from apikeys.services import api_key_create
+    from core.caller import Caller
     from telemetry.models import Machine, Sensor
     from tenants.services import tenant_create
 
@@ -112,7 +113,9 @@ def create_agents() -> list[dict]:
     for number in range(AGENT_COUNT):
         machine = Machine.objects.create(tenant=tenant, external_id=f"press-{number:03d}", name=f"Press {number}")
         Sensor.objects.bulk_create(Sensor(machine=machine, key=key, kind=kind) for key, kind in SENSORS)
-        issued = api_key_create(tenant=tenant, name=f"agent {number:03d}", scopes_requested=SCOPES)
+        issued = api_key_create(
+            by=Caller.system(tenant_id=tenant.id), name=f"agent {number:03d}", scopes_requested=SCOPES
+        )
         agents.append({"key": issued.secret, "machine": machine.external_id, "sensors": [key for key, _ in SENSORS]})
     return agents
 

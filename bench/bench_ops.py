@@ -37,10 +37,11 @@ OBSERVABILITY = "core.middleware.RequestObservabilityMiddleware"
 def run(ctx: Context) -> list[Measurement]:
     ctx.truncate_all()
     from apikeys.services import api_key_create
+    from core.caller import Caller
     from tenants.models import Tenant
 
     tenant = Tenant.objects.create(name="Bench Plant", tier="enterprise")
-    issued = api_key_create(tenant=tenant, name="bench agent", scopes_requested="edge_agent")
+    issued = api_key_create(by=Caller.system(tenant_id=tenant.id), name="bench agent", scopes_requested="edge_agent")
     rounds, per_round = ctx.scale(41, 5), ctx.scale(50, 30)
     with tempfile.TemporaryDirectory(prefix="haltless-bench-metrics-") as metrics_dir:
         child = subprocess.run(

@@ -42,6 +42,7 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 
 def _setup():
     from apikeys.services import api_key_create
+    from core.caller import Caller
     from telemetry.services import machine_create
     from tenants.models import Tenant
 
@@ -53,8 +54,10 @@ def _setup():
         sensors=[(f"s{i}", "temperature") for i in range(SENSOR_COUNT)],
     )
     sensor_ids = dict(machine.sensors.values_list("key", "id"))
-    agent = api_key_create(tenant=tenant, name="bench agent", scopes_requested="edge_agent")
-    dashboard = api_key_create(tenant=tenant, name="bench dashboard", scopes_requested="read_only")
+    agent = api_key_create(by=Caller.system(tenant_id=tenant.id), name="bench agent", scopes_requested="edge_agent")
+    dashboard = api_key_create(
+        by=Caller.system(tenant_id=tenant.id), name="bench dashboard", scopes_requested="read_only"
+    )
     return tenant, sensor_ids, agent.secret, dashboard.secret
 
 

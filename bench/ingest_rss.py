@@ -23,12 +23,15 @@ def main() -> None:
     from django.test import Client
 
     from apikeys.services import api_key_create
+    from core.caller import Caller
     from telemetry.services import MAX_BATCH_SIZE, machine_create
     from tenants.models import Tenant
 
     tenant = Tenant.objects.create(name="Bench RSS", tier="enterprise")
     machine_create(tenant=tenant, external_id="rss", name="RSS", sensors=[(f"s{i}", "temperature") for i in range(10)])
-    secret = api_key_create(tenant=tenant, name="rss agent", scopes_requested="edge_agent").secret
+    secret = api_key_create(
+        by=Caller.system(tenant_id=tenant.id), name="rss agent", scopes_requested="edge_agent"
+    ).secret
     client = Client()
     start = datetime(2025, 1, 1, tzinfo=UTC)
 

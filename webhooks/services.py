@@ -1,6 +1,6 @@
 """The webhook outbox: enqueue in the causing transaction, send later, record every attempt.
 
-Other apps call `webhook_event_enqueue(tenant_id=..., type=..., data=...)` inside
+Other apps call `webhook_event_enqueue(by=..., type=..., data=...)` (the event is `by.tenant_id`'s) inside
 their own transaction; nothing is sent until it commits, and never inside the
 request: the Celery worker sends it (a task per delivery plus a sweep every
 minute), or, in the embedded mode without a broker, a background thread.
@@ -24,9 +24,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import audit_record
-from core import metrics
+from core import errors, metrics
+from core.caller import Caller
 from settings_app.crypto import decrypt_secret, encrypt_secret
-from webhooks import sender
+from webhooks import selectors, sender
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
@@ -59,19 +60,33 @@ class EndpointChange:
     new_origin: str | None
 
 
-def webhook_endpoint_url(*, tenant_id) -> str | None:
-    return WebhookEndpoint.objects.filter(tenant_id=tenant_id).values_list("url", flat=True).first()
+WEBHOOK_URL_SCHEME = "Enter an http:// or https:// URL."
 
 
-def webhook_endpoint_set(*, tenant_id, url: str | None) -> EndpointChange:
-    """Set, keep or clear the tenant's webhook URL. A new URL gets a new secret (returned once)."""
-    current = WebhookEndpoint.objects.select_for_update().filter(tenant_id=tenant_id).first()
+def webhook_url_scheme_ok(url: str) -> bool:
+    return url.strip().lower().startswith(("http://", "https://"))
+
+
+def webhook_url_validate(url: str) -> str:
+    """A webhook URL about to be saved, stripped; ValidationError on `webhook_url` (API and admin alike)."""
+    if not webhook_url_scheme_ok(url):
+        raise ValidationError({"webhook_url": [WEBHOOK_URL_SCHEME]})
+    try:
+        return sender.validate_webhook_url(url)
+    except sender.WebhookUrlRefused as exc:
+        raise ValidationError({"webhook_url": [str(exc)]}) from None
+
+
+def webhook_endpoint_set(*, by: Caller, url: str | None) -> EndpointChange:
+    """Set, keep or clear the tenant's webhook URL. A new URL gets a new secret (returned once).
+
+    Not audited here: the caller's own change (the key policy) records the origins.
+    """
+    tenant_id = by.tenant_id
+    current = WebhookEndpoint.objects.select_for_update().for_tenant(tenant_id).first()
     old_url = current.url if current else None
     if url is not None and url.strip() != old_url:
-        try:
-            url = sender.validate_webhook_url(url)
-        except sender.WebhookUrlRefused as exc:
-            raise ValidationError({"webhook_url": [str(exc)]}) from None
+        url = webhook_url_validate(url)
     url = url.strip() if url is not None else None
     if url == old_url:
         return EndpointChange(False, None, origin_of(old_url), origin_of(url))
@@ -88,14 +103,15 @@ def webhook_endpoint_set(*, tenant_id, url: str | None) -> EndpointChange:
 # --- Enqueue ---------------------------------------------------------------------------------
 
 
-def webhook_event_enqueue(*, tenant_id, type: str, data: dict[str, Any]) -> WebhookDelivery | None:
-    """Put an event in the outbox, in the caller's transaction; None when the tenant has no webhook URL.
+def webhook_event_enqueue(*, by: Caller, type: str, data: dict[str, Any]) -> WebhookDelivery | None:
+    """Put an event of `by.tenant_id` in the outbox, in the caller's transaction; None without a webhook URL.
 
     It is sent once that transaction commits (and only if it does).
     """
     if type not in EVENT_TYPES:
         raise ValueError(f"Unknown webhook event type {type!r}.")
-    if not WebhookEndpoint.objects.filter(tenant_id=tenant_id).exists():
+    tenant_id = by.tenant_id
+    if not WebhookEndpoint.objects.for_tenant(tenant_id).exists():
         return None
     now = timezone.now()
     event_id = uuid.uuid4()
@@ -163,7 +179,7 @@ def webhook_delivery_attempt(*, delivery_id, now: datetime | None = None) -> Web
     delivery = _claim(delivery_id, now)
     if delivery is None:
         return None
-    endpoint = WebhookEndpoint.objects.filter(tenant_id=delivery.tenant_id).first()
+    endpoint = selectors.webhook_endpoint_get(tenant_id=delivery.tenant_id)
     secret = decrypt_secret(endpoint.secret_encrypted) if endpoint else None
     seconds = None
     if endpoint is None or secret is None:
@@ -226,8 +242,13 @@ def webhook_deliveries_purge(*, now: datetime | None = None) -> int:
 
 
 @transaction.atomic
-def webhook_delivery_redeliver(*, delivery: WebhookDelivery, actor=None, client_ip: str | None = None):
-    """Send an event again: a new delivery with the same event id and body."""
+def webhook_delivery_redeliver(*, by: Caller, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Send an event again: a new delivery with the same event id and body.
+
+    Audited as `webhook_delivery.redeliver` (CONTRACT.md names no action for it; see the README).
+    """
+    if delivery.tenant_id != by.tenant_id:
+        raise errors.NotFound()
     again = WebhookDelivery.objects.create(
         tenant_id=delivery.tenant_id,
         event_id=delivery.event_id,
@@ -236,12 +257,10 @@ def webhook_delivery_redeliver(*, delivery: WebhookDelivery, actor=None, client_
         next_attempt_at=timezone.now(),
     )
     audit_record(
-        tenant_id=delivery.tenant_id,
+        by=by,
         action="webhook_delivery.redeliver",
-        actor=actor,
         target=again,
         changes={"event_id": str(delivery.event_id), "type": delivery.type, "of_delivery": str(delivery.pk)},
-        client_ip=client_ip,
     )
     transaction.on_commit(lambda: _dispatch(again.pk))
     return again

@@ -34,7 +34,9 @@ rows = [
 ]
 readings_bulk_insert(tenant_id=tenant.id, rows=rows)
 key = api_key_create(
-    tenant=tenant, name="fuzz key", scopes_requested=["ingest", "agent", "read:machines", "read:sensors"]
+    by=Caller.system(tenant_id=tenant.id),
+    name="fuzz key",
+    scopes_requested=["ingest", "agent", "read:machines", "read:sensors"],
 )
 print(
     "FUZZ-IDENTITY "

@@ -1,4 +1,4 @@
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from apikeys import enrollment, machine_scope
@@ -60,7 +60,8 @@ class EnrollmentTokenOutputSerializer(serializers.ModelSerializer):
         return getattr(token, "live_keys", 0)
 
 
-class EnrollmentTokenCreatedSerializer(EnrollmentTokenOutputSerializer):
+@extend_schema_serializer(component_name="EnrollmentTokenCreated")
+class EnrollmentTokenCreatedOutputSerializer(EnrollmentTokenOutputSerializer):
     token = serializers.SerializerMethodField(help_text="The token itself (`hlte_…`): shown this once.")
 
     class Meta(EnrollmentTokenOutputSerializer.Meta):
@@ -84,7 +85,8 @@ class EnrollInputSerializer(StrictSerializer):
     )
 
 
-class EnrolledSerializer(serializers.Serializer):
+@extend_schema_serializer(component_name="Enrolled")
+class EnrolledOutputSerializer(serializers.Serializer):
     key = serializers.CharField(help_text="The device's API key (`hlts_…`): shown this once.")
     key_id = serializers.UUIDField()
     name = serializers.CharField(help_text="`<token name>/<hostname>`.")

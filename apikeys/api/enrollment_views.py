@@ -4,20 +4,19 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apikeys import enrollment, machine_scope
+from apikeys import enrollment, machine_scope, selectors
 from apikeys.api.enrollment_serializers import (
-    EnrolledSerializer,
+    EnrolledOutputSerializer,
     EnrollInputSerializer,
-    EnrollmentTokenCreatedSerializer,
+    EnrollmentTokenCreatedOutputSerializer,
     EnrollmentTokenCreateInputSerializer,
     EnrollmentTokenDeleteQuerySerializer,
     EnrollmentTokenOutputSerializer,
 )
 from apikeys.api.views import _no_store
 from apikeys.authentication import EnrollmentTokenAuthentication, EnrollmentTokenPrincipal
-from core.http import client_ip
+from core.caller import caller_of
 from core.permissions import IsTenantAdmin
-from core.tenancy import request_tenant_id
 
 
 @extend_schema_view(
@@ -33,7 +32,7 @@ from core.tenancy import request_tenant_id
             "this once. `expires_at` is required, within 7 days."
         ),
         request=EnrollmentTokenCreateInputSerializer,
-        responses={201: EnrollmentTokenCreatedSerializer},
+        responses={201: EnrollmentTokenCreatedOutputSerializer},
     ),
 )
 class EnrollmentTokenListCreateView(generics.ListCreateAPIView):
@@ -41,7 +40,7 @@ class EnrollmentTokenListCreateView(generics.ListCreateAPIView):
     permission_classes = [IsTenantAdmin]
 
     def get_queryset(self):
-        return enrollment.enrollment_token_list(tenant_id=request_tenant_id(self.request))
+        return selectors.enrollment_token_list(tenant_id=caller_of(self.request).tenant_id)
 
     def list(self, request, *args, **kwargs):
         tokens = list(self.get_queryset())
@@ -53,17 +52,15 @@ class EnrollmentTokenListCreateView(generics.ListCreateAPIView):
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         issued = enrollment.enrollment_token_create(
-            tenant=request.user.tenant,
+            by=caller_of(request),
             name=data["name"],
             expires_at=data["expires_at"],
             scopes_requested=data.get("scopes"),
             machines=data.get("machines"),
             max_uses=data["max_uses"],
             key_expires_in_days=data["key_expires_in_days"],
-            created_by=request.user,
-            client_ip=client_ip(request),
         )
-        body = EnrollmentTokenCreatedSerializer(issued.token, context={"secret": issued.secret}).data
+        body = EnrollmentTokenCreatedOutputSerializer(issued.token, context={"secret": issued.secret}).data
         return _no_store(Response(body, status=status.HTTP_201_CREATED))
 
 
@@ -83,16 +80,13 @@ class EnrollmentTokenDetailView(generics.GenericAPIView):
     http_method_names = ["delete", "options"]
 
     def get_queryset(self):
-        return enrollment.enrollment_token_list(tenant_id=request_tenant_id(self.request))
+        return selectors.enrollment_token_list(tenant_id=caller_of(self.request).tenant_id)
 
     def delete(self, request, *args, **kwargs):
         query = EnrollmentTokenDeleteQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         enrollment.enrollment_token_delete(
-            token=self.get_object(),
-            revoke_keys=query.validated_data["revoke_keys"],
-            actor=request.user,
-            client_ip=client_ip(request),
+            by=caller_of(request), token=self.get_object(), revoke_keys=query.validated_data["revoke_keys"]
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -113,7 +107,7 @@ class IsEnrollmentToken(BasePermission):
         'malformed, an API key, expired, used up, deleted) → 401 `{"detail": "Invalid enrollment token."}`.'
     ),
     request=EnrollInputSerializer,
-    responses={201: EnrolledSerializer},
+    responses={201: EnrolledOutputSerializer},
 )
 class AgentEnrollView(APIView):
     authentication_classes = [EnrollmentTokenAuthentication]
@@ -128,12 +122,11 @@ class AgentEnrollView(APIView):
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         enrolled = enrollment.agent_enroll(
-            token=request.user.token,
+            by=caller_of(request),
             hostname=data["hostname"],
             agent_version=data.get("agent_version"),
             machines=data.get("machines"),
             replace=data["replace"],
-            client_ip=client_ip(request),
         )
         api_key = enrolled.api_key
         names = machine_scope.external_ids([api_key.machine_ids])
@@ -146,4 +139,4 @@ class AgentEnrollView(APIView):
             "expires_at": api_key.expires_at,
             "tenant_id": api_key.tenant_id,
         }
-        return _no_store(Response(EnrolledSerializer(body).data, status=status.HTTP_201_CREATED))
+        return _no_store(Response(EnrolledOutputSerializer(body).data, status=status.HTTP_201_CREATED))

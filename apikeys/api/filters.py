@@ -3,7 +3,6 @@ from datetime import timedelta
 import django_filters
 from django.utils import timezone
 
-from apikeys import selectors
 from apikeys.models import ApiKey
 
 
@@ -31,7 +30,7 @@ class ApiKeyFilter(django_filters.FilterSet):
         fields: list[str] = []
 
     def filter_status(self, queryset, name, value):
-        return selectors.api_key_filter_status(queryset, value) if value else queryset
+        return queryset.with_status(value, timezone.now()) if value else queryset
 
     def filter_exposed(self, queryset, name, value):
         if not value:
@@ -47,4 +46,4 @@ class ApiKeyFilter(django_filters.FilterSet):
     def filter_unused(self, queryset, name, value):
         if value is None:
             return queryset
-        return selectors.api_key_filter_unused_since(queryset, timezone.now() - timedelta(days=float(value)))
+        return queryset.unused_since(timezone.now() - timedelta(days=float(value)))

@@ -1,7 +1,7 @@
 """Endpoints for whoever finds a leaked credential: no login, nothing told back."""
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.response import Response
@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from apikeys import leaks
 from apikeys.authentication import GithubScannerPrincipal, GithubSignatureAuthentication
 from core import throttling
-from core.http import client_ip
+from core.caller import caller_of
 from core.parsers import JSONParser
 from core.serializers import StrictSerializer
 
@@ -30,7 +30,7 @@ class PublicReportThrottle(BaseThrottle):
 
     def allow_request(self, request, view) -> bool:
         rate = throttling.Rate.parse(settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["public_report_ip"])
-        key = throttling.throttle_key(scope="public_report_ip", ident=client_ip(request) or "")
+        key = throttling.throttle_key(scope="public_report_ip", ident=caller_of(request).client_ip or "")
         self.hit = throttling.throttle_hit(key=key, rate=rate)
         return self.hit.allowed
 
@@ -93,11 +93,12 @@ class PublicCredentialRevokeView(APIView):
     def post(self, request):
         payload = PublicRevokeInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        leaks.credentials_report_leaked(credentials=payload.validated_data["credentials"], client_ip=client_ip(request))
+        leaks.credentials_report_leaked(by=caller_of(request), credentials=payload.validated_data["credentials"])
         return Response({}, status=status.HTTP_202_ACCEPTED)
 
 
-class GithubAlertSerializer(serializers.Serializer):
+@extend_schema_serializer(component_name="GithubAlert")
+class GithubAlertInputSerializer(serializers.Serializer):
     """One alert; unknown fields are ignored, as GitHub may add some."""
 
     token = serializers.CharField(trim_whitespace=False, max_length=CREDENTIAL_MAX_LENGTH)
@@ -106,7 +107,8 @@ class GithubAlertSerializer(serializers.Serializer):
     source = serializers.CharField(required=False, allow_blank=True, max_length=100)
 
 
-class GithubVerdictSerializer(serializers.Serializer):
+@extend_schema_serializer(component_name="GithubVerdict")
+class GithubVerdictOutputSerializer(serializers.Serializer):
     token_hash = serializers.CharField(help_text="SHA-256 (hex) of the token.")
     token_type = serializers.CharField()
     label = serializers.ChoiceField(choices=[leaks.TRUE_POSITIVE, leaks.FALSE_POSITIVE])
@@ -126,9 +128,9 @@ class IsGithubScanner(BasePermission):
         "nothing is revoked. Each live credential is acted on as at `POST /public/credentials/revoke`; the "
         "answer labels each token `true_positive` (it was live) or `false_positive`."
     ),
-    request=GithubAlertSerializer(many=True),
+    request=GithubAlertInputSerializer(many=True),
     responses={
-        200: GithubVerdictSerializer(many=True),
+        200: GithubVerdictOutputSerializer(many=True),
         400: OpenApiResponse(description="Not a JSON list of 1 to 1,000 alerts."),
     },
 )
@@ -145,13 +147,13 @@ class GithubSecretScanningView(APIView):
             or not all(isinstance(item, dict) and isinstance(item.get("token"), str) for item in data)
         ):
             raise serializers.ValidationError({"detail": f"Expected a list of 1 to {leaks.MAX_CREDENTIALS} alerts."})
-        alerts = GithubAlertSerializer(data=data, many=True)
+        alerts = GithubAlertInputSerializer(data=data, many=True)
         alerts.is_valid(raise_exception=True)
         verdicts = leaks.credentials_report_leaked(
-            credentials=[alert["token"] for alert in alerts.validated_data], client_ip=client_ip(request)
+            by=caller_of(request), credentials=[alert["token"] for alert in alerts.validated_data]
         )
         body = [
             {"token_hash": verdict.token_hash, "token_type": alert["type"], "label": verdict.label}
             for alert, verdict in zip(alerts.validated_data, verdicts, strict=True)
         ]
-        return Response(GithubVerdictSerializer(body, many=True).data)
+        return Response(GithubVerdictOutputSerializer(body, many=True).data)

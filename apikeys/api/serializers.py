@@ -1,10 +1,10 @@
 from datetime import datetime
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from apikeys import machine_scope, network, scopes, services
+from apikeys import machine_scope, network, scopes, selectors, services
 from apikeys.models import ApiKey, ObservedIp
 from core.serializers import StrictSerializer
 
@@ -97,7 +97,8 @@ class AllowedCidrsField(serializers.Field):
         return value
 
 
-class RateLimitSerializer(serializers.Serializer):
+@extend_schema_serializer(component_name="RateLimit")
+class RateLimitOutputSerializer(serializers.Serializer):
     """Per-minute limits of one key: null = the tier's cap (see HALTLESS_TIER_RATE_CAPS)."""
 
     requests_per_minute = serializers.IntegerField(allow_null=True, min_value=1)
@@ -183,12 +184,13 @@ class _RestrictionsMixin(serializers.Serializer):
             names = machine_scope.external_ids([api_key.machine_ids])
         return machine_scope.scope_as_external_ids(api_key.machine_ids, names)
 
-    @extend_schema_field(RateLimitSerializer)
+    @extend_schema_field(RateLimitOutputSerializer)
     def get_rate_limit(self, obj) -> dict:
         return rate_limit_of(self._api_key(obj))
 
 
-class ApiKeyRotationSerializer(serializers.Serializer):
+@extend_schema_serializer(component_name="ApiKeyRotation")
+class ApiKeyRotationOutputSerializer(serializers.Serializer):
     previous_prefix = serializers.CharField()
     previous_valid_until = serializers.DateTimeField()
     previous_last_used_at = serializers.DateTimeField(allow_null=True)
@@ -198,7 +200,7 @@ def rotation_of(api_key: ApiKey) -> dict | None:
     """The rotation block: only while the previous secret still works."""
     if not api_key.has_live_previous():
         return None
-    return ApiKeyRotationSerializer(api_key).data
+    return ApiKeyRotationOutputSerializer(api_key).data
 
 
 class ApiKeyOutputSerializer(_RestrictionsMixin, serializers.ModelSerializer):
@@ -240,7 +242,7 @@ class ApiKeyOutputSerializer(_RestrictionsMixin, serializers.ModelSerializer):
     def get_status(self, obj: ApiKey) -> str:
         return obj.status()
 
-    @extend_schema_field(ApiKeyRotationSerializer(allow_null=True))
+    @extend_schema_field(ApiKeyRotationOutputSerializer(allow_null=True))
     def get_rotation(self, obj: ApiKey) -> dict | None:
         return rotation_of(obj)
 
@@ -248,7 +250,7 @@ class ApiKeyOutputSerializer(_RestrictionsMixin, serializers.ModelSerializer):
         {"type": "array", "items": {"type": "string", "enum": ["no_expiry", "lifetime_exceeds_policy"]}}
     )
     def get_policy_violations(self, obj: ApiKey) -> list[str]:
-        policy = self.context.get("policy") or services.api_key_policy_of(tenant_id=obj.tenant_id)
+        policy = self.context.get("policy") or selectors.api_key_policy_get(tenant_id=obj.tenant_id)
         return services.policy_violations(policy, obj)
 
 
@@ -267,7 +269,8 @@ class ApiKeySelfRotateInputSerializer(StrictSerializer):
     )
 
 
-class ApiKeyRotatedSerializer(ApiKeyOutputSerializer):
+@extend_schema_serializer(component_name="ApiKeyRotated")
+class ApiKeyRotatedOutputSerializer(ApiKeyOutputSerializer):
     """The rotate response: the item plus `key`, the new secret, shown only here."""
 
     key = serializers.SerializerMethodField()
@@ -281,13 +284,15 @@ class ApiKeyRotatedSerializer(ApiKeyOutputSerializer):
         return self.context["secret"]
 
 
-class ApiKeySelfRotatedSerializer(serializers.Serializer):
+@extend_schema_serializer(component_name="ApiKeySelfRotated")
+class ApiKeySelfRotatedOutputSerializer(serializers.Serializer):
     key = serializers.CharField(source="secret", help_text="The new secret. Shown only in this response.")
     key_id = serializers.UUIDField(source="api_key.id")
     previous_valid_until = serializers.DateTimeField(source="api_key.previous_valid_until", allow_null=True)
 
 
-class WhoAmISerializer(_RestrictionsMixin, serializers.Serializer):
+@extend_schema_serializer(component_name="WhoAmI")
+class WhoAmIOutputSerializer(_RestrictionsMixin, serializers.Serializer):
     """GET /agent/whoami, built from the request's ApiKeyPrincipal."""
 
     key_id = serializers.UUIDField(source="api_key.id")
@@ -303,7 +308,7 @@ class WhoAmISerializer(_RestrictionsMixin, serializers.Serializer):
     def _api_key(self, obj) -> ApiKey:
         return obj.api_key
 
-    @extend_schema_field(ApiKeyRotationSerializer(allow_null=True))
+    @extend_schema_field(ApiKeyRotationOutputSerializer(allow_null=True))
     def get_rotation(self, principal) -> dict | None:
         return rotation_of(principal.api_key)
 
@@ -331,7 +336,8 @@ class BulkRevokeOutputSerializer(serializers.Serializer):
     ids = serializers.ListField(child=serializers.UUIDField(), required=False, help_text="Dry run only.")
 
 
-class ApiKeyPolicySerializer(StrictSerializer):
+@extend_schema_serializer(component_name="ApiKeyPolicy")
+class ApiKeyPolicyInputSerializer(StrictSerializer):
     max_lifetime_days = serializers.IntegerField(min_value=1, max_value=730, allow_null=True, required=False)
     require_expiry = serializers.BooleanField(required=False)
     notify_days_before_expiry = serializers.ListField(
@@ -342,8 +348,10 @@ class ApiKeyPolicySerializer(StrictSerializer):
     leaked_key_action = serializers.ChoiceField(choices=["revoke", "notify"], required=False)
 
     def validate_webhook_url(self, value):
-        if value is not None and not value.lower().startswith(("http://", "https://")):
-            raise serializers.ValidationError("Enter an http:// or https:// URL.")
+        from webhooks.services import WEBHOOK_URL_SCHEME, webhook_url_scheme_ok
+
+        if value is not None and not webhook_url_scheme_ok(value):
+            raise serializers.ValidationError(WEBHOOK_URL_SCHEME)
         return value
 
 
@@ -359,7 +367,8 @@ class ApiKeyPolicyOutputSerializer(serializers.Serializer):
     )
 
 
-class ObservedIpSerializer(serializers.ModelSerializer):
+@extend_schema_serializer(component_name="ObservedIp")
+class ObservedIpOutputSerializer(serializers.ModelSerializer):
     ip = serializers.CharField(source="network", help_text="An IPv4 address, or an IPv6 /64 network.")
 
     class Meta:
@@ -368,7 +377,8 @@ class ObservedIpSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ApiKeyCreatedSerializer(_RestrictionsMixin, serializers.Serializer):
+@extend_schema_serializer(component_name="ApiKeyCreated")
+class ApiKeyCreatedOutputSerializer(_RestrictionsMixin, serializers.Serializer):
     """The create response, built from an IssuedApiKey: the only one that carries `key`."""
 
     id = serializers.UUIDField(source="api_key.id")

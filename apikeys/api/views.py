@@ -1,42 +1,46 @@
-from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apikeys import machine_scope, observed, services
+from apikeys import machine_scope, observed, selectors, services
 from apikeys.api.filters import ApiKeyFilter
 from apikeys.api.serializers import (
-    ApiKeyCreatedSerializer,
+    ApiKeyCreatedOutputSerializer,
     ApiKeyCreateInputSerializer,
     ApiKeyOutputSerializer,
+    ApiKeyPolicyInputSerializer,
     ApiKeyPolicyOutputSerializer,
-    ApiKeyPolicySerializer,
-    ApiKeyRotatedSerializer,
+    ApiKeyRotatedOutputSerializer,
     ApiKeyRotateInputSerializer,
-    ApiKeySelfRotatedSerializer,
+    ApiKeySelfRotatedOutputSerializer,
     ApiKeySelfRotateInputSerializer,
     ApiKeyUpdateInputSerializer,
     BulkRevokeInputSerializer,
     BulkRevokeOutputSerializer,
-    ObservedIpSerializer,
-    WhoAmISerializer,
+    ObservedIpOutputSerializer,
+    WhoAmIOutputSerializer,
 )
 from apikeys.models import ApiKey
-from apikeys.services import ApiKeyAlreadyRevoked, api_key_create, api_key_revoke
-from core.http import client_ip
+from core.caller import caller_of
 from core.permissions import ANY_SCOPE, ApiAccess, IsTenantAdmin, IsTenantAdminForWrites
-from core.tenancy import TenantScopedMixin
 
 
-class _PolicyContextMixin:
+class _TenantKeysMixin:
+    """The caller's tenant's keys that are not revoked (apikeys.selectors)."""
+
+    def get_queryset(self):
+        return selectors.api_key_list(tenant_id=caller_of(self.request).tenant_id)
+
+
+class _PolicyContextMixin(_TenantKeysMixin):
     """Items carry `policy_violations`: load the tenant's policy once per request, not per key."""
 
     def get_serializer_context(self):
         context = super().get_serializer_context()
-        tenant_id = getattr(self.request.user, "tenant_id", None)
+        tenant_id = caller_of(self.request).tenant_id
         if tenant_id is not None:
-            context["policy"] = services.api_key_policy_of(tenant_id=tenant_id)
+            context["policy"] = selectors.api_key_policy_get(tenant_id=tenant_id)
         return context
 
 
@@ -56,7 +60,7 @@ def _no_store(response: Response) -> Response:
         description="Admin only. The response carries the full `key`; it is never shown again.",
         request=ApiKeyCreateInputSerializer,
         responses={
-            201: ApiKeyCreatedSerializer,
+            201: ApiKeyCreatedOutputSerializer,
             400: OpenApiResponse(
                 description="Unknown scope or preset, empty scopes or name, past `expires_at`, an expiry against "
                 'the tenant\'s key policy, or an unknown field: `{"field": ["message", ...]}`.'
@@ -65,8 +69,7 @@ def _no_store(response: Response) -> Response:
         },
     ),
 )
-class ApiKeyListCreateView(_PolicyContextMixin, TenantScopedMixin, generics.ListCreateAPIView):
-    queryset = ApiKey.objects.active()
+class ApiKeyListCreateView(_PolicyContextMixin, generics.ListCreateAPIView):
     serializer_class = ApiKeyOutputSerializer
     permission_classes = [IsTenantAdminForWrites]
     filterset_class = ApiKeyFilter
@@ -84,18 +87,16 @@ class ApiKeyListCreateView(_PolicyContextMixin, TenantScopedMixin, generics.List
         payload = ApiKeyCreateInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        issued = api_key_create(
-            tenant=request.user.tenant,
+        issued = services.api_key_create(
+            by=caller_of(request),
             name=data["name"],
             scopes_requested=data.get("scopes"),
             expires_at=data.get("expires_at"),
             machines=data.get("machines"),
             allowed_cidrs=data.get("allowed_cidrs"),
             rate_limit=data.get("rate_limit"),
-            created_by=request.user,
-            client_ip=client_ip(request),
         )
-        return _no_store(Response(ApiKeyCreatedSerializer(issued).data, status=status.HTTP_201_CREATED))
+        return _no_store(Response(ApiKeyCreatedOutputSerializer(issued).data, status=status.HTTP_201_CREATED))
 
 
 @extend_schema_view(
@@ -121,12 +122,14 @@ class ApiKeyListCreateView(_PolicyContextMixin, TenantScopedMixin, generics.List
         },
     ),
 )
-class ApiKeyDetailView(_PolicyContextMixin, TenantScopedMixin, generics.RetrieveUpdateDestroyAPIView):
-    queryset = ApiKey.objects.active().select_related("tenant")
+class ApiKeyDetailView(_PolicyContextMixin, generics.RetrieveUpdateDestroyAPIView):
     serializer_class = ApiKeyOutputSerializer
     permission_classes = [IsTenantAdminForWrites]
     lookup_url_kwarg = "key_id"
     http_method_names = ["get", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        return super().get_queryset().select_related("tenant")  # its tier caps a new rate limit
 
     def partial_update(self, request, *args, **kwargs):
         api_key = self.get_object()
@@ -135,19 +138,12 @@ class ApiKeyDetailView(_PolicyContextMixin, TenantScopedMixin, generics.Retrieve
         values = dict(payload.validated_data)
         if "scopes" in values:
             values["scopes_requested"] = values.pop("scopes")
-        try:
-            api_key = services.api_key_update(
-                api_key=api_key, actor=request.user, client_ip=client_ip(request), **values
-            )
-        except ApiKeyAlreadyRevoked:
-            raise Http404 from None
+        api_key = services.api_key_update(by=caller_of(request), api_key=api_key, **values)
         return Response(self.get_serializer(api_key).data)
 
     def perform_destroy(self, instance: ApiKey) -> None:
-        try:
-            api_key_revoke(api_key=instance, actor=self.request.user, client_ip=client_ip(self.request))
-        except ApiKeyAlreadyRevoked:
-            raise Http404 from None  # revoked by a concurrent request
+        # Revoked by a concurrent request meanwhile: the service's 404.
+        services.api_key_revoke(by=caller_of(self.request), api_key=instance)
 
 
 @extend_schema(
@@ -160,14 +156,13 @@ class ApiKeyDetailView(_PolicyContextMixin, TenantScopedMixin, generics.Retrieve
     ),
     request=ApiKeyRotateInputSerializer,
     responses={
-        201: ApiKeyRotatedSerializer,
+        201: ApiKeyRotatedOutputSerializer,
         404: OpenApiResponse(description="No such live key in your tenant."),
         409: OpenApiResponse(description="The key is expired or disabled."),
     },
 )
-class ApiKeyRotateView(_PolicyContextMixin, TenantScopedMixin, generics.GenericAPIView):
-    queryset = ApiKey.objects.active()
-    serializer_class = ApiKeyRotatedSerializer
+class ApiKeyRotateView(_PolicyContextMixin, generics.GenericAPIView):
+    serializer_class = ApiKeyRotatedOutputSerializer
     permission_classes = [IsTenantAdmin]
     lookup_url_kwarg = "key_id"
 
@@ -178,14 +173,9 @@ class ApiKeyRotateView(_PolicyContextMixin, TenantScopedMixin, generics.GenericA
         options = {"overlap_seconds": payload.validated_data["overlap_seconds"]}
         if "expires_at" in payload.validated_data:
             options["expires_at"] = payload.validated_data["expires_at"]
-        try:
-            issued = services.api_key_rotate(
-                api_key=api_key, actor=request.user, client_ip=client_ip(request), **options
-            )
-        except ApiKeyAlreadyRevoked:
-            raise Http404 from None
+        issued = services.api_key_rotate(by=caller_of(request), api_key=api_key, **options)
         context = {**self.get_serializer_context(), "secret": issued.secret}
-        data = ApiKeyRotatedSerializer(issued.api_key, context=context).data
+        data = ApiKeyRotatedOutputSerializer(issued.api_key, context=context).data
         return _no_store(Response(data, status=status.HTTP_201_CREATED))
 
 
@@ -207,20 +197,21 @@ class ApiKeyBulkRevokeView(APIView):
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         result = services.api_key_bulk_revoke(
-            tenant_id=request.user.tenant_id,
+            by=caller_of(request),
             ids=data.get("ids"),
             created_before=data.get("created_before"),
             unused_since=data.get("unused_since"),
             dry_run=data["dry_run"],
-            actor=request.user,
-            client_ip=client_ip(request),
         )
         return Response(result)
 
 
-def _policy_answer(policy, webhook_url, *, full_url: bool, webhook_secret: str | None = None) -> dict:
+def _policy_answer(policy, *, full_url: bool, webhook_secret: str | None = None) -> dict:
+    from webhooks.selectors import webhook_endpoint_get
     from webhooks.services import origin_of
 
+    endpoint = webhook_endpoint_get(tenant_id=policy.tenant_id)
+    webhook_url = endpoint.url if endpoint is not None else None
     data = {field: getattr(policy, field) for field in services.POLICY_DEFAULTS}
     data["webhook_url"] = webhook_url if full_url else origin_of(webhook_url)
     if webhook_secret:
@@ -242,7 +233,7 @@ def _policy_answer(policy, webhook_url, *, full_url: bool, webhook_secret: str |
             "policy are flagged in `policy_violations`. Setting a new `webhook_url` returns its signing secret "
             "once, as `webhook_secret`. A URL at a refused address → 400."
         ),
-        request=ApiKeyPolicySerializer,
+        request=ApiKeyPolicyInputSerializer,
         responses={200: ApiKeyPolicyOutputSerializer},
     ),
 )
@@ -250,22 +241,14 @@ class ApiKeyPolicyView(APIView):
     permission_classes = [IsTenantAdminForWrites]
 
     def get(self, request):
-        from webhooks.services import webhook_endpoint_url
-
-        policy = services.api_key_policy_of(tenant_id=request.user.tenant_id)
-        url = webhook_endpoint_url(tenant_id=request.user.tenant_id)
-        return Response(_policy_answer(policy, url, full_url=request.user.is_tenant_admin))
+        policy = selectors.api_key_policy_get(tenant_id=caller_of(request).tenant_id)
+        return Response(_policy_answer(policy, full_url=request.user.is_tenant_admin))
 
     def put(self, request):
-        from webhooks.services import webhook_endpoint_url
-
-        payload = ApiKeyPolicySerializer(data=request.data)
+        payload = ApiKeyPolicyInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        policy, secret = services.api_key_policy_update(
-            tenant=request.user.tenant, values=payload.validated_data, actor=request.user, client_ip=client_ip(request)
-        )
-        url = webhook_endpoint_url(tenant_id=request.user.tenant_id)
-        response = Response(_policy_answer(policy, url, full_url=True, webhook_secret=secret))
+        policy, secret = services.api_key_policy_update(by=caller_of(request), values=payload.validated_data)
+        response = Response(_policy_answer(policy, full_url=True, webhook_secret=secret))
         return _no_store(response) if secret else response
 
 
@@ -279,7 +262,10 @@ class ApiKeyPolicyView(APIView):
         "24 hours (429). Emits an `api_key.rotated` webhook."
     ),
     request=ApiKeySelfRotateInputSerializer,
-    responses={201: ApiKeySelfRotatedSerializer, 409: OpenApiResponse(description="The key is expired or disabled.")},
+    responses={
+        201: ApiKeySelfRotatedOutputSerializer,
+        409: OpenApiResponse(description="The key is expired or disabled."),
+    },
 )
 class AgentKeyRotateView(APIView):
     permission_classes = [ApiAccess]
@@ -289,21 +275,16 @@ class AgentKeyRotateView(APIView):
     def post(self, request):
         payload = ApiKeySelfRotateInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        try:
-            issued = services.api_key_self_rotate(
-                principal=request.user,
-                overlap_seconds=payload.validated_data["overlap_seconds"],
-                client_ip=client_ip(request),
-            )
-        except ApiKeyAlreadyRevoked:
-            raise Http404 from None
-        return _no_store(Response(ApiKeySelfRotatedSerializer(issued).data, status=status.HTTP_201_CREATED))
+        issued = services.api_key_self_rotate(
+            by=caller_of(request), overlap_seconds=payload.validated_data["overlap_seconds"]
+        )
+        return _no_store(Response(ApiKeySelfRotatedOutputSerializer(issued).data, status=status.HTTP_201_CREATED))
 
 
 @extend_schema(
     summary="Which key is this?",
     description="Any valid API key, whatever its scopes. Says which of the key's secrets was used. A JWT → 403.",
-    responses={200: WhoAmISerializer},
+    responses={200: WhoAmIOutputSerializer},
 )
 class AgentWhoAmIView(APIView):
     permission_classes = [ApiAccess]
@@ -311,7 +292,7 @@ class AgentWhoAmIView(APIView):
     allow_user_login = False
 
     def get(self, request):
-        return Response(WhoAmISerializer(request.user).data)
+        return Response(WhoAmIOutputSerializer(request.user).data)
 
 
 @extend_schema(
@@ -323,15 +304,14 @@ class AgentWhoAmIView(APIView):
         "batches, so the newest uses of other web processes may take up to a minute to appear when no "
         "Redis is configured. A way to choose `allowed_cidrs`."
     ),
-    responses={200: ObservedIpSerializer(many=True)},
+    responses={200: ObservedIpOutputSerializer(many=True)},
 )
-class ApiKeyObservedIpsView(TenantScopedMixin, generics.GenericAPIView):
-    queryset = ApiKey.objects.active()
-    serializer_class = ObservedIpSerializer
+class ApiKeyObservedIpsView(_TenantKeysMixin, generics.GenericAPIView):
+    serializer_class = ObservedIpOutputSerializer
     permission_classes = [IsTenantAdmin]
     lookup_url_kwarg = "key_id"
     pagination_class = None
 
     def get(self, request, *args, **kwargs):
         api_key = self.get_object()
-        return Response(ObservedIpSerializer(observed.observed_ips(api_key=api_key), many=True).data)
+        return Response(ObservedIpOutputSerializer(observed.observed_ips(api_key=api_key), many=True).data)

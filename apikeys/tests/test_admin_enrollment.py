@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 
 from apikeys import keys
 from apikeys.models import ApiKey, EnrollmentToken
+from core.caller import Caller
 from users.tests.factories import DEFAULT_PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -61,7 +62,7 @@ def test_another_tenants_token_is_not_found(browser, admin_user, other_tenant):
     from apikeys.enrollment import enrollment_token_create
 
     theirs = enrollment_token_create(
-        tenant=other_tenant, name="theirs", expires_at=timezone.now() + timedelta(days=1)
+        by=Caller.system(tenant_id=other_tenant.id), name="theirs", expires_at=timezone.now() + timedelta(days=1)
     ).token
     browser.log_in(admin_user.email, DEFAULT_PASSWORD)
     browser.open("/admin/apikeys/enrollmenttoken/")

@@ -15,6 +15,7 @@ from apikeys.models import ApiKey, EnrollmentToken
 from apikeys.services import api_key_rotate
 from apikeys.tests import github
 from audit.models import AuditEvent
+from core.caller import Caller
 from haltless.testing import client_for_key
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
@@ -82,7 +83,9 @@ class TestPublicRevocation:
 
     def test_a_previous_secret_ends_that_secret_and_keeps_the_key(self, api_key):
         assert works(api_key.secret)  # used: a rotation keeps it as the previous secret
-        rotated = api_key_rotate(api_key=api_key.api_key, overlap_seconds=3600)
+        rotated = api_key_rotate(
+            by=Caller.system(tenant_id=api_key.api_key.tenant_id), api_key=api_key.api_key, overlap_seconds=3600
+        )
         assert works(api_key.secret)
         report(api_key.secret)
         assert client_for_key(api_key.secret).get(WHOAMI).json() == {

@@ -11,6 +11,7 @@ from apikeys.models import ApiKey
 from apikeys.notices import api_key_notices_send
 from apikeys.tests.factories import ApiKeyFactory
 from audit.models import AuditEvent
+from core.caller import Caller
 from haltless.testing import client_for_key
 from webhooks.models import WebhookDelivery
 from webhooks.services import webhook_endpoint_set
@@ -155,7 +156,7 @@ class TestEnforcement:
 class TestNotices:
     @pytest.fixture
     def with_webhook(self, tenant):
-        webhook_endpoint_set(tenant_id=tenant.id, url="https://hooks.example.com/haltless")
+        webhook_endpoint_set(by=Caller.system(tenant_id=tenant.id), url="https://hooks.example.com/haltless")
 
     def events(self, type_: str) -> list[dict]:
         return [d.payload["data"] for d in WebhookDelivery.objects.filter(type=type_).order_by("created_at")]

@@ -28,6 +28,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
+from core.caller import Caller
 from core.permissions import ADMIN_REQUIRED, API_KEY_REQUIRED, USER_LOGIN_REQUIRED, missing_scope_message
 from haltless.testing import client_for_key, client_for_user
 from users.tests.factories import DEFAULT_PASSWORD
@@ -365,7 +366,7 @@ class World:
         if caller == "key:revoked":
             from apikeys.services import api_key_revoke
 
-            api_key_revoke(api_key=issued.api_key)
+            api_key_revoke(by=Caller.system(tenant_id=self.tenant.id), api_key=issued.api_key)
         elif caller == "key:expired":
             type(issued.api_key).objects.filter(pk=issued.api_key.pk).update(
                 expires_at=timezone.now() - timedelta(minutes=1)
@@ -411,7 +412,10 @@ class World:
             from apikeys.enrollment import enrollment_token_create
 
             issued = enrollment_token_create(
-                tenant=self.tenant, name="own credential", expires_at=timezone.now() + timedelta(days=1), max_uses=1000
+                by=Caller.system(tenant_id=self.tenant.id),
+                name="own credential",
+                expires_at=timezone.now() + timedelta(days=1),
+                max_uses=1000,
             )
             client = APIClient()
             client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
@@ -427,7 +431,9 @@ class World:
         from apikeys.enrollment import enrollment_token_create
 
         return enrollment_token_create(
-            tenant=self.tenant, name="matrix token", expires_at=timezone.now() + timedelta(days=1)
+            by=Caller.system(tenant_id=self.tenant.id),
+            name="matrix token",
+            expires_at=timezone.now() + timedelta(days=1),
         ).token
 
     @cached_property

@@ -23,6 +23,7 @@ from apikeys.enrollment import enrollment_token_create
 from apikeys.models import ApiKeyPolicy
 from apikeys.services import api_key_create
 from audit.tests.factories import AuditEventFactory
+from core.caller import Caller
 from retention.models import RetentionHold, RetentionPolicy
 from retention.tests.factories import RetentionRunFactory
 from settings_app.tests.factories import (
@@ -66,7 +67,7 @@ def _reading(tenant):
 
 
 def _heartbeat(tenant):
-    issued = api_key_create(tenant=tenant, name="agent", scopes_requested="edge_agent")
+    issued = api_key_create(by=Caller.system(tenant_id=tenant.id), name="agent", scopes_requested="edge_agent")
     return heartbeat_record(tenant_id=tenant.id, api_key_id=issued.api_key.id, agent_version="1.0")
 
 
@@ -81,14 +82,18 @@ ROWS: dict[str, Row] = {
         tenant_admin=ALL - {"delete"},
     ),
     "apikeys.ApiKey": Row(
-        make=lambda tenant: api_key_create(tenant=tenant, name="k", scopes_requested="read_only").api_key,
+        make=lambda tenant: (
+            api_key_create(by=Caller.system(tenant_id=tenant.id), name="k", scopes_requested="read_only").api_key
+        ),
         staff=ALL - {"delete"},
         tenant_admin=ALL - {"delete"},
     ),
     "apikeys.EnrollmentToken": Row(
         make=lambda tenant: (
             enrollment_token_create(
-                tenant=tenant, name=f"line of {tenant.name}", expires_at=timezone.now() + timedelta(days=1)
+                by=Caller.system(tenant_id=tenant.id),
+                name=f"line of {tenant.name}",
+                expires_at=timezone.now() + timedelta(days=1),
             ).token
         ),
         staff=ALL - {"delete"},

@@ -39,14 +39,15 @@ STARTUP_SECONDS = 60
 SETUP_SCRIPT = """
 import json
 from apikeys.services import api_key_create
+from core.caller import Caller
 from telemetry.models import Machine, Sensor
 from tenants.services import tenant_create
 from users.models import Role, User
 tenant = tenant_create(name="Live plant")
 machine = Machine.objects.create(tenant=tenant, external_id="m1", name="Press 1")
 Sensor.objects.create(machine=machine, key="temp", kind=Sensor.Kind.TEMPERATURE)
-key = api_key_create(tenant=tenant, name="agent", scopes_requested="edge_agent")
-other = api_key_create(tenant=tenant, name="second", scopes_requested="edge_agent")
+key = api_key_create(by=Caller.system(tenant_id=tenant.id), name="agent", scopes_requested="edge_agent")
+other = api_key_create(by=Caller.system(tenant_id=tenant.id), name="second", scopes_requested="edge_agent")
 user = User(tenant=tenant, email="admin@live.test", role=Role.ADMIN, full_name="Admin")
 user.set_password("Live-Password-2031!")
 user.save()

@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from core import metrics
+from core.caller import Caller
 from core.logging import JsonFormatter, RequestIdFilter, redact
 from haltless import views as site_views
 from haltless.testing import T0, client_for_key
@@ -349,13 +350,15 @@ class TestWebhookMetrics:
 
         settings.WEBHOOK_ALLOW_LOOPBACK = True
         url, statuses = receiver
-        webhooks.webhook_endpoint_set(tenant_id=tenant.pk, url=url)
+        webhooks.webhook_endpoint_set(by=Caller.system(tenant_id=tenant.pk), url=url)
         kind = "api_key.rotated"
         before = {o: sample("haltless_webhook_deliveries_total", type=kind, outcome=o) for o in ("delivered", "failed")}
         events = sample("haltless_webhook_events_total", type=kind)
         timed = sample("haltless_webhook_delivery_duration_seconds_count")
 
-        delivery = webhooks.webhook_event_enqueue(tenant_id=tenant.pk, type=kind, data={"key_id": "k"})
+        delivery = webhooks.webhook_event_enqueue(
+            by=Caller.system(tenant_id=tenant.pk), type=kind, data={"key_id": "k"}
+        )
         statuses += [500]
         assert webhooks.webhook_delivery_attempt(delivery_id=delivery.pk).status == "pending"
         statuses += [204]
@@ -371,11 +374,11 @@ class TestWebhookMetrics:
         from webhooks import services as webhooks
 
         settings.WEBHOOK_ALLOW_LOOPBACK = True
-        webhooks.webhook_endpoint_set(tenant_id=tenant.pk, url=receiver[0])
+        webhooks.webhook_endpoint_set(by=Caller.system(tenant_id=tenant.pk), url=receiver[0])
         settings.WEBHOOK_ALLOW_LOOPBACK = False  # the operator changed their mind: loopback is refused now
         kind = "api_key.exposed"
         before = sample("haltless_webhook_deliveries_total", type=kind, outcome="refused")
-        delivery = webhooks.webhook_event_enqueue(tenant_id=tenant.pk, type=kind, data={})
+        delivery = webhooks.webhook_event_enqueue(by=Caller.system(tenant_id=tenant.pk), type=kind, data={})
         assert webhooks.webhook_delivery_attempt(delivery_id=delivery.pk).status == "failed"
         assert sample("haltless_webhook_deliveries_total", type=kind, outcome="refused") == before + 1
 

@@ -8,6 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from core.caller import Caller
 from core.progress import Progress
 
 pytestmark = pytest.mark.django_db
@@ -87,7 +88,9 @@ class TestNotifyApiKeysProgress:
         from webhooks.services import webhook_endpoint_set
 
         settings.WEBHOOK_ALLOW_LOOPBACK = True
-        webhook_endpoint_set(tenant_id=tenant.pk, url="http://127.0.0.1:9/hook")  # stored only; nothing is sent
+        webhook_endpoint_set(
+            by=Caller.system(tenant_id=tenant.pk), url="http://127.0.0.1:9/hook"
+        )  # stored only; nothing is sent
 
     def test_a_bar_over_tenants_on_a_terminal_and_a_summary(self, endpoint):
         out, terminal = io.StringIO(), Terminal()

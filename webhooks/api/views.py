@@ -2,13 +2,12 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.response import Response
 
-from core.http import client_ip
+from core.caller import caller_of
 from core.pagination import StandardPageNumberPagination
 from core.permissions import IsTenantAdmin
 from core.serializers import StrictSerializer
-from core.tenancy import TenantScopedMixin
-from webhooks.api.serializers import RedeliveredSerializer, WebhookDeliverySerializer
-from webhooks.models import WebhookDelivery
+from webhooks import selectors
+from webhooks.api.serializers import WebhookDeliveryOutputSerializer, WebhookRedeliveredOutputSerializer
 from webhooks.services import webhook_delivery_redeliver
 
 
@@ -22,27 +21,31 @@ from webhooks.services import webhook_delivery_redeliver
         ),
     )
 )
-class WebhookDeliveryListView(TenantScopedMixin, generics.ListAPIView):
-    queryset = WebhookDelivery.objects.order_by("-created_at")
-    serializer_class = WebhookDeliverySerializer
+class WebhookDeliveryListView(generics.ListAPIView):
+    serializer_class = WebhookDeliveryOutputSerializer
     permission_classes = [IsTenantAdmin]
     pagination_class = StandardPageNumberPagination
+
+    def get_queryset(self):
+        return selectors.webhook_delivery_list(tenant_id=caller_of(self.request).tenant_id)
 
 
 @extend_schema(
     summary="Send a webhook event again",
     description="Admin only. A new delivery of the same event (same `id` and body, signed afresh) → 202.",
     request=None,
-    responses={202: RedeliveredSerializer},
+    responses={202: WebhookRedeliveredOutputSerializer},
 )
-class WebhookRedeliverView(TenantScopedMixin, generics.GenericAPIView):
-    queryset = WebhookDelivery.objects.all()
-    serializer_class = RedeliveredSerializer
+class WebhookRedeliverView(generics.GenericAPIView):
+    serializer_class = WebhookRedeliveredOutputSerializer
     permission_classes = [IsTenantAdmin]
     lookup_url_kwarg = "delivery_id"
+
+    def get_queryset(self):
+        return selectors.webhook_delivery_list(tenant_id=caller_of(self.request).tenant_id)
 
     def post(self, request, *args, **kwargs):
         # No body is needed; one that is given must be empty (unknown fields are a 400).
         StrictSerializer(data=request.data or {}).is_valid(raise_exception=True)
-        again = webhook_delivery_redeliver(delivery=self.get_object(), actor=request.user, client_ip=client_ip(request))
+        again = webhook_delivery_redeliver(by=caller_of(request), delivery=self.get_object())
         return Response({"id": again.id, "event_id": again.event_id}, status=status.HTTP_202_ACCEPTED)

@@ -4,6 +4,7 @@ import pytest
 from django.db import transaction
 from kombu.exceptions import OperationalError
 
+from core.caller import Caller
 from webhooks import services
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.tasks import webhook_delivery_attempt_task
@@ -19,7 +20,9 @@ def test_an_event_enqueued_while_the_broker_is_down_stays_in_the_outbox(tenant, 
 
     monkeypatch.setattr(webhook_delivery_attempt_task, "apply_async", refuse)
     with transaction.atomic():
-        delivery = services.webhook_event_enqueue(tenant_id=tenant.pk, type="api_key.rotated", data={"id": "k"})
+        delivery = services.webhook_event_enqueue(
+            by=Caller.system(tenant_id=tenant.pk), type="api_key.rotated", data={"id": "k"}
+        )
     # Committed, and no exception reached the caller after the commit.
     stored = WebhookDelivery.objects.get(pk=delivery.pk)
     assert stored.next_attempt_at is not None  # due: the sweep picks it up

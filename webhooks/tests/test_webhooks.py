@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from core.caller import Caller
 from haltless.testing import client_for_key
 from webhooks import sender, services
 from webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -37,7 +38,7 @@ def verify(secret: str, request: dict) -> int:
 
 def enqueue(tenant, type="api_key.rotated", data=None) -> WebhookDelivery:
     with transaction.atomic():
-        return webhook_event_enqueue(tenant_id=tenant.id, type=type, data=data or {"key_id": "k"})
+        return webhook_event_enqueue(by=Caller.system(tenant_id=tenant.id), type=type, data=data or {"key_id": "k"})
 
 
 @pytest.mark.django_db
@@ -114,13 +115,13 @@ class TestOutbox:
     def test_an_event_exists_only_if_its_cause_committed(self, admin_client, tenant, allow_loopback, ok_endpoint):
         set_webhook(admin_client, ok_endpoint.url)
         with pytest.raises(RuntimeError), transaction.atomic():
-            webhook_event_enqueue(tenant_id=tenant.id, type="api_key.rotated", data={})
+            webhook_event_enqueue(by=Caller.system(tenant_id=tenant.id), type="api_key.rotated", data={})
             raise RuntimeError("the cause fails")
         assert not WebhookDelivery.objects.exists()
 
     def test_unknown_type_is_a_programming_error(self, tenant):
         with pytest.raises(ValueError):
-            webhook_event_enqueue(tenant_id=tenant.id, type="api_key.nope", data={})
+            webhook_event_enqueue(by=Caller.system(tenant_id=tenant.id), type="api_key.nope", data={})
 
     def test_rotation_queues_api_key_rotated_and_sends_nothing_in_the_request(
         self, admin_client, tenant, allow_loopback, ok_endpoint, api_key
@@ -227,7 +228,7 @@ class TestDelivery:
         self, tenant, resolves_to, no_connect, address
     ):
         resolves_to("hooks.example.test", address)
-        services.webhook_endpoint_set(tenant_id=tenant.id, url="http://hooks.example.test/hook")
+        services.webhook_endpoint_set(by=Caller.system(tenant_id=tenant.id), url="http://hooks.example.test/hook")
         delivery = webhook_delivery_attempt(delivery_id=enqueue(tenant).pk)
         assert no_connect == []
         assert delivery.status == "failed" and delivery.attempts == 1
@@ -297,7 +298,7 @@ class TestDeliveriesApi:
         assert item["status_code"] == 204 and item["attempts"] == 1 and item["delivered_at"]
 
     def test_other_tenants_deliveries_are_invisible(self, admin_client, other_tenant_admin, other_tenant, tenant):
-        services.webhook_endpoint_set(tenant_id=other_tenant.id, url="https://hooks.example.com/x")
+        services.webhook_endpoint_set(by=Caller.system(tenant_id=other_tenant.id), url="https://hooks.example.com/x")
         theirs = enqueue(other_tenant)
         assert admin_client.get(DELIVERIES).json()["results"] == []
         assert admin_client.post(f"{DELIVERIES}/{theirs.pk}/redeliver").status_code == 404
@@ -318,7 +319,7 @@ class TestDeliveriesApi:
         assert operator_client.get(DELIVERIES).status_code == 403
 
     def test_old_records_are_purged(self, tenant):
-        services.webhook_endpoint_set(tenant_id=tenant.id, url="https://hooks.example.com/x")
+        services.webhook_endpoint_set(by=Caller.system(tenant_id=tenant.id), url="https://hooks.example.com/x")
         old = enqueue(tenant)
         WebhookDelivery.objects.filter(pk=old.pk).update(
             status="delivered", created_at=timezone.now() - timedelta(days=31)

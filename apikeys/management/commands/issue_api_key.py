@@ -6,6 +6,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from apikeys.services import api_key_create
+from core.caller import Caller
 from core.management import one_line_error
 from tenants.models import Tenant
 from tenants.selectors import tenant_get_by_id_or_name
@@ -45,7 +46,9 @@ class Command(BaseCommand):
         expiry = _parse_expiry(expires_at) if expires_at else None
         try:
             tenant_obj = tenant_get_by_id_or_name(tenant)
-            issued = api_key_create(tenant=tenant_obj, name=name, scopes_requested=scopes, expires_at=expiry)
+            issued = api_key_create(
+                by=Caller.system(tenant_id=tenant_obj.id), name=name, scopes_requested=scopes, expires_at=expiry
+            )
         except Tenant.DoesNotExist as exc:
             raise CommandError(str(exc)) from None
         except ValidationError as exc:
