@@ -9,18 +9,16 @@ from django.http import Http404, HttpResponseRedirect
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
-from core.admin import TenantScopedAdmin, form_errors_as_messages, is_platform_staff
-from core.caller import caller_of
+from core.admin import ServiceBackedAdmin, is_platform_staff
+from core.caller import Caller, caller_of
 from core.errors import DomainError
-from core.http import client_ip
-from settings_app import access, dashboard, services
-from settings_app.api.serializers import DashboardPresetInputSerializer
+from settings_app import access, dashboard, services, validators
 from settings_app.models import AiSettings, DashboardPreset, RolePermission, UnitPreference
 from settings_app.throttling import AiProbeTenantThrottle
 
 
-class _ServiceSavedAdmin(TenantScopedAdmin):
-    """The form validates through the service's rules; save_model calls the service.
+class _SettingsAdmin(ServiceBackedAdmin):
+    """A setting's page: the form validates with the service's rules, the service saves.
 
     Settings are changed, never deleted here (the service has no "delete").
     """
@@ -51,7 +49,7 @@ class RolePermissionForm(forms.ModelForm):
 
 
 @admin.register(RolePermission)
-class RolePermissionAdmin(_ServiceSavedAdmin):
+class RolePermissionAdmin(_SettingsAdmin):
     form = RolePermissionForm
     list_display = ["tenant", "role", "settings_tabs", "nav_pages", "updated_at"]
     list_filter = ["role", "tenant"]
@@ -61,15 +59,12 @@ class RolePermissionAdmin(_ServiceSavedAdmin):
     def get_readonly_fields(self, request, obj=None):
         return ["tenant", "role"] if obj else []
 
-    def save_model(self, request, obj, form, change):
-        services.role_permissions_update(
-            tenant=self.form_tenant(request, form),
-            permissions={obj.role: {"settings": obj.settings_tabs, "nav": obj.nav_pages}},
-            actor=request.user,
-            client_ip=client_ip(request),
+    def save_through_service(self, request, form, *, by: Caller, change: bool) -> RolePermission:
+        row = form.instance  # the form's values, not saved
+        saved = services.role_permissions_update(
+            by=by, permissions={row.role: {"settings": row.settings_tabs, "nav": row.nav_pages}}
         )
-        saved = RolePermission.objects.get(tenant=self.form_tenant(request, form), role=obj.role)
-        obj.pk, obj._state.adding = saved.pk, False
+        return saved[row.role]
 
 
 class AiSettingsForm(forms.ModelForm):
@@ -101,7 +96,7 @@ class AiSettingsForm(forms.ModelForm):
         tenant = cleaned.get("tenant") or getattr(self.instance, "tenant", None)
         if tenant is not None and not self.errors:
             try:
-                services.ai_settings_check(tenant=tenant, changes=self.changes())
+                services.ai_settings_check(by=Caller.system(tenant_id=tenant.pk), changes=self.changes())
             except ValidationError as exc:
                 for name, messages in exc.message_dict.items():
                     name = "new_custom_ai_api_key" if name == "custom_ai_api_key" else name
@@ -110,7 +105,7 @@ class AiSettingsForm(forms.ModelForm):
 
 
 @admin.register(AiSettings)
-class AiSettingsAdmin(_ServiceSavedAdmin):
+class AiSettingsAdmin(_SettingsAdmin):
     form = AiSettingsForm
     change_form_template = "admin/settings_app/aisettings/change_form.html"
 
@@ -169,16 +164,9 @@ class AiSettingsAdmin(_ServiceSavedAdmin):
     def get_readonly_fields(self, request, obj=None):
         return ["tenant", "api_key_set"] if obj else ["api_key_set"]
 
-    def save_model(self, request, obj, form, change):
-        saved = services.ai_settings_update(
-            tenant=self.form_tenant(request, form),
-            changes=form.changes(),
-            actor=request.user,
-            client_ip=client_ip(request),
-        )
-        if saved.pk is None:  # nothing differed from the defaults: keep a row so the admin has one
-            saved.save()
-        obj.pk, obj._state.adding = saved.pk, False
+    def save_through_service(self, request, form, *, by: Caller, change: bool) -> AiSettings:
+        # A row even when nothing differs from the defaults: the admin goes on to its page.
+        return services.ai_settings_update(by=by, changes=form.changes(), keep_row=True)
 
 
 def _widget_row(i: int) -> tuple[str, ...]:
@@ -189,7 +177,7 @@ class DashboardPresetForm(forms.ModelForm):
     """A preset as rows: one per widget (order, id, label key, size, visible) and one per stat metric.
 
     Rows with an empty id are ignored; widgets are saved in the order of their `order`
-    (then of their row). The API's serializer validates the result, so the rules are one.
+    (then of their row). The service's rules (settings_app.validators) check the result.
     """
 
     class Meta:
@@ -241,18 +229,10 @@ class DashboardPresetForm(forms.ModelForm):
         if self.errors:
             return cleaned
         widgets, metrics = self._rows()
-        serializer = DashboardPresetInputSerializer(
-            data={
-                "role": cleaned.get("role") or getattr(self.instance, "role", ""),
-                "widgets": widgets,
-                "statMetrics": metrics,
-            }
-        )
-        if not serializer.is_valid():
-            # Sentences ("widgets, item 2, size: ..."), never the serializer's ErrorDetail reprs.
-            raise ValidationError(form_errors_as_messages(serializer.errors))
-        cleaned["widgets"] = [dict(w) for w in serializer.validated_data["widgets"]]
-        cleaned["stat_metrics"] = [dict(m) for m in serializer.validated_data["statMetrics"]]
+        role = cleaned.get("role") or getattr(self.instance, "role", "")
+        # Sentences ("widgets, item 2, size: ..."), as the service would refuse them.
+        validators.dashboard_preset_validate(role=role, widgets=widgets, stat_metrics=metrics)
+        cleaned["widgets"], cleaned["stat_metrics"] = widgets, metrics
         return cleaned
 
 
@@ -283,7 +263,7 @@ DashboardPresetForm.declared_fields = {**DashboardPresetForm.declared_fields, **
 
 
 @admin.register(DashboardPreset)
-class DashboardPresetAdmin(_ServiceSavedAdmin):
+class DashboardPresetAdmin(_SettingsAdmin):
     form = DashboardPresetForm
     list_display = ["tenant", "role", "updated_at"]
     list_filter = ["role", "tenant"]
@@ -308,20 +288,17 @@ class DashboardPresetAdmin(_ServiceSavedAdmin):
             return fieldsets
         return [(name, {**opts, "fields": [f for f in opts["fields"] if f != "tenant"]}) for name, opts in fieldsets]
 
-    def save_model(self, request, obj, form, change):
-        saved = services.dashboard_preset_save(
-            tenant=self.form_tenant(request, form),
-            role=obj.role,
+    def save_through_service(self, request, form, *, by: Caller, change: bool) -> DashboardPreset:
+        return services.dashboard_preset_save(
+            by=by,
+            role=form.instance.role,
             widgets=form.cleaned_data["widgets"],
             stat_metrics=form.cleaned_data["stat_metrics"],
-            actor=request.user,
-            client_ip=client_ip(request),
         )
-        obj.pk, obj._state.adding = saved.pk, False
 
 
 @admin.register(UnitPreference)
-class UnitPreferenceAdmin(_ServiceSavedAdmin):
+class UnitPreferenceAdmin(_SettingsAdmin):
     tenant_path = "user__tenant"
     list_display = ["user", "temperature", "pressure", "vibration", "updated_at"]
     list_filter = ["user__tenant", "temperature", "pressure", "vibration"]
@@ -332,12 +309,8 @@ class UnitPreferenceAdmin(_ServiceSavedAdmin):
     def get_readonly_fields(self, request, obj=None):
         return ["user"] if obj else []
 
-    def save_model(self, request, obj, form, change):
-        services.unit_preferences_update(
-            user=obj.user,
-            changes={kind: getattr(obj, kind) for kind in ("temperature", "pressure", "vibration")},
-            actor=request.user,
-            client_ip=client_ip(request),
-        )
-        saved = UnitPreference.objects.filter(user=obj.user).first() or UnitPreference.objects.create(user=obj.user)
-        obj.pk, obj._state.adding = saved.pk, False
+    def save_through_service(self, request, form, *, by: Caller, change: bool) -> UnitPreference:
+        pref = form.instance  # the form's values, not saved
+        changes = {kind: getattr(pref, kind) for kind in ("temperature", "pressure", "vibration")}
+        # A row even when it holds only the defaults: the admin goes on to its page.
+        return services.unit_preferences_update(by=by, user=pref.user, changes=changes, keep_row=True)

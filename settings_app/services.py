@@ -11,11 +11,9 @@ from audit.services import audit_record
 from core import guarded_fetch
 from core.caller import Caller
 from core.errors import RuleViolation, UpstreamFailed
-from settings_app import access, dashboard, probe, selectors
+from settings_app import access, dashboard, probe, selectors, validators
 from settings_app.crypto import decrypt_secret, encrypt_secret
 from settings_app.models import AiSettings, DashboardPreset, RolePermission, UnitPreference
-from settings_app.units import UNIT_CHOICES
-from tenants.models import Tenant
 
 # What PATCH /settings/ai may change; `custom_ai_api_key` is write-only.
 AI_FIELDS = ("ai_provider", "custom_ai_url", "custom_ai_model", "custom_ai_api_key")
@@ -25,87 +23,56 @@ logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
-def role_permissions_update(
-    *,
-    tenant: Tenant,
-    permissions: dict[str, dict[str, list[str]]],
-    actor=None,
-    client_ip: str | None = None,
-) -> dict[str, dict[str, list[str]]]:
-    """Save the tabs and nav pages of the given roles (the API sends both).
+def role_permissions_update(*, by: Caller, permissions: dict[str, dict[str, list[str]]]) -> dict[str, RolePermission]:
+    """Save the tabs and nav pages of the given roles of `by`'s tenant (the API sends both).
 
-    Lists are stored de-duplicated in catalogue order. Returns what changed.
+    Lists are stored de-duplicated in catalogue order; what changed is audited.
+    Returns each given role's saved row.
     """
-    errors: dict[str, Any] = {}
-    for role, lists in permissions.items():
-        if role not in access.CONFIGURABLE_ROLES:
-            errors[role] = [access.ADMIN_NOT_CONFIGURABLE if role == "admin" else f"Unknown role {role!r}."]
-            continue
-        role_errors = {}
-        for key, known in (("settings", access.SETTINGS_TABS), ("nav", access.NAV_PAGES)):
-            unknown = access.unknown_names(lists.get(key, []), known)
-            if unknown:
-                role_errors[key] = [f"Unknown {key} entries: {', '.join(unknown)}."]
-        if role_errors:
-            errors[role] = role_errors
-    if errors:
-        raise ValidationError(errors)
-
+    validators.role_permissions_validate(permissions)
     changed: dict[str, dict[str, list[str]]] = {}
-    current = {row.role: row for row in RolePermission.objects.select_for_update().filter(tenant=tenant)}
+    rows = {row.role: row for row in RolePermission.objects.for_tenant(by.tenant_id).select_for_update()}
     for role, lists in permissions.items():
         new = {
             "settings": access.canonical(lists.get("settings", []), access.SETTINGS_TABS),
             "nav": access.canonical(lists.get("nav", []), access.NAV_PAGES),
         }
-        row = current.get(role)
+        row = rows.get(role)
         old = row.as_dict() if row else access.default_access(role)
         if row is None:
-            RolePermission.objects.create(tenant=tenant, role=role, settings_tabs=new["settings"], nav_pages=new["nav"])
+            rows[role] = RolePermission.objects.create(
+                tenant_id=by.tenant_id, role=role, settings_tabs=new["settings"], nav_pages=new["nav"]
+            )
         elif old != new:
             row.settings_tabs, row.nav_pages = new["settings"], new["nav"]
             row.save(update_fields=["settings_tabs", "nav_pages", "updated_at"])
         if old != new:
             changed[role] = new
     if changed:
-        audit_record(
-            tenant_id=tenant.id,
-            action="settings.role_permissions.update",
-            actor=actor,
-            target_type="role_permissions",
-            changes=changed,
-            client_ip=client_ip,
-        )
-    return changed
+        audit_record(by=by, action="settings.role_permissions.update", target_type="role_permissions", changes=changed)
+    return {role: rows[role] for role in permissions}
 
 
 @transaction.atomic
-def ai_settings_update(
-    *,
-    tenant: Tenant,
-    changes: dict[str, Any],
-    actor=None,
-    client_ip: str | None = None,
-) -> AiSettings:
-    """Apply a partial update (see `_ai_settings_apply`), save it and audit what changed."""
-    ai = AiSettings.objects.select_for_update().filter(tenant=tenant).first() or AiSettings(tenant=tenant)
+def ai_settings_update(*, by: Caller, changes: dict[str, Any], keep_row: bool = False) -> AiSettings:
+    """Apply a partial update of `by`'s tenant's AI settings (see `_ai_settings_apply`), save it, audit what changed.
+
+    Nothing is saved when nothing changed, unless `keep_row` (the admin's add page
+    needs a row even when it holds only the defaults).
+    """
+    ai = AiSettings.objects.for_tenant(by.tenant_id).select_for_update().first() or AiSettings(tenant_id=by.tenant_id)
     audited = _ai_settings_apply(ai, changes)
-    if audited:
+    if audited or (keep_row and ai.pk is None):
         ai.save()
-        audit_record(
-            tenant_id=tenant.id,
-            action="settings.ai.update",
-            actor=actor,
-            target=ai,
-            changes=audited,
-            client_ip=client_ip,
-        )
+    if audited:
+        audit_record(by=by, action="settings.ai.update", target=ai, changes=audited)
     return ai
 
 
-def ai_settings_check(*, tenant: Tenant, changes: dict[str, Any]) -> None:
+def ai_settings_check(*, by: Caller, changes: dict[str, Any]) -> None:
     """Raise the ValidationError that `ai_settings_update` would, without saving (for forms)."""
-    _ai_settings_apply(AiSettings.objects.filter(tenant=tenant).first() or AiSettings(tenant=tenant), changes)
+    ai = AiSettings.objects.for_tenant(by.tenant_id).first() or AiSettings(tenant_id=by.tenant_id)
+    _ai_settings_apply(ai, changes)
 
 
 def _ai_settings_apply(ai: AiSettings, changes: dict[str, Any]) -> dict[str, Any]:
@@ -175,70 +142,46 @@ def _ai_settings_apply(ai: AiSettings, changes: dict[str, Any]) -> dict[str, Any
 
 
 @transaction.atomic
-def dashboard_preset_save(
-    *,
-    tenant: Tenant,
-    role: str,
-    widgets: list[dict],
-    stat_metrics: list[dict],
-    actor=None,
-    client_ip: str | None = None,
-) -> DashboardPreset:
-    """Save one role's preset (already validated by the API's or admin's serializer)."""
-    if role not in dashboard.PRESET_ROLES:
-        raise ValidationError({"role": [f"Unknown role {role!r}; choose one of: {', '.join(dashboard.PRESET_ROLES)}."]})
+def dashboard_preset_save(*, by: Caller, role: str, widgets: list[dict], stat_metrics: list[dict]) -> DashboardPreset:
+    """Save one role's preset of `by`'s tenant (see validators.dashboard_preset_validate); audited when it changed."""
+    validators.dashboard_preset_validate(role=role, widgets=widgets, stat_metrics=stat_metrics)
     new = {"widgets": widgets, "statMetrics": stat_metrics}
-    preset = DashboardPreset.objects.select_for_update().filter(tenant=tenant, role=role).first()
+    preset = DashboardPreset.objects.for_tenant(by.tenant_id).select_for_update().filter(role=role).first()
     old = preset.as_dict() if preset else dashboard.default_preset(role)
     if preset is None:
-        preset = DashboardPreset.objects.create(tenant=tenant, role=role, widgets=widgets, stat_metrics=stat_metrics)
+        preset = DashboardPreset.objects.create(
+            tenant_id=by.tenant_id, role=role, widgets=widgets, stat_metrics=stat_metrics
+        )
     elif old != new:
         preset.widgets, preset.stat_metrics = widgets, stat_metrics
         preset.save(update_fields=["widgets", "stat_metrics", "updated_at"])
     if old != new:
         audit_record(
-            tenant_id=tenant.id,
+            by=by,
             action="settings.dashboard_preset.update",
-            actor=actor,
             target=preset,
             changes={"role": role, "widgets": widgets, "statMetrics": stat_metrics},
-            client_ip=client_ip,
         )
     return preset
 
 
 @transaction.atomic
-def unit_preferences_update(
-    *,
-    user,
-    changes: dict[str, str],
-    actor=None,
-    client_ip: str | None = None,
-) -> dict[str, str]:
-    """Change some of the user's display units; returns all of them."""
-    errors = {}
-    for kind, unit in changes.items():
-        if kind not in UNIT_CHOICES:
-            errors[kind] = ["Unknown field."]
-        elif unit not in UNIT_CHOICES[kind]:
-            errors[kind] = [f"Unknown {kind} unit {unit!r}; choose one of: {', '.join(UNIT_CHOICES[kind])}."]
-    if errors:
-        raise ValidationError(errors)
+def unit_preferences_update(*, by: Caller, user, changes: dict[str, str], keep_row: bool = False) -> UnitPreference:
+    """Change some of `user`'s display units (`by`: the user, or an admin); returns the preference row.
+
+    Nothing is saved when nothing changed, unless `keep_row` (the admin's add page
+    needs a row even when it holds only the defaults). Audited in the user's tenant.
+    """
+    validators.unit_preferences_validate(changes)
     pref = UnitPreference.objects.select_for_update().filter(user=user).first() or UnitPreference(user=user)
     changed = {kind: unit for kind, unit in changes.items() if getattr(pref, kind) != unit}
-    if changed:
-        for kind, unit in changed.items():
-            setattr(pref, kind, unit)
+    for kind, unit in changed.items():
+        setattr(pref, kind, unit)
+    if changed or (keep_row and pref.pk is None):
         pref.save()
-        audit_record(
-            tenant_id=user.tenant_id,
-            action="settings.units.update",
-            actor=actor if actor is not None else user,
-            target=pref,
-            changes=changed,
-            client_ip=client_ip,
-        )
-    return pref.as_dict()
+    if changed:
+        audit_record(by=by.on_tenant(user.tenant_id), action="settings.units.update", target=pref, changes=changed)
+    return pref
 
 
 # The API's and the admin's answers to a probe that did not list models (contract Part 2):

@@ -227,8 +227,8 @@ class TestSettingsBudgets:
         assert set(response.json()) == {"operator", "viewer"}
 
     def test_role_permissions_replace(self, admin_client, budget):
-        # Caller, tenant; savepoint, rows locked, an insert per role, audit, release; the result.
-        with budget(9):
+        # Caller; savepoint, rows locked, an insert per role, audit, release; the result.
+        with budget(8):
             response = admin_client.put("/api/v1/settings/role-permissions", ROLE_PERMISSIONS, format="json")
         assert response.status_code == 200
         assert response.json() == ROLE_PERMISSIONS
@@ -247,7 +247,7 @@ class TestSettingsBudgets:
             "custom_ai_url": "http://ollama.plant.test:11434",
             "custom_ai_model": "llama3",
         }
-        # Caller, tenant; savepoint, row locked, insert, audit, release.
+        # Caller; savepoint, row locked, insert, the tenant (for the audit's label), audit, release.
         with budget(7):
             response = admin_client.patch("/api/v1/settings/ai", changes, format="json")
         assert response.status_code == 200
@@ -269,7 +269,7 @@ class TestSettingsBudgets:
         assert {"admin", "operator", "viewer"} <= set(response.json())
 
     def test_dashboard_preset_save(self, admin_client, budget):
-        # Caller, tenant; savepoint, row locked, insert, audit, release.
+        # Caller; savepoint, row locked, insert, the tenant (for the audit's label), audit, release.
         with budget(7):
             response = admin_client.put("/api/v1/settings/dashboard-presets", DASHBOARD_PRESET, format="json")
         assert response.status_code == 200

@@ -1,8 +1,7 @@
-from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from core.serializers import StrictSerializer
-from settings_app import access, dashboard
+from settings_app import access, dashboard, validators
 from settings_app.models import AiSettings
 from settings_app.services import MAX_AI_API_KEY_LENGTH
 from settings_app.units import UNIT_CHOICES
@@ -37,16 +36,14 @@ class StrictBooleanField(serializers.BooleanField):
 class RoleAccessSerializer(StrictSerializer):
     settings = serializers.ListField(
         child=serializers.ChoiceField(
-            choices=access.SETTINGS_TABS,
-            error_messages={"invalid_choice": 'Unknown settings tab "{input}".'},
+            choices=access.SETTINGS_TABS, error_messages={"invalid_choice": validators.UNKNOWN_ENTRY["settings"]}
         ),
         max_length=len(access.SETTINGS_TABS) * 2,
         help_text=f"Settings tabs the role is shown; any of: {', '.join(access.SETTINGS_TABS)}.",
     )
     nav = serializers.ListField(
         child=serializers.ChoiceField(
-            choices=access.NAV_PAGES,
-            error_messages={"invalid_choice": 'Unknown nav page "{input}".'},
+            choices=access.NAV_PAGES, error_messages={"invalid_choice": validators.UNKNOWN_ENTRY["nav"]}
         ),
         max_length=len(access.NAV_PAGES) * 2,
         help_text=f"Nav pages the role is shown; any of: {', '.join(access.NAV_PAGES)}.",
@@ -61,12 +58,7 @@ class RolePermissionsSerializer(StrictSerializer):
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
-            errors = {}
-            for role in data:
-                if role == Role.ADMIN:
-                    errors[role] = [access.ADMIN_NOT_CONFIGURABLE]
-                elif role not in self.fields:
-                    errors[role] = [f"Unknown role {role!r}; configurable roles: {', '.join(self.fields)}."]
+            errors = {role: [message] for role in data if (message := validators.role_error(role))}
             if errors:
                 raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
@@ -97,9 +89,7 @@ class UnitPreferencesSerializer(StrictSerializer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         for kind, field in self.fields.items():
-            field.error_messages["invalid_choice"] = (
-                f'Unknown {kind} unit "{{input}}"; choose one of: {", ".join(UNIT_CHOICES[kind])}.'
-            )
+            field.error_messages["invalid_choice"] = validators.unknown_unit_message(kind)
 
 
 class UnitPreferencesOutputSerializer(serializers.Serializer):
@@ -172,11 +162,7 @@ class AiModelsSerializer(serializers.Serializer):
 def _identifier(**kwargs) -> StrictCharField:
     return StrictCharField(
         max_length=dashboard.MAX_IDENTIFIER_LENGTH,
-        validators=[
-            RegexValidator(
-                dashboard.IDENTIFIER_PATTERN, "Use letters, digits and - _ . : only, starting with a letter or digit."
-            )
-        ],
+        validators=[validators.validate_identifier],
         **kwargs,
     )
 
@@ -209,22 +195,12 @@ class DashboardPresetInputSerializer(StrictSerializer):
     statMetrics = StatMetricSerializer(many=True, max_length=dashboard.MAX_STAT_METRICS)
 
     def validate_widgets(self, widgets):
-        _require_unique(widgets, "id", "widget id")
+        validators.validate_widget_ids_unique(widgets)
         return widgets
 
     def validate_statMetrics(self, metrics):
-        _require_unique(metrics, "metricId", "metricId")
+        validators.validate_metric_ids_unique(metrics)
         return metrics
-
-
-def _require_unique(items: list[dict], key: str, label: str) -> None:
-    seen, duplicates = set(), []
-    for item in items:
-        if item[key] in seen and item[key] not in duplicates:
-            duplicates.append(item[key])
-        seen.add(item[key])
-    if duplicates:
-        raise serializers.ValidationError(f"Each {label} may appear once; repeated: {', '.join(duplicates)}.")
 
 
 class DashboardPresetSerializer(DashboardLayoutSerializer):

@@ -5,7 +5,6 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
 from core.caller import caller_of
-from core.http import client_ip
 from core.permissions import ApiAccess, IsTenantAdmin, IsTenantAdminForWrites
 from settings_app import selectors, services
 from settings_app.api.serializers import (
@@ -36,7 +35,7 @@ class MeView(GenericAPIView):
         summary="Who you are and what you are shown", responses={200: MeSerializer}, operation_id="me_retrieve"
     )
     def get(self, request):
-        return Response(self.get_serializer(selectors.me_for(request.user)).data)
+        return Response(self.get_serializer(selectors.me_get(user=caller_of(request).user)).data)
 
 
 class RolePermissionsView(GenericAPIView):
@@ -47,7 +46,7 @@ class RolePermissionsView(GenericAPIView):
 
     @extend_schema(summary="Role permissions", responses={200: RolePermissionsSerializer})
     def get(self, request):
-        return Response(selectors.role_permissions_for_tenant(tenant_id=request.user.tenant_id))
+        return Response(selectors.role_permissions_get(tenant_id=caller_of(request).tenant_id))
 
     @extend_schema(
         summary="Replace the role permissions",
@@ -59,13 +58,9 @@ class RolePermissionsView(GenericAPIView):
     def put(self, request):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        services.role_permissions_update(
-            tenant=request.user.tenant,
-            permissions=serializer.validated_data,
-            actor=request.user,
-            client_ip=client_ip(request),
-        )
-        return Response(selectors.role_permissions_for_tenant(tenant_id=request.user.tenant_id))
+        by = caller_of(request)
+        services.role_permissions_update(by=by, permissions=serializer.validated_data)
+        return Response(selectors.role_permissions_get(tenant_id=by.tenant_id))
 
 
 class AiSettingsView(GenericAPIView):
@@ -76,7 +71,7 @@ class AiSettingsView(GenericAPIView):
 
     @extend_schema(summary="AI provider settings", responses={200: AiSettingsOutputSerializer})
     def get(self, request):
-        ai = selectors.ai_settings_for_tenant(tenant_id=request.user.tenant_id)
+        ai = selectors.ai_settings_for_tenant(tenant_id=caller_of(request).tenant_id)
         return Response(AiSettingsOutputSerializer(ai).data)
 
     @extend_schema(
@@ -89,12 +84,7 @@ class AiSettingsView(GenericAPIView):
     def patch(self, request):
         serializer = AiSettingsPatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        ai = services.ai_settings_update(
-            tenant=request.user.tenant,
-            changes=serializer.validated_data,
-            actor=request.user,
-            client_ip=client_ip(request),
-        )
+        ai = services.ai_settings_update(by=caller_of(request), changes=serializer.validated_data)
         return Response(AiSettingsOutputSerializer(ai).data)
 
 
@@ -151,7 +141,7 @@ class DashboardPresetsView(GenericAPIView):
 
     @extend_schema(summary="Dashboard presets of every role", responses={200: DashboardPresetsSerializer})
     def get(self, request):
-        return Response(selectors.dashboard_presets_for_tenant(tenant_id=request.user.tenant_id))
+        return Response(selectors.dashboard_preset_list(tenant_id=caller_of(request).tenant_id))
 
     @extend_schema(
         summary="Save one role's dashboard preset",
@@ -165,12 +155,10 @@ class DashboardPresetsView(GenericAPIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         preset = services.dashboard_preset_save(
-            tenant=request.user.tenant,
+            by=caller_of(request),
             role=data["role"],
             widgets=[dict(w) for w in data["widgets"]],
             stat_metrics=[dict(m) for m in data["statMetrics"]],
-            actor=request.user,
-            client_ip=client_ip(request),
         )
         return Response({"role": preset.role, **preset.as_dict()})
 
@@ -183,7 +171,7 @@ class UnitPreferencesView(GenericAPIView):
 
     @extend_schema(summary="Your display units", responses={200: UnitPreferencesOutputSerializer})
     def get(self, request):
-        return Response(selectors.unit_preferences_for(request.user))
+        return Response(selectors.unit_preferences_get(user=caller_of(request).user))
 
     @extend_schema(
         summary="Change your display units",
@@ -193,7 +181,6 @@ class UnitPreferencesView(GenericAPIView):
     def patch(self, request):
         serializer = UnitPreferencesSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        units = services.unit_preferences_update(
-            user=request.user, changes=dict(serializer.validated_data), client_ip=client_ip(request)
-        )
-        return Response(units)
+        by = caller_of(request)
+        pref = services.unit_preferences_update(by=by, user=by.user, changes=dict(serializer.validated_data))
+        return Response(pref.as_dict())

@@ -5,6 +5,7 @@ import socket
 import pytest
 
 from audit.models import AuditEvent
+from core.caller import Caller
 from settings_app.crypto import decrypt_secret
 from settings_app.models import AiSettings, DashboardPreset, RolePermission, UnitPreference
 from settings_app.tests.factories import AiSettingsFactory, DashboardPresetFactory, RolePermissionFactory
@@ -90,7 +91,7 @@ class TestAiSettingsAdmin:
         from settings_app.services import ai_settings_update
 
         ai = ai_settings_update(
-            tenant=tenant,
+            by=Caller.system(tenant_id=tenant.pk),
             changes={
                 "ai_provider": "custom",
                 "custom_ai_url": "http://192.168.1.50:11434",
@@ -145,6 +146,17 @@ class TestDashboardPresetAdmin:
         page = response.content.decode()
         assert "widgets, item 1, labelKey: This field may not be blank." in page
         assert "ErrorDetail" not in page and "string=" not in page
+        assert not DashboardPreset.objects.exists()
+
+    def test_an_id_that_is_no_identifier_is_refused_in_the_apis_words(self, staff_client, tenant):
+        rows = preset_rows((1, "-a", "k", "full", True), metrics=["ok", "no way"])
+        response = staff_client.post(f"{BASE}/dashboardpreset/add/", {"tenant": tenant.pk, "role": "viewer", **rows})
+        page = response.content.decode()
+        assert "widgets, item 1, id: Use letters, digits and - _ . : only, starting with a letter or digit." in page
+        assert (
+            "statMetrics, item 2, metricId: Use letters, digits and - _ . : only, starting with a letter or digit."
+            in page
+        )
         assert not DashboardPreset.objects.exists()
 
     def test_a_repeated_widget_id_is_refused(self, staff_client, tenant):

@@ -4,6 +4,7 @@ import socket
 
 import pytest
 
+from core.caller import Caller
 from settings_app import probe, services
 from settings_app.tests.factories import AiSettingsFactory
 from settings_app.tests.fake_servers import ollama_handler, serve
@@ -54,7 +55,7 @@ class TestProbeUrl:
 
     def test_saved_key_is_not_sent_to_another_url(self, admin_client, tenant, openai_server):
         services.ai_settings_update(
-            tenant=tenant,
+            by=Caller.system(tenant_id=tenant.pk),
             changes={
                 "ai_provider": "custom",
                 "custom_ai_url": "http://192.168.1.50:8000",
@@ -70,7 +71,7 @@ class TestSavedUrl:
     def test_probes_the_saved_url_with_the_saved_key(self, admin_client, tenant, openai_server, settings):
         settings.AI_PROBE_ALLOW_LOOPBACK = True
         services.ai_settings_update(
-            tenant=tenant,
+            by=Caller.system(tenant_id=tenant.pk),
             changes={
                 "ai_provider": "custom",
                 "custom_ai_url": openai_server.url + "/v1",

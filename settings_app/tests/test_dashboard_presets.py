@@ -147,3 +147,51 @@ class TestValidation:
         response = admin_client.put(URL, [DOCS_EXAMPLE], format="json")
         assert response.status_code == 400
         assert response.json() == {"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]}
+
+
+class TestService:
+    """The service checks a preset itself (the admin's form and any other caller), in the API's words."""
+
+    def test_a_malformed_preset_is_refused_with_sentences(self, tenant):
+        from django.core.exceptions import ValidationError
+
+        from core.caller import Caller
+        from settings_app.services import dashboard_preset_save
+
+        widgets = [
+            {"id": "-x", "labelKey": " ", "visible": "yes", "size": "huge"},
+            {"id": "a", "labelKey": "k", "visible": True, "size": "full", "colour": "red"},
+        ]
+        with pytest.raises(ValidationError) as exc:
+            dashboard_preset_save(
+                by=Caller.system(tenant_id=tenant.pk), role="guest", widgets=widgets, stat_metrics=[{}]
+            )
+        assert exc.value.messages == [
+            'role: "guest" is not a valid choice.',
+            "widgets, item 1, id: Use letters, digits and - _ . : only, starting with a letter or digit.",
+            "widgets, item 1, labelKey: This field may not be blank.",
+            "widgets, item 1, visible: Must be true or false.",
+            'widgets, item 1, size: "huge" is not a valid choice.',
+            "widgets, item 2, colour: Unknown field.",
+            "statMetrics, item 1, metricId: This field is required.",
+        ]
+        assert not DashboardPreset.objects.exists()
+
+    def test_repeated_ids_and_too_many_items_are_refused(self, tenant):
+        from django.core.exceptions import ValidationError
+
+        from core.caller import Caller
+        from settings_app.services import dashboard_preset_save
+
+        widget = {"id": "w1", "labelKey": "k", "visible": True, "size": "full"}
+        with pytest.raises(ValidationError) as exc:
+            dashboard_preset_save(
+                by=Caller.system(tenant_id=tenant.pk),
+                role="viewer",
+                widgets=[widget, dict(widget)],
+                stat_metrics=[{"metricId": "m"}] * 21,
+            )
+        assert exc.value.messages == [
+            "widgets: Each widget id may appear once; repeated: w1.",
+            "statMetrics: Ensure this field has no more than 20 elements.",
+        ]

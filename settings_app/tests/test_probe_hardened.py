@@ -17,6 +17,7 @@ import requests
 
 from audit.models import AuditEvent
 from core import guarded_fetch
+from core.caller import Caller
 from settings_app import probe, services
 from settings_app.tests.factories import AiSettingsFactory
 from settings_app.tests.fake_servers import send_json, serve
@@ -291,7 +292,7 @@ class TestSavedKeyIsBoundToTheExactUrl:
     @pytest.fixture
     def saved(self, tenant):
         return services.ai_settings_update(
-            tenant=tenant,
+            by=Caller.system(tenant_id=tenant.pk),
             changes={
                 "ai_provider": "custom",
                 "custom_ai_url": self.SAVED,
@@ -333,7 +334,7 @@ class TestSavedKeyIsBoundToTheExactUrl:
     @pytest.mark.usefixtures("allow_loopback")
     def test_a_path_moved_on_the_same_origin_never_receives_the_key(self, admin_client, tenant, openai_server):
         services.ai_settings_update(
-            tenant=tenant,
+            by=Caller.system(tenant_id=tenant.pk),
             changes={
                 "ai_provider": "custom",
                 "custom_ai_url": openai_server.url + "/v1",

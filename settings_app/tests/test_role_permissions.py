@@ -142,8 +142,28 @@ class TestService:
     def test_admin_role_is_refused_by_the_service_too(self, tenant):
         from django.core.exceptions import ValidationError
 
+        from core.caller import Caller
         from settings_app.services import role_permissions_update
 
         with pytest.raises(ValidationError) as exc:
-            role_permissions_update(tenant=tenant, permissions={"admin": {"settings": [], "nav": []}})
-        assert exc.value.message_dict == {"admin": [access.ADMIN_NOT_CONFIGURABLE]}
+            role_permissions_update(
+                by=Caller.system(tenant_id=tenant.pk), permissions={"admin": {"settings": [], "nav": []}}
+            )
+        assert exc.value.message_dict == {"admin": ["Admins always see everything; their access cannot be restricted."]}
+
+    def test_unknown_tabs_and_roles_are_refused_by_the_service_in_the_apis_words(self, tenant):
+        from django.core.exceptions import ValidationError
+
+        from core.caller import Caller
+        from settings_app.services import role_permissions_update
+
+        with pytest.raises(ValidationError) as exc:
+            role_permissions_update(
+                by=Caller.system(tenant_id=tenant.pk),
+                permissions={"viewer": {"settings": ["units", "billing"], "nav": ["casino"]}, "guest": {}},
+            )
+        assert exc.value.message_dict == {
+            "viewer": ['Unknown settings tab "billing".', 'Unknown nav page "casino".'],
+            "guest": ["Unknown role 'guest'; configurable roles: operator, viewer."],
+        }
+        assert not RolePermission.objects.exists()

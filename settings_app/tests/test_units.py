@@ -2,7 +2,7 @@ import pytest
 
 from audit.models import AuditEvent
 from settings_app.models import UnitPreference
-from settings_app.selectors import unit_preferences_for
+from settings_app.selectors import unit_preferences_get
 from settings_app.tests.factories import UnitPreferenceFactory
 
 pytestmark = pytest.mark.django_db
@@ -28,7 +28,7 @@ class TestUpdate:
         response = viewer_client.patch(URL, {"temperature": "fahrenheit", "pressure": "bar"}, format="json")
         assert response.status_code == 200
         assert response.json() == {**DEFAULTS, "temperature": "fahrenheit"}
-        assert unit_preferences_for(viewer_user) == {**DEFAULTS, "temperature": "fahrenheit"}
+        assert unit_preferences_get(user=viewer_user) == {**DEFAULTS, "temperature": "fahrenheit"}
         event = AuditEvent.objects.get(action="settings.units.update")
         assert (event.tenant_id, event.actor_id) == (viewer_user.tenant_id, viewer_user.id)
         # Only what changed: pressure was already bar.
@@ -52,8 +52,8 @@ class TestUpdate:
 
     def test_does_not_touch_other_users(self, operator_client, viewer_user, other_tenant_admin):
         operator_client.patch(URL, {"vibration": "in_s"}, format="json")
-        assert unit_preferences_for(viewer_user) == DEFAULTS
-        assert unit_preferences_for(other_tenant_admin) == DEFAULTS
+        assert unit_preferences_get(user=viewer_user) == DEFAULTS
+        assert unit_preferences_get(user=other_tenant_admin) == DEFAULTS
 
     def test_no_change_writes_nothing(self, viewer_client, viewer_user):
         response = viewer_client.patch(URL, {"temperature": "celsius"}, format="json")
@@ -82,7 +82,25 @@ class TestUpdate:
         response = viewer_client.patch(URL, payload, format="json")
         assert response.status_code == 400
         assert response.json() == errors
-        assert unit_preferences_for(viewer_user) == DEFAULTS
+        assert unit_preferences_get(user=viewer_user) == DEFAULTS
 
     def test_put_is_not_offered(self, viewer_client):
         assert viewer_client.put(URL, DEFAULTS, format="json").status_code == 405
+
+
+class TestService:
+    def test_an_unknown_unit_is_refused_by_the_service_in_the_apis_words(self, viewer_user):
+        from django.core.exceptions import ValidationError
+
+        from core.caller import Caller
+        from settings_app.services import unit_preferences_update
+
+        with pytest.raises(ValidationError) as exc:
+            unit_preferences_update(
+                by=Caller.acting(viewer_user), user=viewer_user, changes={"vibration": "g", "speed": "rpm"}
+            )
+        assert exc.value.message_dict == {
+            "vibration": ['Unknown vibration unit "g"; choose one of: mm_s, in_s.'],
+            "speed": ["Unknown field."],
+        }
+        assert not UnitPreference.objects.exists()

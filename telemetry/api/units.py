@@ -4,7 +4,7 @@ Conversions themselves live in settings_app.units; this only decides, once per
 request, which unit each sensor kind is shown in.
 """
 
-from settings_app.selectors import unit_preferences_for
+from settings_app.selectors import unit_preferences_get
 from settings_app.units import CANONICAL_UNITS, convert, display_unit
 from telemetry.models import value_saturate
 
@@ -26,7 +26,7 @@ class DisplayUnits:
         user = request.user
         if getattr(user, "is_api_key", False) or not getattr(user, "is_authenticated", False):
             return cls(None)
-        return cls(unit_preferences_for(user))
+        return cls(unit_preferences_get(user=user))
 
     def unit(self, kind: str) -> str | None:
         return self._units.get(kind)
