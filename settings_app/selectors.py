@@ -44,9 +44,9 @@ def me_get(*, user) -> dict:
     }
 
 
-def ai_settings_for_tenant(*, tenant_id: UUID) -> AiSettings:
+def ai_settings_get(*, tenant_id: UUID) -> AiSettings:
     """The tenant's AI settings; an unsaved default (provider `platform`) when none exist."""
-    return AiSettings.objects.filter(tenant_id=tenant_id).first() or AiSettings(tenant_id=tenant_id)
+    return AiSettings.objects.for_tenant(tenant_id).first() or AiSettings(tenant_id=tenant_id)
 
 
 def dashboard_preset_list(*, tenant_id: UUID | None) -> dict[str, dict[str, list[dict]]]:

@@ -205,7 +205,7 @@ def ai_models_probe(*, by: Caller, probe_url: str | None = None) -> probe.ProbeR
     RuleViolation (400: the address rules' one text, or the URL's syntax under
     the field the URL came from) or UpstreamFailed (502: no model list).
     """
-    ai = selectors.ai_settings_for_tenant(tenant_id=by.tenant_id)
+    ai = selectors.ai_settings_get(tenant_id=by.tenant_id)
     if probe_url is None:
         if ai.ai_provider == AiSettings.Provider.PLATFORM or not ai.custom_ai_url:
             models = [{"name": name} for name in settings.HALTLESS_PLATFORM_AI_MODELS]

@@ -71,7 +71,7 @@ class AiSettingsView(GenericAPIView):
 
     @extend_schema(summary="AI provider settings", responses={200: AiSettingsOutputSerializer})
     def get(self, request):
-        ai = selectors.ai_settings_for_tenant(tenant_id=caller_of(request).tenant_id)
+        ai = selectors.ai_settings_get(tenant_id=caller_of(request).tenant_id)
         return Response(AiSettingsOutputSerializer(ai).data)
 
     @extend_schema(
