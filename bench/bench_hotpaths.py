@@ -112,7 +112,7 @@ def _setup(count: int) -> dict:
     tenant = Tenant.objects.create(name="Hot paths plant", tier="enterprise")
     for number in range(5):
         machine_create(
-            tenant=tenant,
+            by=Caller.system(tenant_id=tenant.pk),
             external_id=f"hp-{number}",
             name=f"Press {number}",
             sensors=[("temp", "temperature"), ("pressure", "pressure")],

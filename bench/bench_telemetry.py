@@ -48,7 +48,7 @@ def _setup():
 
     tenant = Tenant.objects.create(name="Bench Plant", tier="enterprise")
     machine = machine_create(
-        tenant=tenant,
+        by=Caller.system(tenant_id=tenant.pk),
         external_id=MACHINE,
         name="Bench press",
         sensors=[(f"s{i}", "temperature") for i in range(SENSOR_COUNT)],

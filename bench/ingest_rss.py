@@ -28,7 +28,12 @@ def main() -> None:
     from tenants.models import Tenant
 
     tenant = Tenant.objects.create(name="Bench RSS", tier="enterprise")
-    machine_create(tenant=tenant, external_id="rss", name="RSS", sensors=[(f"s{i}", "temperature") for i in range(10)])
+    machine_create(
+        by=Caller.system(tenant_id=tenant.pk),
+        external_id="rss",
+        name="RSS",
+        sensors=[(f"s{i}", "temperature") for i in range(10)],
+    )
     secret = api_key_create(
         by=Caller.system(tenant_id=tenant.id), name="rss agent", scopes_requested="edge_agent"
     ).secret

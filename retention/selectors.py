@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from django.conf import settings
@@ -90,6 +90,20 @@ def retention_policy_for(*, tenant: Tenant) -> dict[str, int | None]:
     except policies.UnknownTier:
         windows = {name: None for name in policies.tiers.DATA_CLASSES}
     return {f"{name}_days": days for name, days in windows.items()}
+
+
+def raw_readings_cutoff(*, tenant_id: UUID) -> datetime:
+    """Where the tenant's raw readings may already be gone: now minus its readings window.
+
+    Registered with telemetry.selectors.raw_cutoff_providers (the aggregates answer
+    from rollups before it). An unknown tier deletes nothing: the start of time.
+    """
+    tenant = Tenant.objects.select_related("retention_policy").get(pk=tenant_id)
+    try:
+        days = policies.effective_windows(tenant=tenant)["readings"]
+    except policies.UnknownTier:
+        return datetime.min.replace(tzinfo=UTC)
+    return timezone.now() - timedelta(days=days)
 
 
 def retention_hold_list(*, tenant_id: UUID) -> QuerySet[RetentionHold]:

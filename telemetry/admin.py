@@ -6,8 +6,8 @@ from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from core.admin import TenantScopedAdmin, TenantScopedReadOnlyAdmin
-from core.http import client_ip
+from core.admin import ServiceBackedAdmin, TenantScopedReadOnlyAdmin
+from core.caller import Caller
 from telemetry import selectors, services
 from telemetry.models import AgentHeartbeat, Machine, Sensor, SensorReading
 
@@ -106,9 +106,9 @@ class NewSensorFormSet(forms.BaseInlineFormSet):
                 continue
             key = key.strip()
             if key in taken:
-                form.add_error("key", f"The machine already has a sensor with key {key!r}.")
+                form.add_error("key", services.DUPLICATE_SENSOR_KEY.format(key=key))
             elif key in seen:
-                form.add_error("key", f"{key!r} is given twice.")
+                form.add_error("key", services.SENSOR_GIVEN_TWICE.format(key=key))
             seen.add(key)
 
     def validate_unique(self):
@@ -147,21 +147,28 @@ class MachineForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        external_id = (cleaned.get("external_id") or "").strip()
+        if "external_id" not in self.fields:
+            return cleaned  # a change: only the name and location change, checked by machine_update
         tenant = cleaned.get("tenant")
         tenant_id = tenant.pk if tenant is not None else self.instance.tenant_id
-        if (
-            self.instance._state.adding
-            and external_id
-            and tenant_id
-            and Machine.objects.filter(tenant_id=tenant_id, external_id=external_id).exists()
-        ):
-            self.add_error("external_id", f"The tenant already has a machine with external id {external_id!r}.")
+        if tenant_id is None or not cleaned.get("external_id") or not cleaned.get("name"):
+            return cleaned  # a field Django already refused
+        # The service's own rule, shown on the form rather than raised when saving.
+        problems = services.machine_create_errors(
+            tenant_id=tenant_id,
+            external_id=cleaned["external_id"],
+            name=cleaned["name"],
+            location=cleaned.get("location") or "",
+        )
+        for field, messages in problems.items():
+            if field in self.fields and field not in self.errors:
+                for message in messages:
+                    self.add_error(field, message)
         return cleaned
 
 
 @admin.register(Machine)
-class MachineAdmin(TenantScopedAdmin):
+class MachineAdmin(ServiceBackedAdmin):
     form = MachineForm
     list_display = ["name", "external_id", "tenant", "location", "sensor_count", "last_reading_at", "created_at"]
     list_filter = ["tenant"]
@@ -212,45 +219,32 @@ class MachineAdmin(TenantScopedAdmin):
     def sensor_count(self, machine: Machine) -> int:
         return machine.sensor_count
 
-    def save_model(self, request, obj: Machine, form, change: bool) -> None:
+    def save_through_service(self, request, form, *, by: Caller, change: bool) -> Machine:
         data = form.cleaned_data
         if change:
-            updated = services.machine_update(
-                machine=obj,
-                name=data.get("name"),
-                location=data.get("location"),
-                actor=request.user,
-                client_ip=client_ip(request),
+            return services.machine_update(
+                by=by, machine=form.instance, name=data.get("name"), location=data.get("location")
             )
-            obj.name, obj.location = updated.name, updated.location
-            return
-        created = services.machine_create(
-            tenant=self.form_tenant(request, form),
-            external_id=data["external_id"],
-            name=data["name"],
-            location=data.get("location", ""),
-            actor=request.user,
-            client_ip=client_ip(request),
+        return services.machine_create(
+            by=by, external_id=data["external_id"], name=data["name"], location=data.get("location", "")
         )
-        # The admin goes on with `obj` (inlines, log entry, redirect): make it the saved row.
-        for field in Machine._meta.concrete_fields:
-            setattr(obj, field.attname, getattr(created, field.attname))
-        obj._state.adding, obj._state.db = False, created._state.db
 
     def save_formset(self, request, form, formset, change: bool) -> None:
         if formset.model is not Sensor or not isinstance(formset, NewSensorFormSet):
             return super().save_formset(request, form, formset, change)
-        for sensor_form in formset.forms:
-            data = sensor_form.cleaned_data or {}
-            if data.get("key") and not data.get("DELETE"):
-                services.sensor_create(
-                    machine=form.instance,
-                    key=data["key"],
-                    kind=data["kind"],
-                    actor=request.user,
-                    client_ip=client_ip(request),
-                )
         formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        new = [
+            data for data in (f.cleaned_data or {} for f in formset.forms) if data.get("key") and not data.get("DELETE")
+        ]
+        if not new:
+            return
+        by = self.caller(request, form)
+        # The machine the service saved (on add, not the form's unsaved instance): by its external id.
+        external_id = form.instance.external_id if change else form.cleaned_data["external_id"]
+        machine = selectors.machine_list(tenant_id=by.tenant_id).get(external_id=external_id.strip())
+        for data in new:
+            sensor = services.sensor_create(by=by, machine=machine, key=data["key"], kind=data["kind"])
+            formset.new_objects.append(sensor)
 
     def get_deleted_objects(self, objs, request):
         machines = list(objs)
@@ -261,16 +255,12 @@ class MachineAdmin(TenantScopedAdmin):
         held = [reason for m in machines if (reason := services.deletion_held_reason(machine=m))]
         return to_delete, model_count, perms_needed, held
 
-    def delete_model(self, request, obj: Machine) -> None:
-        services.machine_delete(machine=obj, actor=request.user, client_ip=client_ip(request))
-
-    def delete_queryset(self, request, queryset) -> None:
-        for machine in queryset:
-            services.machine_delete(machine=machine, actor=request.user, client_ip=client_ip(request))
+    def delete_through_service(self, request, obj: Machine, *, by: Caller) -> None:
+        services.machine_delete(by=by, machine=obj)
 
 
 @admin.register(Sensor)
-class SensorAdmin(TenantScopedAdmin):
+class SensorAdmin(ServiceBackedAdmin):
     """Sensors are added on their machine's page; here each can be looked at and deleted."""
 
     tenant_path = "machine__tenant"
@@ -296,12 +286,11 @@ class SensorAdmin(TenantScopedAdmin):
         held = [reason for s in sensors if (reason := services.deletion_held_reason(machine=s.machine, sensor=s))]
         return to_delete, model_count, perms_needed, held
 
-    def delete_model(self, request, obj: Sensor) -> None:
-        services.sensor_delete(sensor=obj, actor=request.user, client_ip=client_ip(request))
+    def delete_through_service(self, request, obj: Sensor, *, by: Caller) -> None:
+        services.sensor_delete(by=by, sensor=obj)
 
     def delete_queryset(self, request, queryset) -> None:
-        for sensor in queryset.select_related("machine"):
-            services.sensor_delete(sensor=sensor, actor=request.user, client_ip=client_ip(request))
+        super().delete_queryset(request, queryset.select_related("machine"))
 
     def response_delete(self, request, obj_display, obj_id):
         # Back to the machine the sensor was on, where it was deleted from.

@@ -22,6 +22,13 @@ def validate_identifier(value: str) -> None:
         raise ValidationError("Must not contain control characters.")
 
 
+class LiveMachineManager(models.Manager.from_queryset(TenantQuerySet)):
+    """Machines not marked for deletion: every reader's machines (see telemetry.services.machine_delete)."""
+
+    def get_queryset(self):
+        return super().get_queryset().filter(deleting_since__isnull=True)
+
+
 class Machine(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="machines")
@@ -30,14 +37,24 @@ class Machine(models.Model):
     name = models.CharField(max_length=200)
     location = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set by DELETE /machines/{id}: the machine is gone for every reader (`objects`) and its
+    # external id free, while a background job deletes its sensors, readings and row.
+    deleting_since = models.DateTimeField(null=True, blank=True, editable=False)
 
-    objects = TenantQuerySet.as_manager()
+    objects = LiveMachineManager()
+    # Marked ones too: only the background purge reads them.
+    all_objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["name", "id"]
         constraints = [
-            # Its index (tenant, external_id) also serves ingest's lookup by external id.
-            models.UniqueConstraint(fields=["tenant", "external_id"], name="telemetry_machine_external_id_unique")
+            # Its index (tenant, external_id) also serves ingest's lookup by external id. A machine
+            # marked for deletion keeps its external id, without holding it.
+            models.UniqueConstraint(
+                fields=["tenant", "external_id"],
+                condition=models.Q(deleting_since__isnull=True),
+                name="telemetry_machine_external_id_unique",
+            )
         ]
         indexes = [models.Index(fields=["tenant", "name", "id"], name="telemetry_machine_list_idx")]
 

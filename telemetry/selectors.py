@@ -19,6 +19,8 @@ from django.db.models import (
 from django.db.models.functions import Cast, Greatest, Least
 
 from apikeys.models import ApiKey
+from core import errors
+from core.caller import Caller
 from core.text import storable_text
 from telemetry.models import AgentHeartbeat, Machine, Sensor, SensorReading, SensorRollup, value_bounds
 
@@ -26,16 +28,24 @@ from telemetry.models import AgentHeartbeat, Machine, Sensor, SensorReading, Sen
 BUCKETS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
 
 
-def machine_list(*, tenant_id: uuid.UUID) -> QuerySet[Machine]:
-    return Machine.objects.filter(tenant_id=tenant_id).prefetch_related("sensors")
+def machine_scope(by: Caller) -> list[str] | None:
+    """The machine ids a machine-scoped API key may touch; None for every machine of the tenant."""
+    return by.principal.machine_ids if by.is_api_key else None
 
 
-def machine_resolve(*, tenant_id: uuid.UUID, ref: str, machine_ids: list[str] | None = None) -> Machine:
+def machine_list(*, tenant_id: uuid.UUID, machine_ids: list[str] | None = None) -> QuerySet[Machine]:
+    """The tenant's machines with their sensors, within `machine_ids` if given (a machine-scoped key)."""
+    queryset = Machine.objects.for_tenant(tenant_id).prefetch_related("sensors")
+    # Out of a key's scope is not found (404), exactly like another tenant's machine.
+    return queryset if machine_ids is None else queryset.filter(id__in=machine_ids)
+
+
+def machine_get(*, tenant_id: uuid.UUID, ref: str, machine_ids: list[str] | None = None) -> Machine:
     """The tenant's machine by id or by external_id (one query), within `machine_ids` if given.
 
     An external_id may itself look like a UUID; a machine whose id matches wins.
-    Raises Machine.DoesNotExist, also for another tenant's machine or one out
-    of a key's scope (the same message: no hint that it exists).
+    Raises NotFound, also for another tenant's machine or one out of a key's
+    scope (the same message: no hint that it exists).
     """
     condition = Q(external_id=ref)
     try:
@@ -44,14 +54,42 @@ def machine_resolve(*, tenant_id: uuid.UUID, ref: str, machine_ids: list[str] | 
         as_id = None
     else:
         condition |= Q(pk=as_id)
-    queryset = Machine.objects.filter(condition, tenant_id=tenant_id)
-    if machine_ids is not None:
-        queryset = queryset.filter(id__in=machine_ids)
-    machines = list(queryset.prefetch_related("sensors")[:2])
+    machines = list(machine_list(tenant_id=tenant_id, machine_ids=machine_ids).filter(condition)[:2])
     if not machines:
-        raise Machine.DoesNotExist(f"Machine {ref!r} not found.")
+        raise errors.NotFound(f"Machine {ref!r} not found.")
     machines.sort(key=lambda machine: machine.pk != as_id)
     return machines[0]
+
+
+def sensor_list(*, machine: Machine, key: str | None = None) -> list[Sensor]:
+    """The machine's sensors (prefetched), or the one with `key`; NotFound if it has none with that key."""
+    sensors = list(machine.sensors.all())
+    if key is None:
+        return sensors
+    chosen = [sensor for sensor in sensors if sensor.key == key]
+    if not chosen:
+        raise errors.NotFound(f"Sensor {key!r} not found on machine {machine.external_id!r}.")
+    return chosen
+
+
+def sensor_get(*, machine: Machine, key: str) -> Sensor:
+    """The sensor with `key` on `machine`, for a write; NotFound if there is none."""
+    sensor = Sensor.objects.filter(machine=machine, key=key).select_related("machine").first()
+    if sensor is None:
+        raise errors.NotFound("The machine has no sensor with this key.")
+    return sensor
+
+
+# Where a tenant's raw readings may already be gone, asked of the app that deletes them
+# (retention registers it in its AppConfig.ready), so telemetry never imports it:
+# cutoff(tenant_id=...) -> the datetime before which raw rows may be missing.
+raw_cutoff_providers: list = []
+
+
+def raw_readings_cutoff(*, tenant_id: uuid.UUID) -> datetime:
+    """The earliest time from which the tenant's raw readings are all there (the epoch's start without retention)."""
+    cutoffs = [provider(tenant_id=tenant_id) for provider in raw_cutoff_providers]
+    return max(cutoffs, default=datetime.min.replace(tzinfo=UTC))
 
 
 @dataclass(frozen=True)

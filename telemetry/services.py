@@ -20,6 +20,7 @@ so they are not written to the audit log (it would double every write).
 """
 
 import json
+import logging
 import math
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -35,10 +36,14 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from audit.services import audit_record
+from core import errors
+from core.caller import Caller
 from core.text import storable_text
 from settings_app.units import CANONICAL_UNITS
 from telemetry.models import VALUE_BOUNDS, AgentHeartbeat, Machine, Sensor, SensorReading, validate_identifier
-from tenants.models import Tenant
+from telemetry.selectors import machine_scope
+
+logger = logging.getLogger(__name__)
 
 MAX_BATCH_SIZE = 5000
 MAX_FUTURE_SKEW = timedelta(minutes=5)
@@ -79,22 +84,30 @@ def out_of_range_message(kind: str) -> str:
     return OUT_OF_RANGE.format(low=_number_text(low), high=_number_text(high), unit=unit, kind=kind)
 
 
-class BatchInvalid(Exception):
-    """The batch is refused as a whole.
+BATCH_CONFLICT = "A machine or sensor of this batch was deleted while it was being stored; nothing was stored."
+MACHINE_SCOPED_CREATE = (
+    "A machine-scoped API key cannot create machines: a new machine would be outside the key's machines."
+)
+
+
+class BatchInvalid(errors.RuleViolation):
+    """The batch is refused as a whole: 400 `{"readings": ...}`.
 
     `index` is the position of the first bad reading and `errors` its field
-    errors (`{"sensor": ["..."]}`); with `index` None, `errors` is about the
-    batch itself (a list of messages).
+    errors (`{"sensor": ["..."]}`), answered as `{"readings": {"<index>": errors}}`;
+    with `index` None, `errors` is about the batch itself (a list of messages).
     """
 
     def __init__(self, errors: dict[str, list[str]] | list[str], index: int | None = None):
-        super().__init__(errors)
+        super().__init__({"readings": errors if index is None else {str(index): errors}})
         self.errors = errors
         self.index = index
 
 
-class BatchConflict(Exception):
-    """A machine or sensor of the batch was deleted while the batch was being stored."""
+class BatchConflict(errors.Conflict):
+    """A machine or sensor of the batch was deleted while the batch was being stored: 409."""
+
+    default_message = BATCH_CONFLICT
 
 
 class _BadReading(Exception):
@@ -306,9 +319,8 @@ def _sensor_ids_by_name(
 
 def readings_ingest(
     *,
-    tenant_id: uuid.UUID,
+    by: Caller,
     readings: Any,
-    machine_ids: list[str] | None = None,
     admit: Callable[[int], Callable[[], None] | None] | None = None,
 ) -> int:
     """Validate a batch of readings as a whole and store it in one transaction.
@@ -319,11 +331,12 @@ def readings_ingest(
     sensor and ts), or repeated within the batch, is skipped, the first one
     kept. Returns the number of readings in the batch.
 
-    `machine_ids` limits the batch to those machines (a machine-scoped key):
-    any other is refused exactly as an unknown one. `admit(count)` is called
+    A machine-scoped key (`by`) limits the batch to its machines: any other
+    is refused exactly as an unknown one. `admit(count)` is called
     once the batch is valid and before it is stored (a rate limit may refuse
     it by raising); it may return an undo, called if the batch is not stored.
     """
+    tenant_id, machine_ids = by.tenant_id, machine_scope(by)
     now = timezone.now() + MAX_FUTURE_SKEW
     if type(readings) is TypedReadings:
         rows = _resolve_typed_batch(tenant_id=tenant_id, readings=readings, now=now, machine_ids=machine_ids)
@@ -545,76 +558,62 @@ _HEARTBEAT_INSERT = (
 )
 
 
-def heartbeat_record(
-    *,
-    tenant_id: uuid.UUID,
-    api_key_id: uuid.UUID,
-    agent_version: str = "",
-    hostname: str = "",
-    client_ip: str | None = None,
-) -> AgentHeartbeat:
-    """Record that an agent is alive, with what it says about itself (trimmed to fit).
+def heartbeat_record(*, by: Caller, agent_version: str = "", hostname: str = "") -> AgentHeartbeat:
+    """Record that the calling key's agent is alive, with what it says about itself (trimmed to fit).
 
     On PostgreSQL, outside a transaction, in one statement that commits
-    asynchronously (see _HEARTBEAT_INSERT); inside one, an ordinary insert, so
-    that the caller's transaction keeps its durable commit.
+    asynchronously (see _HEARTBEAT_INSERT), and the row is built from what was
+    written, as Django builds a loaded one (`from_db`); inside a transaction, an
+    ordinary insert, so that the caller's transaction keeps its durable commit.
     """
-    heartbeat = AgentHeartbeat(
-        tenant_id=tenant_id,
-        api_key_id=api_key_id,
-        received_at=timezone.now(),
-        agent_version=_printable(agent_version)[: AgentHeartbeat._meta.get_field("agent_version").max_length],
-        hostname=_printable(hostname)[: AgentHeartbeat._meta.get_field("hostname").max_length],
-        client_ip=client_ip or None,
+    values = (
+        by.tenant_id,
+        by.principal.pk,
+        timezone.now(),
+        _printable(agent_version)[:_AGENT_VERSION_MAX],
+        _printable(hostname)[:_HOSTNAME_MAX],
+        by.client_ip or None,
     )
     if connection.vendor != "postgresql" or connection.in_atomic_block:
+        heartbeat = AgentHeartbeat(**dict(zip(_HEARTBEAT_FIELDS, values, strict=True)))
         heartbeat.save(force_insert=True)
         return heartbeat
     with connection.cursor() as cursor:
-        cursor.execute(
-            _HEARTBEAT_INSERT,
-            [
-                heartbeat.tenant_id,
-                heartbeat.api_key_id,
-                heartbeat.received_at,
-                heartbeat.agent_version,
-                heartbeat.hostname,
-                heartbeat.client_ip,
-            ],
-        )
-        heartbeat.id = cursor.fetchone()[0]
-    heartbeat._state.adding = False
-    return heartbeat
+        cursor.execute(_HEARTBEAT_INSERT, values)
+        heartbeat_id = cursor.fetchone()[0]
+    return AgentHeartbeat.from_db(connection.alias, ("id", *_HEARTBEAT_FIELDS), (heartbeat_id, *values))
+
+
+_HEARTBEAT_FIELDS = ("tenant_id", "api_key_id", "received_at", "agent_version", "hostname", "client_ip")
+_AGENT_VERSION_MAX = AgentHeartbeat._meta.get_field("agent_version").max_length
+_HOSTNAME_MAX = AgentHeartbeat._meta.get_field("hostname").max_length
 
 
 def _printable(value: str) -> str:
     return "".join(ch for ch in (value or "") if ch.isprintable()).strip()
 
 
-@transaction.atomic
-def machine_create(
-    *,
-    tenant: Tenant,
-    external_id: str,
-    name: str,
-    location: str = "",
-    sensors: Sequence[tuple[str, str]] = (),
-    actor=None,
-    client_ip: str | None = None,
-) -> Machine:
-    """Create a machine and its sensors ((key, kind) pairs). Raises ValidationError naming each problem."""
+DUPLICATE_EXTERNAL_ID = "The tenant already has a machine with external id {external_id!r}."
+DUPLICATE_SENSOR_KEY = "The machine already has a sensor with key {key!r}."
+SENSOR_GIVEN_TWICE = "{key!r} is given twice."
+
+
+def machine_create_errors(
+    *, tenant_id: uuid.UUID, external_id: str, name: str, location: str = "", sensors: Sequence[tuple[str, str]] = ()
+) -> dict[str, list[str]]:
+    """What is wrong with a new machine, by field (none: it can be created): the API's and the admin's rule."""
     external_id, name, location = external_id.strip(), name.strip(), location.strip()
-    errors: dict[str, list[str]] = {}
-    machine = Machine(tenant=tenant, external_id=external_id, name=name, location=location)
+    problems: dict[str, list[str]] = {}
+    machine = Machine(tenant_id=tenant_id, external_id=external_id, name=name, location=location)
     try:
-        machine.full_clean(validate_unique=False, validate_constraints=False)
+        machine.full_clean(exclude=["tenant"], validate_unique=False, validate_constraints=False)
     except ValidationError as exc:
-        errors.update(exc.message_dict)
+        problems.update(exc.message_dict)
     for field, value in (("name", name), ("location", location), ("external_id", external_id)):
-        if field not in errors and not storable_text(value):
-            errors[field] = [UNSTORABLE]
-    if "external_id" not in errors and Machine.objects.filter(tenant=tenant, external_id=external_id).exists():
-        errors["external_id"] = [f"The tenant already has a machine with external id {external_id!r}."]
+        if field not in problems and not storable_text(value):
+            problems[field] = [UNSTORABLE]
+    if "external_id" not in problems and Machine.objects.for_tenant(tenant_id).filter(external_id=external_id).exists():
+        problems["external_id"] = [DUPLICATE_EXTERNAL_ID.format(external_id=external_id)]
     sensor_errors: list[str] = []
     seen: set[str] = set()
     for key, kind in sensors:
@@ -630,18 +629,47 @@ def machine_create(
         if kind not in Sensor.Kind.values:
             sensor_errors.append(f"{key!r}: unknown kind {kind!r}; choose one of: {', '.join(Sensor.Kind.values)}.")
         if key in seen:
-            sensor_errors.append(f"{key!r} is given twice.")
+            sensor_errors.append(SENSOR_GIVEN_TWICE.format(key=key))
         seen.add(key)
     if sensor_errors:
-        errors["sensors"] = sensor_errors
-    if errors:
-        raise ValidationError(errors)
+        problems["sensors"] = sensor_errors
+    return problems
+
+
+def _own_machine(by: Caller, machine: Machine) -> None:
+    """A machine of another tenant is, to this caller, none at all."""
+    if machine.tenant_id != by.tenant_id:
+        raise errors.NotFound("No Machine matches the given query.")
+
+
+@transaction.atomic
+def machine_create(
+    *,
+    by: Caller,
+    external_id: str,
+    name: str,
+    location: str = "",
+    sensors: Sequence[tuple[str, str]] = (),
+) -> Machine:
+    """Create a machine of `by`'s tenant and its sensors ((key, kind) pairs).
+
+    Raises ValidationError naming each problem; Refused for a machine-scoped key
+    (the new machine could never be in its scope).
+    """
+    if machine_scope(by) is not None:
+        raise errors.Refused(MACHINE_SCOPED_CREATE)
+    external_id, name, location = external_id.strip(), name.strip(), location.strip()
+    problems = machine_create_errors(
+        tenant_id=by.tenant_id, external_id=external_id, name=name, location=location, sensors=sensors
+    )
+    if problems:
+        raise ValidationError(problems)
+    machine = Machine(tenant_id=by.tenant_id, external_id=external_id, name=name, location=location)
     machine.save()
     Sensor.objects.bulk_create([Sensor(machine=machine, key=key.strip(), kind=kind) for key, kind in sensors])
     audit_record(
-        tenant_id=tenant.id,
+        by=by,
         action="machine.create",
-        actor=actor,
         target=machine,
         changes={
             "external_id": external_id,
@@ -649,36 +677,34 @@ def machine_create(
             "location": location,
             "sensors": [f"{key.strip()}:{kind}" for key, kind in sensors],
         },
-        client_ip=client_ip,
     )
     return machine
 
 
-def _check_text(field: str, value: str, errors: dict[str, list[str]]) -> str:
+def _check_text(field: str, value: str, errors_by_field: dict[str, list[str]]) -> str:
     value = (value or "").strip()
     model_field = Machine._meta.get_field(field)
     if not value and not model_field.blank:
-        errors[field] = ["This field may not be blank."]
+        errors_by_field[field] = ["This field may not be blank."]
     elif len(value) > model_field.max_length:
-        errors[field] = [f"Ensure this field has no more than {model_field.max_length} characters."]
+        errors_by_field[field] = [f"Ensure this field has no more than {model_field.max_length} characters."]
     elif not storable_text(value):
-        errors[field] = [UNSTORABLE]
+        errors_by_field[field] = [UNSTORABLE]
     return value
 
 
 @transaction.atomic
-def machine_update(
-    *, machine: Machine, name: str | None = None, location: str | None = None, actor=None, client_ip: str | None = None
-) -> Machine:
+def machine_update(*, by: Caller, machine: Machine, name: str | None = None, location: str | None = None) -> Machine:
     """Rename or relocate a machine. Its external id and tenant never change (agents and readings hang on them)."""
-    errors: dict[str, list[str]] = {}
+    _own_machine(by, machine)
+    errors_by_field: dict[str, list[str]] = {}
     wanted = {}
     if name is not None:
-        wanted["name"] = _check_text("name", name, errors)
+        wanted["name"] = _check_text("name", name, errors_by_field)
     if location is not None:
-        wanted["location"] = _check_text("location", location, errors)
-    if errors:
-        raise ValidationError(errors)
+        wanted["location"] = _check_text("location", location, errors_by_field)
+    if errors_by_field:
+        raise ValidationError(errors_by_field)
     machine = Machine.objects.select_for_update().get(pk=machine.pk)
     changes = {
         field: [getattr(machine, field), value] for field, value in wanted.items() if getattr(machine, field) != value
@@ -688,19 +714,12 @@ def machine_update(
     for field, (_, value) in changes.items():
         setattr(machine, field, value)
     machine.save(update_fields=list(changes))
-    audit_record(
-        tenant_id=machine.tenant_id,
-        action="machine.update",
-        actor=actor,
-        target=machine,
-        changes=changes,
-        client_ip=client_ip,
-    )
+    audit_record(by=by, action="machine.update", target=machine, changes=changes)
     return machine
 
 
-class ReadingsHeld(Exception):
-    """A machine or sensor whose readings something must keep (a legal hold) cannot be deleted."""
+class ReadingsHeld(errors.Conflict):
+    """A machine or sensor whose readings something must keep (a legal hold) cannot be deleted: 409."""
 
 
 # Apps that must keep readings register a check here (retention's legal holds), so that
@@ -746,78 +765,113 @@ def sensor_deletion_counts(*, sensors: Iterable[Sensor]) -> DeletionCounts:
 
 
 @transaction.atomic
-def machine_delete(*, machine: Machine, actor=None, client_ip: str | None = None) -> DeletionCounts:
-    """Delete a machine with its sensors and their readings (DELETE statements; no reading is loaded).
+def machine_delete(*, by: Caller, machine: Machine) -> DeletionCounts:
+    """Delete a machine: gone at once for every reader, its sensors and readings deleted in the background.
 
+    The machine is marked (`deleting_since`): from then on no query of
+    `Machine.objects` finds it (lists, ingest, key scopes, holds), and its
+    external id is free for a new machine. `machine_purge` then deletes its
+    readings, sensors and row, queued once this transaction commits (without a
+    broker: at once, in this process); a purge that was never queued (the broker
+    down) is done by the periodic sweep (`machines_purge_pending`).
     Raises ReadingsHeld when a legal hold keeps some of its readings.
     """
+    _own_machine(by, machine)
     _check_deletion_guards(machine=machine)
     counts = machine_deletion_counts(machines=[machine])
-    # Readings first, by sensor: a plain DELETE, so none is loaded (Django's collector would fast-delete too).
-    SensorReading.objects.filter(sensor__machine_id=machine.pk).delete()
+    Machine.objects.filter(pk=machine.pk).update(deleting_since=timezone.now())
     audit_record(
-        tenant_id=machine.tenant_id,
+        by=by,
         action="machine.delete",
-        actor=actor,
         target=machine,
         changes={"external_id": machine.external_id, "sensors": counts.sensors, "readings": counts.readings},
-        client_ip=client_ip,
     )
-    Machine.objects.filter(pk=machine.pk).delete()
+    machine_id = machine.pk
+    transaction.on_commit(lambda: _purge_later(machine_id))
     return counts
 
 
+def _purge_later(machine_id: uuid.UUID) -> None:
+    from telemetry.tasks import machine_purge_enqueue  # the task wraps the service below
+
+    machine_purge_enqueue(machine_id=machine_id)
+
+
+def machine_purge(*, machine_id: uuid.UUID) -> bool:
+    """Delete a machine marked for deletion with its sensors and their readings (DELETE statements;
+    no reading is loaded). False if there is nothing (or, for now, nothing allowed) to delete.
+
+    A legal hold placed on its readings after the machine was marked keeps them
+    (and the marked machine) until it is released: the next sweep tries again.
+    """
+    machine = Machine.all_objects.filter(pk=machine_id, deleting_since__isnull=False).first()
+    if machine is None:
+        return False
+    if deletion_held_reason(machine=machine):
+        logger.warning("machine %s is marked for deletion but a hold keeps its readings; kept for now", machine_id)
+        return False
+    with transaction.atomic():
+        # Readings first, by sensor: a plain DELETE, so none is loaded (Django's collector would fast-delete too).
+        SensorReading.objects.filter(sensor__machine_id=machine.pk).delete()
+        Machine.all_objects.filter(pk=machine.pk).delete()
+    return True
+
+
+def machines_purge_pending(*, older_than: timedelta = timedelta(minutes=5)) -> int:
+    """Purge every machine marked for deletion more than `older_than` ago (a purge lost with its message)."""
+    pending = Machine.all_objects.filter(deleting_since__lt=timezone.now() - older_than).values_list("pk", flat=True)
+    return sum(machine_purge(machine_id=machine_id) for machine_id in list(pending))
+
+
 @transaction.atomic
-def sensor_create(*, machine: Machine, key: str, kind: str, actor=None, client_ip: str | None = None) -> Sensor:
+def sensor_create(*, by: Caller, machine: Machine, key: str, kind: str) -> Sensor:
+    _own_machine(by, machine)
     key = (key or "").strip()
-    errors: dict[str, list[str]] = {}
+    errors_by_field: dict[str, list[str]] = {}
     try:
         validate_identifier(key)
     except ValidationError as exc:
-        errors["key"] = list(exc.messages)
-    if "key" not in errors and not storable_text(key):
-        errors["key"] = [UNSTORABLE]
-    if "key" not in errors and len(key) > Sensor._meta.get_field("key").max_length:
-        errors["key"] = ["Ensure this field has no more than 100 characters."]
+        errors_by_field["key"] = list(exc.messages)
+    if "key" not in errors_by_field and not storable_text(key):
+        errors_by_field["key"] = [UNSTORABLE]
+    if "key" not in errors_by_field and len(key) > Sensor._meta.get_field("key").max_length:
+        errors_by_field["key"] = ["Ensure this field has no more than 100 characters."]
     if kind not in Sensor.Kind.values:
-        errors["kind"] = [f"Unknown kind {kind!r}; choose one of: {', '.join(Sensor.Kind.values)}."]
-    if "key" not in errors and Sensor.objects.filter(machine_id=machine.pk, key=key).exists():
-        errors["key"] = [f"The machine already has a sensor with key {key!r}."]
-    if errors:
-        raise ValidationError(errors)
+        errors_by_field["kind"] = [f"Unknown kind {kind!r}; choose one of: {', '.join(Sensor.Kind.values)}."]
+    if "key" not in errors_by_field and Sensor.objects.filter(machine_id=machine.pk, key=key).exists():
+        errors_by_field["key"] = [DUPLICATE_SENSOR_KEY.format(key=key)]
+    if errors_by_field:
+        raise ValidationError(errors_by_field)
     try:
         with transaction.atomic():
             sensor = Sensor.objects.create(machine=machine, key=key, kind=kind)
     except IntegrityError:  # the same key added at the same moment
-        raise ValidationError({"key": [f"The machine already has a sensor with key {key!r}."]}) from None
+        raise ValidationError({"key": [DUPLICATE_SENSOR_KEY.format(key=key)]}) from None
     audit_record(
-        tenant_id=machine.tenant_id,
+        by=by,
         action="sensor.create",
-        actor=actor,
         target=sensor,
         changes={"machine": machine.external_id, "key": key, "kind": kind},
-        client_ip=client_ip,
     )
     return sensor
 
 
 @transaction.atomic
-def sensor_delete(*, sensor: Sensor, actor=None, client_ip: str | None = None) -> DeletionCounts:
+def sensor_delete(*, by: Caller, sensor: Sensor) -> DeletionCounts:
     """Delete a sensor and its readings (DELETE statements; no reading is loaded).
 
     Raises ReadingsHeld when a legal hold keeps some of its readings.
     """
-    _check_deletion_guards(machine=sensor.machine, sensor=sensor)
-    counts = sensor_deletion_counts(sensors=[sensor])
     machine = sensor.machine
+    _own_machine(by, machine)
+    _check_deletion_guards(machine=machine, sensor=sensor)
+    counts = sensor_deletion_counts(sensors=[sensor])
     SensorReading.objects.filter(sensor_id=sensor.pk).delete()
     audit_record(
-        tenant_id=machine.tenant_id,
+        by=by,
         action="sensor.delete",
-        actor=actor,
         target=sensor,
         changes={"machine": machine.external_id, "key": sensor.key, "readings": counts.readings},
-        client_ip=client_ip,
     )
     Sensor.objects.filter(pk=sensor.pk).delete()
     return counts

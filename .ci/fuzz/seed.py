@@ -26,7 +26,10 @@ admin = user_create(by=by, email=f"fuzz-admin-{tag}@fuzz.test", password=passwor
 user_create(by=by, email=f"fuzz-admin2-{tag}@fuzz.test", password=password, role="admin")
 kinds = ["temperature", "pressure", "vibration", "current", "speed", "other"]
 machine = machine_create(
-    tenant=tenant, external_id="fuzz-press", name="Fuzz press", sensors=[(f"s-{kind}", kind) for kind in kinds]
+    by=Caller.system(tenant_id=tenant.pk),
+    external_id="fuzz-press",
+    name="Fuzz press",
+    sensors=[(f"s-{kind}", kind) for kind in kinds],
 )
 now = timezone.now()
 rows = [

@@ -19,6 +19,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from apikeys.authentication import ApiKeyPrincipal
 from apikeys.enrollment import enrollment_token_create
 from apikeys.models import ApiKeyPolicy
 from apikeys.services import api_key_create
@@ -68,7 +69,7 @@ def _reading(tenant):
 
 def _heartbeat(tenant):
     issued = api_key_create(by=Caller.system(tenant_id=tenant.id), name="agent", scopes_requested="edge_agent")
-    return heartbeat_record(tenant_id=tenant.id, api_key_id=issued.api_key.id, agent_version="1.0")
+    return heartbeat_record(by=Caller.acting(ApiKeyPrincipal(issued.api_key)), agent_version="1.0")
 
 
 ROWS: dict[str, Row] = {

@@ -42,12 +42,14 @@ _SEED = """
 from datetime import timedelta
 from django.utils import timezone
 from telemetry.models import Sensor, SensorReading
+from core.caller import Caller
 from telemetry.services import machine_create
 from tenants.models import Tenant
 tenant = Tenant.objects.get(name="Live Plant")
-machine = machine_create(tenant=tenant, external_id="m1", name="Press 1", sensors=[("bearing_temp", "temperature")])
+by = Caller.system(tenant_id=tenant.pk)
+machine = machine_create(by=by, external_id="m1", name="Press 1", sensors=[("bearing_temp", "temperature")])
 sensor = Sensor.objects.get(machine=machine, key="bearing_temp")
-retired = machine_create(tenant=tenant, external_id="old", name="Retired", sensors=[("bearing_temp", "temperature")])
+retired = machine_create(by=by, external_id="old", name="Retired", sensors=[("bearing_temp", "temperature")])
 old_sensor = Sensor.objects.get(machine=retired, key="bearing_temp")
 now = timezone.now()
 SensorReading.objects.bulk_create(

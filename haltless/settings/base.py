@@ -276,6 +276,8 @@ CELERY_BEAT_SCHEDULE = {
     # Rollups (1 h / 1 d) of newly ingested readings, late backfills included: at most a
     # couple of minutes behind ingest (a retention run also builds them before deleting).
     "telemetry-rollups": {"task": "telemetry.rollups_build", "schedule": 60.0},
+    # Machines deleted over HTTP or in the admin whose background purge was lost.
+    "telemetry-machines-purge": {"task": "telemetry.machines_purge_pending", "schedule": 600.0},
     # The webhook outbox's sweep: retries fall due, and a lost task is still sent.
     "webhooks-send-due": {"task": "webhooks.send_due", "schedule": 60.0},
     # Expiry and unused-key notices, each key and threshold once.

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from core.serializers import EmptyQueryValueMixin, StrictSerializer
@@ -12,7 +12,8 @@ from telemetry.services import MAX_BATCH_SIZE
 # --- Ingest -------------------------------------------------------------------------
 
 
-class IngestReadingSerializer(StrictSerializer):
+@extend_schema_serializer(component_name="IngestReading")
+class IngestReadingInputSerializer(StrictSerializer):
     """One reading as an agent sends it (documentation only: the service validates batches, unknown fields too)."""
 
     machine = serializers.CharField(help_text="The machine's external_id.")
@@ -27,7 +28,7 @@ class IngestReadingSerializer(StrictSerializer):
     )
 
 
-@extend_schema_field(IngestReadingSerializer(many=True))
+@extend_schema_field(IngestReadingInputSerializer(many=True))
 class ReadingBatchField(serializers.Field):
     """Passed as parsed: checking 5,000 readings is the ingest service's job, in one pass."""
 
@@ -39,11 +40,13 @@ class IngestInputSerializer(StrictSerializer):
     readings = ReadingBatchField(help_text=f"1 to {MAX_BATCH_SIZE} readings.")
 
 
-class IngestAcceptedSerializer(serializers.Serializer):
+@extend_schema_serializer(component_name="IngestAccepted")
+class IngestAcceptedOutputSerializer(serializers.Serializer):
     accepted = serializers.IntegerField(help_text="The number of readings in the batch (resent ones included).")
 
 
-class IngestErrorSerializer(serializers.Serializer):
+@extend_schema_serializer(component_name="IngestError")
+class IngestErrorOutputSerializer(serializers.Serializer):
     # Not required: an unknown top-level field or a non-object body is reported
     # under its own key (`{"x": ["Unknown field."]}`, `{"non_field_errors": [...]}`).
     readings = serializers.JSONField(
@@ -59,17 +62,19 @@ class IngestErrorSerializer(serializers.Serializer):
 # --- Heartbeat ------------------------------------------------------------------------
 
 
-class HeartbeatLimitsSerializer(serializers.Serializer):
+@extend_schema_serializer(component_name="HeartbeatLimits")
+class HeartbeatLimitsOutputSerializer(serializers.Serializer):
     requests_per_minute = serializers.IntegerField()
     readings_per_minute = serializers.IntegerField()
 
 
-class HeartbeatSerializer(serializers.Serializer):
+@extend_schema_serializer(component_name="Heartbeat")
+class HeartbeatOutputSerializer(serializers.Serializer):
     status = serializers.CharField()
     server_time = serializers.DateTimeField()
     tenant_id = serializers.UUIDField()
     key_id = serializers.UUIDField()
-    limits = HeartbeatLimitsSerializer(help_text="The key's effective rate limits (its own, capped by the tier).")
+    limits = HeartbeatLimitsOutputSerializer(help_text="The key's effective rate limits (its own, capped by the tier).")
     backoff_seconds = serializers.IntegerField(
         help_text="How long to wait before the next call: 0 unless the key is at one of its limits."
     )
@@ -217,7 +222,8 @@ def iso_utc(value: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-class AggregateBucketSerializer(serializers.Serializer):
+@extend_schema_serializer(component_name="AggregateBucket")
+class AggregateBucketOutputSerializer(serializers.Serializer):
     start = serializers.DateTimeField(help_text="Start of the bucket (inclusive).")
     min = serializers.FloatField()
     max = serializers.FloatField()
@@ -237,4 +243,6 @@ class AggregateOutputSerializer(serializers.Serializer):
     bucket = serializers.CharField()
     locals()["from"] = serializers.DateTimeField()
     to = serializers.DateTimeField()
-    buckets = AggregateBucketSerializer(many=True, help_text="Oldest first; buckets without readings are left out.")
+    buckets = AggregateBucketOutputSerializer(
+        many=True, help_text="Oldest first; buckets without readings are left out."
+    )

@@ -4,9 +4,13 @@ Conversions themselves live in settings_app.units; this only decides, once per
 request, which unit each sensor kind is shown in.
 """
 
+from collections.abc import Iterable
+
+from core.caller import Caller
 from settings_app.selectors import unit_preferences_get
 from settings_app.units import CANONICAL_UNITS, convert, display_unit
 from telemetry.models import value_saturate
+from telemetry.selectors import Bucket
 
 
 class DisplayUnits:
@@ -22,11 +26,9 @@ class DisplayUnits:
         self._units = {kind: display_unit(kind, preferences) or None for kind in CANONICAL_UNITS}
 
     @classmethod
-    def for_request(cls, request) -> "DisplayUnits":
-        user = request.user
-        if getattr(user, "is_api_key", False) or not getattr(user, "is_authenticated", False):
-            return cls(None)
-        return cls(unit_preferences_get(user=user))
+    def for_caller(cls, by: Caller) -> "DisplayUnits":
+        """A user's preferences; canonical units for an API key (or nobody)."""
+        return cls(None) if by.user is None else cls(unit_preferences_get(user=by.user))
 
     def unit(self, kind: str) -> str | None:
         return self._units.get(kind)
@@ -44,3 +46,18 @@ class DisplayUnits:
         if value is None or unit is None or unit == CANONICAL_UNITS.get(kind):
             return value
         return convert(kind, value, unit)
+
+    def buckets(self, kind: str, buckets: Iterable[Bucket]) -> list[dict]:
+        """Aggregate buckets with min, max and avg in this caller's unit."""
+        value = self.value
+        return [
+            {
+                "start": bucket.start,
+                "min": value(kind, bucket.min),
+                "max": value(kind, bucket.max),
+                "avg": value(kind, bucket.avg),
+                "count": bucket.count,
+                "source": bucket.source,
+            }
+            for bucket in buckets
+        ]

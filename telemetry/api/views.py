@@ -1,34 +1,27 @@
-import binascii
-from base64 import b64decode, b64encode
-from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qs, urlencode
+from functools import cached_property
 
 from django.conf import settings
-from django.db.models import Q
-from django.utils import timezone
-from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
-from rest_framework.utils.urls import replace_query_param
 
 from apikeys import ratelimit
 from core import metrics
-from core.exceptions import Conflict
-from core.http import client_ip
-from core.pagination import NewestFirstCursorPagination, StandardPageNumberPagination
+from core.caller import Caller, caller_of
+from core.pagination import StandardPageNumberPagination
 from core.permissions import ApiAccess, IsTenantAdmin, IsTenantAdminForWrites
-from core.tenancy import TenantScopedMixin, request_tenant_id
 from telemetry import selectors, services
+from telemetry.api.filters import MachineFilter
+from telemetry.api.pagination import ReadingCursorPagination
 from telemetry.api.parsers import MAX_INGEST_BODY_BYTES, IngestJSONParser
 from telemetry.api.serializers import (
     AggregateOutputSerializer,
     AggregateQuerySerializer,
-    HeartbeatSerializer,
-    IngestAcceptedSerializer,
-    IngestErrorSerializer,
+    HeartbeatOutputSerializer,
+    IngestAcceptedOutputSerializer,
+    IngestErrorOutputSerializer,
     IngestInputSerializer,
     MachineCreateInputSerializer,
     MachineOutputSerializer,
@@ -40,12 +33,10 @@ from telemetry.api.serializers import (
     SensorOutputSerializer,
 )
 from telemetry.api.units import DisplayUnits
-from telemetry.models import Machine, Sensor, SensorReading, SensorRollup
+from telemetry.models import Machine, SensorReading, SensorRollup
 from telemetry.rollups import rollups_build
-from telemetry.services import MAX_BATCH_SIZE, BatchConflict, BatchInvalid, heartbeat_record, readings_ingest
-from tenants.models import Tenant
+from telemetry.services import MAX_BATCH_SIZE
 
-BATCH_CONFLICT = "A machine or sensor of this batch was deleted while it was being stored; nothing was stored."
 # Ingest and heartbeat take API keys only.
 API_KEY_AUTH = [{"apiKeyBearer": []}, {"apiKeyHeader": []}]
 DETAIL = OpenApiResponse(
@@ -81,9 +72,9 @@ class IngestView(generics.GenericAPIView):
         request=IngestInputSerializer,
         auth=API_KEY_AUTH,
         responses={
-            202: IngestAcceptedSerializer,
+            202: IngestAcceptedOutputSerializer,
             400: OpenApiResponse(
-                IngestErrorSerializer,
+                IngestErrorOutputSerializer,
                 description="The batch, or its first bad reading (by index), and why.",
                 examples=[
                     OpenApiExample(
@@ -128,18 +119,7 @@ class IngestView(generics.GenericAPIView):
             reservation = ratelimit.reserve_readings(api_key, count)
             return lambda: ratelimit.release_readings(reservation)
 
-        try:
-            accepted = readings_ingest(
-                tenant_id=request.user.tenant_id,
-                readings=readings,
-                machine_ids=request.user.machine_ids,
-                admit=admit,
-            )
-        except BatchInvalid as exc:
-            errors = exc.errors if exc.index is None else {str(exc.index): exc.errors}
-            raise ValidationError({"readings": errors}) from None
-        except BatchConflict:
-            raise Conflict(BATCH_CONFLICT) from None
+        accepted = services.readings_ingest(by=caller_of(request), readings=readings, admit=admit)
         return Response({"accepted": accepted}, status=status.HTTP_202_ACCEPTED)
 
     def finalize_response(self, request, response, *args, **kwargs):
@@ -174,7 +154,7 @@ class HeartbeatView(generics.GenericAPIView):
     permission_classes = [ApiAccess]
     required_scope = "agent"
     allow_user_login = False
-    serializer_class = HeartbeatSerializer
+    serializer_class = HeartbeatOutputSerializer
 
     @extend_schema(
         operation_id="agent_heartbeat",
@@ -194,18 +174,16 @@ class HeartbeatView(generics.GenericAPIView):
             ),
         ],
         auth=API_KEY_AUTH,
-        responses={200: HeartbeatSerializer, 401: DETAIL, 403: DETAIL},
+        responses={200: HeartbeatOutputSerializer, 401: DETAIL, 403: DETAIL},
     )
     def get(self, request):
-        heartbeat = heartbeat_record(
-            tenant_id=request.user.tenant_id,
-            api_key_id=request.user.pk,
+        heartbeat = services.heartbeat_record(
+            by=caller_of(request),
             agent_version=request.headers.get("X-Agent-Version", ""),
             hostname=request.headers.get("X-Agent-Hostname", ""),
-            client_ip=client_ip(request),
         )
         check = request.user.rate_check
-        # HeartbeatSerializer's shape, built directly: the serializer would cost a third of
+        # HeartbeatOutputSerializer's shape, built directly: the serializer would cost a third of
         # the view's time on the hottest path (bench_hotpaths). Pinned by the heartbeat tests.
         data = {
             "status": "ok",
@@ -221,38 +199,23 @@ class HeartbeatView(generics.GenericAPIView):
 # --- Machines -------------------------------------------------------------------------
 
 
-class MachineFilter(filters.FilterSet):
-    # Bounded: an unbounded LIKE pattern is a 500 on SQLite ("pattern too complex").
-    external_id = filters.CharFilter(field_name="external_id", max_length=100, help_text="Exact external_id.")
-    search = filters.CharFilter(
-        method="filter_search", max_length=200, help_text="Part of the name, external_id or location."
-    )
+class _CallerEndpoint(generics.GenericAPIView):
+    """An endpoint whose reads are scoped by the caller: its tenant, a key's machines, a user's units."""
 
-    class Meta:
-        model = Machine
-        fields = ["external_id", "search"]
+    @cached_property
+    def by(self) -> Caller:
+        return caller_of(self.request)
 
-    def filter_search(self, queryset, name, value):
-        term = value.strip()
-        if not term:
-            return queryset
-        return queryset.filter(Q(name__icontains=term) | Q(external_id__icontains=term) | Q(location__icontains=term))
-
-
-class _UnitsContextMixin:
     def get_serializer_context(self):
-        context = super().get_serializer_context()
-        context["units"] = DisplayUnits.for_request(self.request)
-        return context
+        return {**super().get_serializer_context(), "units": DisplayUnits.for_caller(self.by)}
+
+    def machines(self):
+        """The caller's machines (a machine-scoped key: its own; out of scope is not found)."""
+        return selectors.machine_list(tenant_id=self.by.tenant_id, machine_ids=selectors.machine_scope(self.by))
 
 
-def machine_scope(request) -> list[str] | None:
-    """The machine ids a machine-scoped API key may see; None for every machine of the tenant."""
-    return getattr(request.user, "machine_ids", None)
-
-
-class _MachineEndpoint(_UnitsContextMixin, TenantScopedMixin):
-    queryset = Machine.objects.prefetch_related("sensors")
+class _MachineEndpoint(_CallerEndpoint):
+    queryset = Machine.objects.none()  # for the schema; rows come from selectors.machine_list
     serializer_class = MachineOutputSerializer
     # Any role reads; an admin writes. Keys: `read:machines` reads, `write:machines` writes.
     permission_classes = [IsTenantAdminForWrites]
@@ -260,16 +223,7 @@ class _MachineEndpoint(_UnitsContextMixin, TenantScopedMixin):
     required_write_scope = "write:machines"
 
     def get_queryset(self):
-        queryset = super().get_queryset()
-        scope = machine_scope(self.request)
-        # Out of a key's scope is not found (404), exactly like another tenant's machine.
-        return queryset if scope is None else queryset.filter(id__in=scope)
-
-
-def _principal_tenant(request):
-    from tenants.models import Tenant
-
-    return Tenant.objects.get(pk=request_tenant_id(request))
+        return self.machines()
 
 
 class MachineListView(_MachineEndpoint, generics.ListAPIView):
@@ -286,7 +240,9 @@ class MachineListView(_MachineEndpoint, generics.ListAPIView):
     @extend_schema(
         summary="Create a machine",
         description="Provision a machine with its sensors (admin, or API key scope `write:machines`). "
-        "A duplicate external id or sensor key is a 400 naming the field.",
+        "A duplicate external id or sensor key is a 400 naming the field. A machine-scoped key cannot "
+        f'create machines (403 `{{"detail": "{services.MACHINE_SCOPED_CREATE}"}}`): the new machine '
+        "would be outside its machines.",
         request=MachineCreateInputSerializer,
         responses={201: MachineOutputSerializer},
     )
@@ -295,23 +251,14 @@ class MachineListView(_MachineEndpoint, generics.ListAPIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         machine = services.machine_create(
-            tenant=_principal_tenant(request),
+            by=self.by,
             external_id=data["external_id"],
             name=data["name"],
             location=data["location"],
             sensors=[(sensor["key"], sensor["kind"]) for sensor in data["sensors"]],
-            actor=request.user,
-            client_ip=client_ip(request),
         )
         machine = self.get_queryset().get(pk=machine.pk)
         return Response(self.get_serializer(machine).data, status=status.HTTP_201_CREATED)
-
-
-def _deleting(action):
-    try:
-        return action()
-    except services.ReadingsHeld as exc:
-        raise Conflict(str(exc)) from None
 
 
 class MachineDetailView(_MachineEndpoint, generics.RetrieveAPIView):
@@ -334,35 +281,32 @@ class MachineDetailView(_MachineEndpoint, generics.RetrieveAPIView):
         machine = self.get_object()
         serializer = MachineUpdateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        services.machine_update(
-            machine=machine, actor=request.user, client_ip=client_ip(request), **serializer.validated_data
-        )
+        services.machine_update(by=self.by, machine=machine, **serializer.validated_data)
         return Response(self.get_serializer(self.get_queryset().get(pk=machine.pk)).data)
 
     @extend_schema(
         summary="Delete a machine",
         description="Delete the machine with its sensors and their readings (admin, or API key scope "
-        "`write:machines`). A machine with readings under a legal hold cannot be deleted (409).",
+        "`write:machines`). The machine is gone at once (404, and its external id is free for a new "
+        "machine); its sensors and readings are deleted in the background. A machine with readings "
+        "under a legal hold cannot be deleted (409).",
         responses={204: None, 404: DETAIL, 409: DETAIL},
     )
     def delete(self, request, *args, **kwargs):
-        machine = self.get_object()
-        _deleting(lambda: services.machine_delete(machine=machine, actor=request.user, client_ip=client_ip(request)))
+        services.machine_delete(by=self.by, machine=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class _MachineSensorsEndpoint(_UnitsContextMixin, TenantScopedMixin, generics.GenericAPIView):
+class _MachineSensorsEndpoint(_CallerEndpoint):
     """A machine's sensors, written by an admin or an API key with `write:machines`."""
 
-    queryset = Machine.objects.prefetch_related("sensors")
+    queryset = Machine.objects.none()  # for the schema; rows come from selectors.machine_list
     serializer_class = SensorOutputSerializer
     permission_classes = [IsTenantAdmin]
     required_scope = "write:machines"
 
     def get_queryset(self):
-        queryset = super().get_queryset()
-        scope = machine_scope(self.request)
-        return queryset if scope is None else queryset.filter(id__in=scope)
+        return self.machines()
 
 
 class MachineSensorListView(_MachineSensorsEndpoint):
@@ -376,9 +320,7 @@ class MachineSensorListView(_MachineSensorsEndpoint):
         machine = self.get_object()
         serializer = SensorInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        sensor = services.sensor_create(
-            machine=machine, actor=request.user, client_ip=client_ip(request), **serializer.validated_data
-        )
+        sensor = services.sensor_create(by=self.by, machine=machine, **serializer.validated_data)
         return Response(self.get_serializer(sensor).data, status=status.HTTP_201_CREATED)
 
 
@@ -390,105 +332,40 @@ class MachineSensorDetailView(_MachineSensorsEndpoint):
         responses={204: None, 404: DETAIL, 409: DETAIL},
     )
     def delete(self, request, *args, **kwargs):
-        machine = self.get_object()
-        sensor = Sensor.objects.filter(machine=machine, key=kwargs["key"]).select_related("machine").first()
-        if sensor is None:
-            raise NotFound("The machine has no sensor with this key.")
-        _deleting(lambda: services.sensor_delete(sensor=sensor, actor=request.user, client_ip=client_ip(request)))
+        sensor = selectors.sensor_get(machine=self.get_object(), key=kwargs["key"])
+        services.sensor_delete(by=self.by, sensor=sensor)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # --- Sensor data ----------------------------------------------------------------------
 
 
-class ReadingCursorPagination(NewestFirstCursorPagination):
-    """Keyset cursor over (ts, sensor_id), newest first, for a ReadingWindow.
+class _SensorDataEndpoint(_CallerEndpoint):
+    """One machine's sensor data (`machine` = its id or external_id), in the caller's units."""
 
-    DRF's CursorPagination filters one queryset on its first ordering field and
-    skips ties by offset; readings are instead fetched per sensor and merged
-    (see selectors.reading_page), so the cursor carries the exact position of
-    the last reading shown. The response shape is DRF's: next, previous, results.
-    """
-
-    def paginate_queryset(self, window: selectors.ReadingWindow, request, view=None):
-        self.request = request
-        self.base_url = request.build_absolute_uri()
-        self.page_size = self.get_page_size(request)
-        position, newer = self.decode_position(request)
-        rows = selectors.reading_page(window=window, limit=self.page_size + 1, after=position, newer=newer)
-        more = len(rows) > self.page_size
-        rows = rows[: self.page_size]
-        if newer:
-            rows.reverse()
-            self.has_next, self.has_previous = True, more
-        else:
-            self.has_next, self.has_previous = more, position is not None and bool(rows)
-        self.first = (rows[0]["ts"], rows[0]["sensor_id"]) if rows else None
-        self.last = (rows[-1]["ts"], rows[-1]["sensor_id"]) if rows else None
-        return rows
-
-    def decode_position(self, request) -> tuple[tuple[datetime, int] | None, bool]:
-        encoded = request.query_params.get(self.cursor_query_param)
-        if encoded is None:
-            return None, False
-        try:
-            tokens = parse_qs(b64decode(encoded.encode("ascii"), validate=True).decode("ascii"), strict_parsing=True)
-            ts = datetime.fromisoformat(tokens["t"][0])
-            if ts.tzinfo is None:
-                raise ValueError("naive position")
-            ts = ts.astimezone(UTC)
-            sensor_id = int(tokens["s"][0])
-            if not 0 < sensor_id < 2**63:
-                raise ValueError("sensor id out of range")
-            newer = {"0": False, "1": True}[tokens["r"][0]]
-        except (ValueError, KeyError, UnicodeError, OverflowError, binascii.Error):
-            raise NotFound(self.invalid_cursor_message) from None
-        return (ts, sensor_id), newer
-
-    def _link(self, position: tuple[datetime, int] | None, newer: bool) -> str | None:
-        if position is None:
-            return None
-        token = urlencode({"t": position[0].isoformat(), "s": position[1], "r": int(newer)})
-        return replace_query_param(self.base_url, self.cursor_query_param, b64encode(token.encode()).decode())
-
-    def get_next_link(self) -> str | None:
-        return self._link(self.last, newer=False) if self.has_next else None
-
-    def get_previous_link(self) -> str | None:
-        return self._link(self.first, newer=True) if self.has_previous else None
-
-
-class _SensorDataEndpoint(_UnitsContextMixin, generics.GenericAPIView):
     permission_classes = [ApiAccess]
     required_scope = "read:sensors"
     query_serializer_class = MachineQuerySerializer
+    filter_backends: list = []
+    sensors_by_id: dict = {}
 
-    def get_query(self) -> dict:
-        if not hasattr(self, "_query"):
-            serializer = self.query_serializer_class(data=self.request.query_params)
-            serializer.is_valid(raise_exception=True)
-            self._query = serializer.validated_data
-        return self._query
+    @cached_property
+    def query(self) -> dict:
+        serializer = self.query_serializer_class(data=self.request.query_params)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
 
-    def get_machine(self) -> Machine:
-        try:
-            return selectors.machine_resolve(
-                tenant_id=request_tenant_id(self.request),
-                ref=self.get_query()["machine"],
-                machine_ids=machine_scope(self.request),
-            )
-        except Machine.DoesNotExist as exc:
-            raise NotFound(str(exc)) from None
+    def get_sensors(self) -> tuple[Machine, list]:
+        """The machine asked for and its sensors (the one `sensor` names, if the query has one)."""
+        machine = selectors.machine_get(
+            tenant_id=self.by.tenant_id, ref=self.query["machine"], machine_ids=selectors.machine_scope(self.by)
+        )
+        sensors = selectors.sensor_list(machine=machine, key=self.query.get("sensor"))
+        self.sensors_by_id = {sensor.pk: sensor for sensor in sensors}
+        return machine, sensors
 
-    def get_sensors(self, machine: Machine) -> list[Sensor]:
-        sensors = list(machine.sensors.all())
-        key = self.get_query().get("sensor")
-        if key is None:
-            return sensors
-        chosen = [sensor for sensor in sensors if sensor.key == key]
-        if not chosen:
-            raise NotFound(f"Sensor {key!r} not found on machine {machine.external_id!r}.")
-        return chosen
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "sensors": self.sensors_by_id}
 
 
 @extend_schema(
@@ -507,24 +384,15 @@ class ReadingListView(_SensorDataEndpoint, generics.ListAPIView):
     serializer_class = ReadingOutputSerializer
     pagination_class = ReadingCursorPagination
     query_serializer_class = ReadingsQuerySerializer
-    filter_backends: list = []
 
     def get_queryset(self) -> selectors.ReadingWindow:
         # Not a queryset: the window the paginator reads, sensor by sensor.
         if getattr(self, "swagger_fake_view", False):
             return SensorReading.objects.none()
-        machine = self.get_machine()
-        sensors = self.get_sensors(machine)
-        self.sensors_by_id = {sensor.pk: sensor for sensor in sensors}
-        query = self.get_query()
+        _, sensors = self.get_sensors()
         return selectors.ReadingWindow(
-            sensor_ids=tuple(sensor.pk for sensor in sensors), since=query.get("from"), until=query.get("to")
+            sensor_ids=tuple(sensor.pk for sensor in sensors), since=self.query.get("from"), until=self.query.get("to")
         )
-
-    def get_serializer_context(self):
-        context = super().get_serializer_context()
-        context["sensors"] = getattr(self, "sensors_by_id", {})
-        return context
 
 
 @extend_schema(
@@ -539,22 +407,15 @@ class ReadingListView(_SensorDataEndpoint, generics.ListAPIView):
 class LatestReadingsView(_SensorDataEndpoint, generics.ListAPIView):
     serializer_class = ReadingOutputSerializer
     pagination_class = None
-    filter_backends: list = []
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return SensorReading.objects.none()
-        machine = self.get_machine()
-        self.sensors_by_id = {sensor.pk: sensor for sensor in machine.sensors.all()}
+        machine, _ = self.get_sensors()
         return [
             {"sensor_id": row["id"], "ts": row["latest_ts"], "value": row["latest_value"]}
             for row in selectors.latest_readings(machine=machine)
         ]
-
-    def get_serializer_context(self):
-        context = super().get_serializer_context()
-        context["sensors"] = getattr(self, "sensors_by_id", {})
-        return context
 
 
 class AggregateView(_SensorDataEndpoint):
@@ -574,29 +435,25 @@ class AggregateView(_SensorDataEndpoint):
         responses={200: AggregateOutputSerializer, 400: OpenApiTypes.OBJECT, 404: DETAIL},
     )
     def get(self, request):
-        query = self.get_query()
-        machine = self.get_machine()
-        (sensor,) = self.get_sensors(machine)
-        units = self.get_serializer_context()["units"]
+        query = self.query
+        machine, (sensor,) = self.get_sensors()
         bucket_seconds = selectors.BUCKETS[query["bucket"]]
+        window = {"sensor_id": sensor.pk, "kind": sensor.kind, "bucket_seconds": bucket_seconds}
         if bucket_seconds in SensorRollup.Bucket.values:
+            if settings.CELERY_TASK_ALWAYS_EAGER:
+                # Without a broker there is no beat to keep the rollups current: bring them up to
+                # date here (a no-op when they are), without waiting for in-flight ingests.
+                rollups_build(wait_seconds=0)
             buckets = selectors.aggregates_with_rollups(
                 tenant_id=machine.tenant_id,
-                sensor_id=sensor.pk,
-                kind=sensor.kind,
-                bucket_seconds=bucket_seconds,
+                **window,
                 since=query["from"],
                 until=query["to"],
-                raw_cutoff=self._raw_cutoff(machine.tenant_id),
+                raw_cutoff=selectors.raw_readings_cutoff(tenant_id=machine.tenant_id),
             )
         else:
-            buckets = selectors.reading_aggregates(
-                sensor_id=sensor.pk,
-                kind=sensor.kind,
-                bucket_seconds=bucket_seconds,
-                since=query["from"],
-                until=query["to"],
-            )
+            buckets = selectors.reading_aggregates(**window, since=query["from"], until=query["to"])
+        units = self.get_serializer_context()["units"]
         data = {
             "machine_id": machine.pk,
             "sensor": sensor.key,
@@ -604,31 +461,6 @@ class AggregateView(_SensorDataEndpoint):
             "bucket": query["bucket"],
             "from": query["from"],
             "to": query["to"],
-            "buckets": [
-                {
-                    "start": bucket.start,
-                    "min": units.value(sensor.kind, bucket.min),
-                    "max": units.value(sensor.kind, bucket.max),
-                    "avg": units.value(sensor.kind, bucket.avg),
-                    "count": bucket.count,
-                    "source": bucket.source,
-                }
-                for bucket in buckets
-            ],
+            "buckets": units.buckets(sensor.kind, buckets),
         }
         return Response(self.get_serializer(data).data)
-
-    def _raw_cutoff(self, tenant_id) -> datetime:
-        """Where the tenant's raw readings may already be gone: now minus its readings window."""
-        from retention.policies import UnknownTier, effective_windows  # retention builds on telemetry
-
-        tenant = Tenant.objects.select_related("retention_policy").get(pk=tenant_id)
-        try:
-            days = effective_windows(tenant=tenant)["readings"]
-        except UnknownTier:
-            return datetime.min.replace(tzinfo=UTC)  # nothing is deleted by an unknown tier
-        if settings.CELERY_TASK_ALWAYS_EAGER:
-            # Without a broker there is no beat to keep the rollups current: bring them up to
-            # date here (a no-op when they are), without waiting for in-flight ingests.
-            rollups_build(wait_seconds=0)
-        return timezone.now() - timedelta(days=days)

@@ -3,7 +3,9 @@ from datetime import timedelta
 
 import pytest
 
+from apikeys.authentication import ApiKeyPrincipal
 from audit.models import AuditEvent
+from core.caller import Caller
 from haltless.testing import T0
 from telemetry.models import AgentHeartbeat, Machine, Sensor, SensorReading
 from telemetry.services import heartbeat_record, readings_bulk_insert
@@ -149,12 +151,15 @@ class TestMachineAdmin:
         assert machine.sensors.filter(key="coolant_temp", kind="temperature").exists()
         assert AuditEvent.objects.filter(action="sensor.create").count() == 1
 
-    def test_delete_confirmation_counts_readings_instead_of_listing_them(self, staff_client, readings, machine):
+    def test_delete_confirmation_counts_readings_instead_of_listing_them(
+        self, staff_client, readings, machine, django_capture_on_commit_callbacks
+    ):
         url = f"/admin/telemetry/machine/{machine.pk}/delete/"
         page = staff_client.get(url).content.decode()
         assert "Sensor readings: 5" in page
-        assert staff_client.post(url, {"post": "yes"}).status_code == 302
-        assert not Machine.objects.exists()
+        with django_capture_on_commit_callbacks(execute=True):
+            assert staff_client.post(url, {"post": "yes"}).status_code == 302
+        assert not Machine.all_objects.exists()
         assert not Sensor.objects.exists()
         assert not SensorReading.objects.exists()
         event = AuditEvent.objects.get(action="machine.delete")
@@ -199,8 +204,8 @@ class TestHeartbeatAdmin:
     def test_shows_the_latest_heartbeat_of_each_key_by_default(self, staff_client, api_key, make_api_key, tenant):
         other = make_api_key(name="line 2")
         for version in ("1.0", "1.1"):
-            heartbeat_record(tenant_id=tenant.id, api_key_id=api_key.api_key.id, agent_version=version)
-        heartbeat_record(tenant_id=tenant.id, api_key_id=other.api_key.id, agent_version="2.0")
+            heartbeat_record(by=Caller.acting(ApiKeyPrincipal(api_key.api_key)), agent_version=version)
+        heartbeat_record(by=Caller.acting(ApiKeyPrincipal(other.api_key)), agent_version="2.0")
         response = staff_client.get("/admin/telemetry/agentheartbeat/")
         assert response.status_code == 200
         shown = sorted(hb.agent_version for hb in response.context["cl"].result_list)
@@ -209,7 +214,7 @@ class TestHeartbeatAdmin:
         assert sorted(hb.agent_version for hb in everything.context["cl"].result_list) == ["1.0", "1.1", "2.0"]
 
     def test_heartbeats_are_read_only(self, staff_client, api_key, tenant):
-        heartbeat = heartbeat_record(tenant_id=tenant.id, api_key_id=api_key.api_key.id)
+        heartbeat = heartbeat_record(by=Caller.acting(ApiKeyPrincipal(api_key.api_key)))
         assert staff_client.get("/admin/telemetry/agentheartbeat/add/").status_code == 403
         delete_url = f"/admin/telemetry/agentheartbeat/{heartbeat.pk}/delete/"
         assert staff_client.post(delete_url, {"post": "yes"}).status_code == 403

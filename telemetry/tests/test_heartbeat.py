@@ -110,10 +110,12 @@ class TestHeartbeatCommit:
     def test_inside_a_transaction_the_callers_commit_stays_durable(self, api_key, tenant):
         from django.db import connection, transaction
 
+        from apikeys.authentication import ApiKeyPrincipal
+        from core.caller import Caller
         from telemetry.services import heartbeat_record
 
         with transaction.atomic():
-            heartbeat_record(tenant_id=tenant.id, api_key_id=api_key.api_key.id)
+            heartbeat_record(by=Caller.acting(ApiKeyPrincipal(api_key.api_key)))
             with connection.cursor() as cursor:
                 cursor.execute("SHOW synchronous_commit")
                 assert cursor.fetchone()[0] == "on"

@@ -9,6 +9,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from core.caller import Caller
 from retention.models import RetentionHold, RetentionRun
 from retention.services import retention_run_execute, retention_run_request
 from telemetry import partitions
@@ -82,8 +83,8 @@ class TestTable:
             {"machine": "press-1", "sensor": "temp", "ts": old.isoformat(), "value": 2.0},
         ]
 
-        assert readings_ingest(tenant_id=tenant.pk, readings=body) == 2
-        readings_ingest(tenant_id=tenant.pk, readings=body)
+        assert readings_ingest(by=Caller.system(tenant_id=tenant.pk), readings=body) == 2
+        readings_ingest(by=Caller.system(tenant_id=tenant.pk), readings=body)
 
         assert SensorReading.objects.filter(tenant=tenant).count() == 2
         assert partition_of(now) == name_for(now)

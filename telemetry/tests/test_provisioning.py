@@ -53,6 +53,24 @@ class TestCreate:
         assert response.status_code == 201
         assert AuditEvent.objects.get(action="machine.create").actor_type == "api_key"
 
+    def test_a_machine_scoped_key_cannot_create_machines(self, machine, tenant):
+        from apikeys.services import api_key_create
+
+        scoped = api_key_create(
+            tenant=tenant, name="line 1 sync", scopes_requested=["write:machines", "read:machines"], machines=["m1"]
+        )
+        response = client_for_key(scoped.secret).post(MACHINES, PRESS)
+        assert response.status_code == 403
+        assert response.json() == {
+            "detail": "A machine-scoped API key cannot create machines: "
+            "a new machine would be outside the key's machines."
+        }
+        assert not Machine.objects.filter(external_id="press-9").exists()
+        # Its own machine it still provisions.
+        client = client_for_key(scoped.secret)
+        assert client.patch(f"{MACHINES}/{machine.pk}", {"name": "Press 1b"}).status_code == 200
+        assert client.post(f"{MACHINES}/{machine.pk}/sensors", {"key": "oil", "kind": "pressure"}).status_code == 201
+
     def test_a_key_without_the_scope_is_refused(self, read_only_key):
         response = client_for_key(read_only_key.secret).post(MACHINES, PRESS)
         assert response.status_code == 403
@@ -110,12 +128,60 @@ class TestUpdate:
 
 
 class TestDelete:
-    def test_deleting_a_machine_takes_its_sensors_and_readings(self, writer, machine):
+    def test_deleting_a_machine_takes_its_sensors_and_readings(
+        self, writer, machine, django_capture_on_commit_callbacks
+    ):
         with_reading(machine)
-        response = writer.delete(f"{MACHINES}/{machine.pk}")
+        with django_capture_on_commit_callbacks(execute=True) as purges:
+            response = writer.delete(f"{MACHINES}/{machine.pk}")
         assert response.status_code == 204
-        assert not Machine.objects.exists() and not Sensor.objects.exists() and not SensorReading.objects.exists()
+        assert len(purges) == 1
+        assert not Machine.all_objects.exists() and not Sensor.objects.exists() and not SensorReading.objects.exists()
         assert AuditEvent.objects.get(action="machine.delete").changes["readings"] == 1
+
+    def test_the_machine_is_gone_at_once_and_its_readings_go_in_the_background(
+        self, writer, admin_client, machine, api_key, django_capture_on_commit_callbacks
+    ):
+        with_reading(machine)
+        with django_capture_on_commit_callbacks(execute=False) as purges:
+            assert writer.delete(f"{MACHINES}/{machine.pk}").status_code == 204
+        # Not purged yet: the readings are still stored, but no reader finds the machine.
+        assert SensorReading.objects.count() == 1 and Machine.all_objects.filter(pk=machine.pk).exists()
+        assert writer.get(f"{MACHINES}/{machine.pk}").status_code == 404
+        assert writer.get(MACHINES).json()["count"] == 0
+        assert writer.delete(f"{MACHINES}/{machine.pk}").status_code == 404
+        ingest = client_for_key(api_key.secret).post(
+            "/api/v1/ingest",
+            {"readings": [{"machine": "m1", "sensor": "bearing_temp", "ts": "2026-03-01T12:00:00Z", "value": 1.0}]},
+        )
+        assert ingest.status_code == 400
+        assert ingest.json() == {"readings": {"0": {"machine": ["Unknown machine 'm1'."]}}}
+        # Its external id is free at once: an MES sync may re-create it.
+        again = admin_client.post(MACHINES, {"external_id": "m1", "name": "Press 1 (new)"})
+        assert again.status_code == 201, again.json()
+        purges[0]()
+        assert SensorReading.objects.count() == 0
+        assert list(Machine.all_objects.values_list("name", flat=True)) == ["Press 1 (new)"]
+
+    def test_a_purge_lost_with_the_broker_is_done_by_the_sweep(self, writer, machine, settings):
+        from telemetry import tasks
+
+        with_reading(machine)
+        assert writer.delete(f"{MACHINES}/{machine.pk}").status_code == 204  # the purge is never run here
+        assert tasks.machines_purge_pending() == 0  # only purges older than a few minutes: not lost yet
+        Machine.all_objects.filter(pk=machine.pk).update(deleting_since=timezone.now() - timedelta(minutes=6))
+        assert tasks.machines_purge_pending() == 1
+        assert not Machine.all_objects.exists() and not SensorReading.objects.exists()
+        assert settings.CELERY_BEAT_SCHEDULE["telemetry-machines-purge"]["task"] == "telemetry.machines_purge_pending"
+
+    def test_a_hold_placed_before_the_purge_keeps_the_readings(self, writer, machine, tenant):
+        from telemetry.services import machine_purge
+
+        with_reading(machine, ts=timezone.now() - timedelta(days=2))
+        assert writer.delete(f"{MACHINES}/{machine.pk}").status_code == 204
+        RetentionHold.objects.create(tenant=tenant, reason="lawsuit", starts_at=timezone.now() - timedelta(days=30))
+        assert machine_purge(machine_id=machine.pk) is False
+        assert SensorReading.objects.count() == 1
 
     def test_a_machine_with_held_readings_cannot_be_deleted(self, admin_client, machine, tenant):
         with_reading(machine, ts=timezone.now() - timedelta(days=2))
@@ -158,7 +224,9 @@ class TestSensors:
         assert AuditEvent.objects.get(action="sensor.delete").changes["readings"] == 1
 
     def test_an_unknown_sensor_key_is_not_found(self, admin_client, machine):
-        assert admin_client.delete(f"{MACHINES}/{machine.pk}/sensors/nope").status_code == 404
+        response = admin_client.delete(f"{MACHINES}/{machine.pk}/sensors/nope")
+        assert response.status_code == 404
+        assert response.json() == {"detail": "The machine has no sensor with this key."}
 
     def test_a_held_sensor_cannot_be_deleted(self, admin_client, machine, tenant):
         with_reading(machine)

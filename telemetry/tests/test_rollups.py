@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from core.caller import Caller
 from telemetry import tasks
 from telemetry.models import RollupCursor, SensorRollup
 from telemetry.rollups import rollups_build
@@ -22,7 +23,7 @@ def sensor(tenant):
 
 def ingest(tenant, *pairs):
     readings = [{"machine": "press-1", "sensor": "temp", "ts": ts.isoformat(), "value": v} for ts, v in pairs]
-    return readings_ingest(tenant_id=tenant.pk, readings=readings)
+    return readings_ingest(by=Caller.system(tenant_id=tenant.pk), readings=readings)
 
 
 def buckets(sensor, bucket):

@@ -1,6 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from core.caller import Caller
 from core.management import one_line_error
 from telemetry.models import Sensor
 from telemetry.services import machine_create
@@ -36,7 +37,7 @@ class Command(BaseCommand):
         sensors = [sensor_spec(value) for value in sensor]
         try:
             machine = machine_create(
-                tenant=tenant_get_by_id_or_name(tenant),
+                by=Caller.system(tenant_id=tenant_get_by_id_or_name(tenant).pk),
                 external_id=external_id,
                 name=name,
                 location=location,

@@ -111,7 +111,7 @@ class Command(BaseCommand):
                 progress.note(external_id)
                 with transaction.atomic():
                     machine = machine_create(
-                        tenant=tenant,
+                        by=Caller.system(tenant_id=tenant.pk),
                         external_id=external_id,
                         name=name,
                         location=location,
