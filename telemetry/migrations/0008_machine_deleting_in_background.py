@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('telemetry', '0006_rollup_cursor_writers'),
+        ('telemetry', '0007_tenant_in_readings_unique'),
         ('tenants', '0001_initial'),
     ]
 
