@@ -55,9 +55,13 @@ class TestCreate:
 
     def test_a_machine_scoped_key_cannot_create_machines(self, machine, tenant):
         from apikeys.services import api_key_create
+        from core.caller import Caller
 
         scoped = api_key_create(
-            tenant=tenant, name="line 1 sync", scopes_requested=["write:machines", "read:machines"], machines=["m1"]
+            by=Caller.system(tenant_id=tenant.pk),
+            name="line 1 sync",
+            scopes_requested=["write:machines", "read:machines"],
+            machines=["m1"],
         )
         response = client_for_key(scoped.secret).post(MACHINES, PRESS)
         assert response.status_code == 403
