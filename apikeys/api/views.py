@@ -4,6 +4,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apikeys import machine_scope, observed, selectors, services
+from apikeys.api.events import API_KEY_EVENTS
 from apikeys.api.filters import ApiKeyFilter
 from apikeys.api.serializers import (
     ApiKeyCreatedOutputSerializer,
@@ -235,6 +236,7 @@ def _policy_answer(policy, *, full_url: bool, webhook_secret: str | None = None)
         ),
         request=ApiKeyPolicyInputSerializer,
         responses={200: ApiKeyPolicyOutputSerializer},
+        callbacks=[API_KEY_EVENTS],
     ),
 )
 class ApiKeyPolicyView(APIView):

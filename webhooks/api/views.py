@@ -17,7 +17,9 @@ from webhooks.services import webhook_delivery_redeliver
         description=(
             "Admin only. The tenant's webhook deliveries, newest first, kept 30 days: attempts so far, the last "
             "HTTP status, when it was delivered, and the last error. `status` is `pending` (more attempts to "
-            "come: at once, then 1 min, 5 min, 30 min, 2 h and 6 h later), `delivered` or `failed`."
+            "come: at once, then 1 min, 5 min, 30 min, 2 h and 6 h later), `delivered` or `failed`. Each event's "
+            "body, by `type`, is the `WebhookEvent` component (the `apiKeyEvents` callback of "
+            "`PUT /settings/api-key-policy`)."
         ),
     )
 )
