@@ -7,17 +7,20 @@ from drf_spectacular.views import SpectacularAPIView
 from core.views import ApiDocsView
 from haltless import views as site_views
 
+# Django tries patterns in order, so the hot paths come first: telemetry's (ingest, heartbeats,
+# readings) before the settings apps', and the API before the site. No two apps share a path.
 api_v1 = [
+    path("", include("telemetry.api.urls")),
     path("", include("users.api.urls")),
     path("", include("apikeys.api.urls")),
     path("", include("settings_app.api.urls")),
-    path("", include("telemetry.api.urls")),
     path("", include("retention.api.urls")),
     path("", include("audit.api.urls")),
     path("", include("webhooks.api.urls")),
 ]
 
 urlpatterns = [
+    path("api/v1/", include(api_v1)),
     path("", site_views.landing, name="landing"),
     path("healthz", site_views.healthz, name="healthz"),
     path("readyz", site_views.readyz, name="readyz"),
@@ -25,7 +28,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", ApiDocsView.as_view(url_name="schema"), name="swagger-ui"),
-    path("api/v1/", include(api_v1)),
 ]
 
 handler400 = "core.views.bad_request"

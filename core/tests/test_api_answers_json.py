@@ -105,3 +105,26 @@ class TestDeepJson:
         )
         assert response.status_code == 400
         assert response.json() == {"detail": TOO_DEEP}
+
+
+@pytest.mark.django_db
+class TestContentNegotiation:
+    """core.negotiation skips DRF's parsing only where DRF's answer is the same (issue 14)."""
+
+    @pytest.mark.parametrize(
+        "accept", [None, "*/*", "application/json", "application/json; indent=2", "text/html, */*;q=0.8"]
+    )
+    def test_json_whatever_an_acceptable_accept_says(self, client, accept):
+        headers = {} if accept is None else {"HTTP_ACCEPT": accept}
+        response = client.get("/api/v1/machines", **headers)
+        assert response.status_code == 401
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["detail"]
+
+    @pytest.mark.parametrize("query", ["", "?format=json"])
+    def test_a_type_no_renderer_makes_is_still_406(self, client, query):
+        response = client.get(f"/api/v1/machines{query}", HTTP_ACCEPT="text/html")
+        assert response.status_code == 406
+
+    def test_an_unknown_format_is_still_404(self, client):
+        assert client.get("/api/v1/machines?format=xml").status_code == 404

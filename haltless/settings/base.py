@@ -200,6 +200,7 @@ REST_FRAMEWORK = {
     # The gate every endpoint inherits: API keys only where a scope is declared.
     "DEFAULT_PERMISSION_CLASSES": ["core.permissions.ApiAccess"],
     "DEFAULT_RENDERER_CLASSES": ["core.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "core.negotiation.ContentNegotiation",
     "DEFAULT_PARSER_CLASSES": ["core.parsers.JSONParser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     # drf-spectacular's, plus the 400/401/403/404/413/415/429 answers every endpoint can give.
