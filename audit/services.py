@@ -10,6 +10,7 @@ from uuid import UUID
 from django.core.serializers.json import DjangoJSONEncoder
 
 from audit.models import AuditEvent
+from core import credentials
 from core.caller import Caller
 
 logger = logging.getLogger(__name__)
@@ -17,8 +18,8 @@ logger = logging.getLogger(__name__)
 REDACTED = "***"
 # Keys whose values are never written to the audit log, whatever a caller passes.
 _SECRET_MARKERS = ("password", "secret", "digest", "token", "api_key", "authorization")
-# Values that are credentials whatever their key is called: an API key, a JWT.
-_SECRET_VALUE = re.compile(r"hlt[se]_[0-9A-Za-z]{8,}|eyJ[\w-]+\.eyJ[\w-]+\.[\w-]*")
+# Values that are credentials whatever their key is called: an API key or enrollment token, a JWT.
+_SECRET_VALUE = re.compile(f"{credentials.SECRET.pattern}|{credentials.JWT.pattern}")
 
 
 def _is_secret_key(key: str) -> bool:

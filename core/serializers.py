@@ -55,7 +55,3 @@ class StrictSerializerMixin(EmptyQueryValueMixin):
 
 class StrictSerializer(StrictSerializerMixin, serializers.Serializer):
     pass
-
-
-class StrictModelSerializer(StrictSerializerMixin, serializers.ModelSerializer):
-    pass

@@ -16,3 +16,15 @@ class RetentionConfig(AppConfig):
         # The aggregates answer from rollups where retention may have deleted raw readings.
         if raw_readings_cutoff not in telemetry_selectors.raw_cutoff_providers:
             telemetry_selectors.raw_cutoff_providers.append(raw_readings_cutoff)
+
+        # A tier change lowers the tenant's explicit windows to the new tier's caps (audited).
+        from tenants import services as tenant_services
+
+        if _clamp_policy not in tenant_services.tier_change_hooks:
+            tenant_services.tier_change_hooks.append(_clamp_policy)
+
+
+def _clamp_policy(*, tenant, by) -> None:
+    from retention.services import retention_policy_clamp
+
+    retention_policy_clamp(tenant=tenant, actor=by.principal)

@@ -1,8 +1,11 @@
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.db import models
 
-from tenants import tiers
+from core.admin import ServiceBackedAdmin
+from core.caller import Caller
+from tenants import services, tiers
 from tenants.models import Tenant
 
 
@@ -13,14 +16,44 @@ class TenantForm(forms.ModelForm):
         model = Tenant
         fields = ["name", "tier"]
 
+    def clean(self):
+        cleaned = super().clean()
+        if not self.errors:  # the service's rules, shown on the form
+            try:
+                cleaned["name"], cleaned["tier"] = services.tenant_validate(
+                    name=cleaned["name"], tier=cleaned["tier"], exclude_pk=self.instance.pk
+                )
+            except ValidationError as exc:
+                for name, messages in exc.message_dict.items():
+                    self.add_error(name, messages)
+        return cleaned
+
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(ServiceBackedAdmin):
+    """Platform staff's page of tenants; a tenant admin has none of it (a tenant is no tenant's row)."""
+
     form = TenantForm
+    tenant_path = "id"
+    tenant_admin_permissions = frozenset()
     list_display = ["name", "tier", "retention_days", "created_at", "id"]
     list_filter = ["tier"]
     search_fields = ["name", "id"]
     readonly_fields = ["id", "created_at"]
+
+    def get_queryset(self, request):
+        # Not scoped: a tenant is no tenant's row, and a tenant admin may do nothing here (403, as on
+        # any platform page), so the scoping of TenantScopedAdmin has nothing to do.
+        return admin.ModelAdmin.get_queryset(self, request)
+
+    def save_through_service(self, request, form, *, by: Caller, change: bool) -> Tenant:
+        data = form.cleaned_data
+        if not change:
+            return services.tenant_create(name=data["name"], tier=data["tier"])
+        return services.tenant_update(by=by, tenant=form.instance, name=data["name"], tier=data["tier"])
+
+    def delete_through_service(self, request, obj: Tenant, *, by: Caller) -> None:
+        services.tenant_delete(by=by, tenant=obj)
 
     @admin.display(description="retention (days)")
     def retention_days(self, obj: Tenant) -> int | None:

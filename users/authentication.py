@@ -2,6 +2,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.authentication import JWTAuthentication as BaseJWTAuthentication
 
+from core import credentials
 from users.tokens import VERSION_CLAIM
 
 TOKEN_REVOKED = "Token has been revoked; log in again."
@@ -22,7 +23,7 @@ class JWTAuthentication(BaseJWTAuthentication):
         raw_token = self.get_raw_token(header)
         if raw_token is None:
             return None
-        if raw_token.startswith(b"hlts_"):
+        if credentials.is_api_key_shaped(raw_token):
             return None  # an API key: apikeys.authentication handles it
         return super().authenticate(request)
 

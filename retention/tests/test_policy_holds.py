@@ -8,13 +8,14 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from core.caller import Caller
 from retention.models import RetentionHold, RetentionPolicy, RetentionRun
 from retention.services import retention_run_execute, retention_run_request
 from retention.tests.helpers import reading_times
 from telemetry.models import AgentHeartbeat, SensorReading, SensorRollup
 from telemetry.rollups import rollups_build
 from telemetry.tests.factories import MachineFactory, SensorFactory
-from tenants.services import tenant_set_tier
+from tenants.services import tenant_update
 from tenants.tests.factories import TenantFactory
 
 POLICY_URL = "/api/v1/settings/retention-policy"
@@ -80,7 +81,7 @@ class TestPolicyEndpoint:
     def test_a_tier_change_clamps_explicit_values_and_is_audited(self, admin_client, tenant):
         admin_client.put(POLICY_URL, {"readings_days": 60, "rollups_days": 500, "heartbeats_days": 5}, format="json")
 
-        tenant_set_tier(tenant=tenant, tier="starter")
+        tenant_update(by=Caller.system(tenant_id=tenant.pk), tenant=tenant, name=tenant.name, tier="starter")
 
         assert admin_client.get(POLICY_URL).json() == {"readings_days": 30, "heartbeats_days": 5, "rollups_days": 365}
         clamp = AuditEvent.objects.filter(action="retention_policy.update").order_by("-occurred_at", "-id").first()

@@ -42,3 +42,36 @@ class TestDeletePage:
         assert "Users: 1 (deactivate, do not delete, the tenant&#x27;s people)" in page
         staff_client.post(f"/admin/tenants/tenant/{tenant.pk}/delete/", {"post": "yes"})
         assert Tenant.objects.filter(pk=tenant.pk).exists()
+
+
+class TestAddAndChange:
+    """The tenant pages save through tenants.services: the same rules as `create_tenant`."""
+
+    def test_add(self, staff_client):
+        response = staff_client.post("/admin/tenants/tenant/add/", {"name": " North Plant ", "tier": "starter"})
+        assert response.status_code == 302
+        assert Tenant.objects.get(name="North Plant").tier == "starter"
+
+    def test_a_name_taken_in_another_case_is_a_form_error(self, staff_client, tenant):
+        response = staff_client.post("/admin/tenants/tenant/add/", {"name": tenant.name.upper(), "tier": "free"})
+        assert response.status_code == 200
+        assert response.context["adminform"].form.errors["name"] == [
+            f"A tenant named {tenant.name.upper()!r} already exists."
+        ]
+        assert Tenant.objects.count() == 1
+
+    def test_a_tier_change_lowers_the_retention_policy_to_the_new_caps(self, staff_client, staff_user, tenant):
+        from audit.models import AuditEvent
+        from retention.models import RetentionPolicy
+
+        tenant.tier = "enterprise"
+        tenant.save()
+        RetentionPolicy.objects.create(tenant=tenant, readings_days=60)
+        response = staff_client.post(
+            f"/admin/tenants/tenant/{tenant.pk}/change/", {"name": tenant.name, "tier": "starter"}
+        )
+        assert response.status_code == 302
+        assert RetentionPolicy.objects.get(tenant=tenant).readings_days == 30
+        clamp = AuditEvent.objects.get(action="retention_policy.update")
+        assert (clamp.tenant_id, clamp.actor_id) == (tenant.pk, staff_user.pk)
+        assert clamp.changes == {"clamped_to_tier": "starter", "readings_days": {"from": 60, "to": 30}}
