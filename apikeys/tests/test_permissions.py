@@ -60,6 +60,28 @@ class TestScopes:
         assert response.status_code == 200
 
 
+class TestWriteScopes:
+    """An endpoint whose writes need a stronger scope than its reads (`required_write_scope`)."""
+
+    def test_a_read_scope_reads_but_does_not_write(self, make_api_key, key_header, tenant):
+        client = key_header_client(make_api_key(scopes=["read:machines"]).secret, key_header)
+        assert client.get("/api/v1/_probe/machines-write").status_code == 200
+        response = client.post("/api/v1/_probe/machines-write")
+        assert response.status_code == 403
+        assert response.json() == _missing("write:machines")
+
+    def test_the_write_scope_writes(self, make_api_key, tenant):
+        client = key_header_client(make_api_key(scopes=["read:machines", "write:machines"]).secret, "bearer")
+        response = client.post("/api/v1/_probe/machines-write")
+        assert response.status_code == 200
+        assert response.json() == {"tenant_id": str(tenant.id), "via": "api_key"}
+
+    def test_the_write_scope_alone_does_not_read(self, make_api_key):
+        client = key_header_client(make_api_key(scopes=["write:machines"]).secret, "bearer")
+        assert client.get("/api/v1/_probe/machines-write").json() == _missing("read:machines")
+        assert client.post("/api/v1/_probe/machines-write").status_code == 200
+
+
 class TestUserOnlyEndpoints:
     @pytest.mark.parametrize(
         ("method", "path"),
@@ -109,3 +131,23 @@ class TestAnonymous:
         response = api_client.get(path)
         assert response.status_code == 401
         assert response.json() == {"detail": "Authentication credentials were not provided."}
+
+
+class TestUnservedMethods:
+    """Which methods an endpoint serves is public (the schema): 405 before any credential or role rule."""
+
+    def test_a_key_is_told_the_method_is_not_served_not_to_log_in(self, make_api_key, key_header):
+        everything = make_api_key(scopes=["edge_agent", "read_only"])
+        response = key_header_client(everything.secret, key_header).put("/api/v1/_probe/user-only")
+        assert response.status_code == 405
+        assert response.json() == {"detail": 'Method "PUT" not allowed.'}
+
+    def test_a_user_is_told_the_method_is_not_served_not_that_keys_only_may_call(self, admin_client):
+        response = admin_client.delete("/api/v1/_probe/ingest")
+        assert response.status_code == 405
+        assert response.json() == {"detail": 'Method "DELETE" not allowed.'}
+
+    def test_no_credentials_and_an_unserved_method_is_405(self, api_client, db):
+        response = api_client.post("/api/v1/_probe/machines")
+        assert response.status_code == 405
+        assert response.json() == {"detail": 'Method "POST" not allowed.'}

@@ -49,6 +49,16 @@ class AgentProbe(Probe):
     allow_user_login = False
 
 
+class MachinesWriteProbe(Probe):
+    """Reads need `read:machines`, writes the stronger `write:machines` (as POST /machines)."""
+
+    required_scope = "read:machines"
+    required_write_scope = "write:machines"
+
+    def post(self, request):
+        return self.get(request)
+
+
 class AdminSensorsProbe(Probe):
     required_scope = "read:sensors"
     permission_classes = [IsTenantAdmin]
@@ -63,6 +73,7 @@ urlpatterns = [
     path("api/v1/_probe/ingest", IngestProbe.as_view()),
     path("api/v1/_probe/agent", AgentProbe.as_view()),
     path("api/v1/_probe/admin-sensors", AdminSensorsProbe.as_view()),
+    path("api/v1/_probe/machines-write", MachinesWriteProbe.as_view()),
     path("api/v1/", include("users.api.urls")),
     path("api/v1/", include("apikeys.api.urls")),
     path("admin/", admin.site.urls),

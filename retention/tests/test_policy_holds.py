@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from core.caller import Caller
+from retention import policies
 from retention.models import RetentionHold, RetentionPolicy, RetentionRun
 from retention.services import retention_run_execute, retention_run_request
 from retention.tests.helpers import reading_times
@@ -76,7 +77,10 @@ class TestPolicyEndpoint:
         assert not RetentionPolicy.objects.exists()
 
     def test_non_admins_cannot_change_it(self, operator_client):
-        assert operator_client.put(POLICY_URL, {"readings_days": 30}, format="json").status_code == 403
+        response = operator_client.put(POLICY_URL, {"readings_days": 30}, format="json")
+        assert response.status_code == 403
+        assert response.json() == {"detail": "Only a tenant admin may do this."}
+        assert not RetentionPolicy.objects.exists()
 
     def test_a_tier_change_clamps_explicit_values_and_is_audited(self, admin_client, tenant):
         admin_client.put(POLICY_URL, {"readings_days": 60, "rollups_days": 500, "heartbeats_days": 5}, format="json")
@@ -230,6 +234,60 @@ class TestHoldsKeepReadings:
         kept = SensorReading.objects.filter(tenant=tenant).values_list("sensor_id", "ts").order_by("sensor_id", "ts")
         assert list(kept) == [(press_temp.pk, times[1]), (press_temp.pk, times[2])]
         assert run.readings_deleted == 6
+
+    def test_a_hold_on_two_machines_keeps_both_and_no_third(self, admin_client, tenant, press, lathe, add_readings):
+        mill = MachineFactory(tenant=tenant, external_id="mill-1")
+        sensors = [SensorFactory(machine=machine) for machine in (press, lathe, mill)]
+        for sensor in sensors:
+            add_readings(sensor, days_ago(120))
+        body = {"reason": "claim", "machines": ["press-1", "lathe-1"], "from": iso(days_ago(365)[0])}
+        assert admin_client.post(HOLDS_URL, body, format="json").status_code == 201
+        assert admin_client.get(PREVIEW_URL).json()["held"] == {"readings": 2}
+
+        run = run_now(tenant)
+
+        kept = SensorReading.objects.filter(tenant=tenant).values_list("sensor_id", flat=True).order_by("sensor_id")
+        assert sorted(kept) == sorted([sensors[0].pk, sensors[1].pk])
+        assert run.readings_deleted == 1
+
+    def test_two_holds_each_keep_their_own_readings(self, admin_client, tenant, press, lathe, add_readings):
+        press_temp, lathe_temp = SensorFactory(machine=press), SensorFactory(machine=lathe)
+        times = days_ago(200, 120)
+        add_readings(press_temp, times)
+        add_readings(lathe_temp, times)
+        # The press is held around 200 days ago, the lathe around 120: each keeps one reading.
+        for machine, (start, end) in (("press-1", days_ago(210, 190)), ("lathe-1", days_ago(130, 110))):
+            body = {"reason": "claim", "machines": [machine], "from": iso(start), "to": iso(end)}
+            assert admin_client.post(HOLDS_URL, body, format="json").status_code == 201
+        assert admin_client.get(PREVIEW_URL).json()["held"] == {"readings": 2}
+
+        run = run_now(tenant)
+
+        kept = SensorReading.objects.filter(tenant=tenant).values_list("sensor_id", "ts").order_by("sensor_id")
+        assert list(kept) == [(press_temp.pk, times[0]), (lathe_temp.pk, times[1])]
+        assert run.readings_deleted == 2
+
+    def test_another_tenants_hold_keeps_none_of_ours(
+        self, admin_client, other_tenant_admin_client, tenant, press, add_readings
+    ):
+        add_readings(SensorFactory(machine=press), days_ago(120))
+        body = {"reason": "their case", "from": iso(days_ago(365)[0])}  # every machine, of their tenant
+        assert other_tenant_admin_client.post(HOLDS_URL, body, format="json").status_code == 201
+        assert admin_client.get(PREVIEW_URL).json()["held"] == {"readings": 0}
+
+        assert run_now(tenant).readings_deleted == 1
+
+    def test_holds_are_read_with_their_machines_in_two_queries(
+        self, admin_client, tenant, press, lathe, django_assert_num_queries
+    ):
+        for machines in (["press-1"], ["lathe-1"], ["press-1", "lathe-1"], None):
+            body = {"reason": "claim", "machines": machines, "from": iso(days_ago(365)[0])}
+            assert admin_client.post(HOLDS_URL, body, format="json").status_code == 201
+
+        with django_assert_num_queries(2):  # the holds, then the machines of all of them
+            holds = policies.active_holds(tenant_id=tenant.pk)
+
+        assert sorted(hold.machine_ids is None for hold in holds) == [False, False, False, True]
 
     def test_a_released_hold_keeps_nothing_at_the_next_run(self, admin_client, tenant, press, add_readings):
         add_readings(SensorFactory(machine=press), days_ago(120))
