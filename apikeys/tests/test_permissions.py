@@ -1,6 +1,7 @@
 """Scope enforcement by core.permissions.ApiAccess, through endpoints that declare scopes."""
 
 import pytest
+from prometheus_client import REGISTRY
 
 from core.permissions import ADMIN_REQUIRED, API_KEY_REQUIRED, USER_LOGIN_REQUIRED
 from haltless.testing import key_header_client
@@ -151,3 +152,22 @@ class TestUnservedMethods:
         response = api_client.post("/api/v1/_probe/machines")
         assert response.status_code == 405
         assert response.json() == {"detail": 'Method "POST" not allowed.'}
+
+
+class TestRefusalsAreCounted:
+    """Each scope refusal of a key counts `haltless_api_key_auth_failures_total{reason="scope"}`."""
+
+    @staticmethod
+    def refused_for_scope() -> float:
+        return REGISTRY.get_sample_value("haltless_api_key_auth_failures_total", {"reason": "scope"}) or 0.0
+
+    @pytest.mark.parametrize("path", ["/api/v1/_probe/machines", "/api/v1/_probe/user-only"])
+    def test_a_missing_scope_and_a_user_only_endpoint_count_as_scope(self, api_key, path):
+        before = self.refused_for_scope()
+        assert key_header_client(api_key.secret, "bearer").get(path).status_code == 403
+        assert self.refused_for_scope() == before + 1
+
+    def test_a_key_let_in_counts_nothing(self, api_key):
+        before = self.refused_for_scope()
+        assert key_header_client(api_key.secret, "bearer").get("/api/v1/_probe/agent").status_code == 200
+        assert self.refused_for_scope() == before
