@@ -26,6 +26,7 @@ from apikeys.services import (
     POLICY_DEFAULTS,
     api_key_create,
     api_key_policy_update,
+    api_key_policy_validate,
     api_key_revoke,
     api_key_rotate,
     api_key_update,
@@ -317,16 +318,15 @@ class ApiKeyPolicyForm(forms.ModelForm):
             days = [int(part) for part in raw.replace(" ", "").split(",") if part]
         except ValueError:
             raise ValidationError("Whole numbers of days, separated by commas.") from None
-        if any(not 1 <= day <= 90 for day in days):
-            raise ValidationError("Each must be between 1 and 90.")
         return days
 
     def clean(self):
         cleaned = super().clean()
-        for field, low, high in (("max_lifetime_days", 1, 730), ("notify_unused_after_days", 1, 365)):
-            value = cleaned.get(field)
-            if value is not None and not low <= value <= high:
-                self.add_error(field, f"Between {low} and {high}, or empty for none.")
+        try:
+            api_key_policy_validate(cleaned)
+        except ValidationError as exc:
+            for field, problems in exc.message_dict.items():
+                self.add_error(field, problems)
         return cleaned
 
 

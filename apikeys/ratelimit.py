@@ -68,6 +68,9 @@ def effective_limits(api_key, caps: Limits | None = None) -> Limits:
     )
 
 
+NOT_AN_OBJECT = 'Expected {"requests_per_minute": n|null, "readings_per_minute": n|null}.'
+
+
 def validate_rate_limit(value: object, *, tier: str | Callable[[], str]) -> dict[str, int | None]:
     """`rate_limit` from a request: the two per-minute values (a missing one is null).
 
@@ -77,7 +80,7 @@ def validate_rate_limit(value: object, *, tier: str | Callable[[], str]) -> dict
     number, above the tier's cap).
     """
     if not isinstance(value, dict):
-        raise ValueError(['Expected {"requests_per_minute": n|null, "readings_per_minute": n|null}.'])
+        raise ValueError([NOT_AN_OBJECT])
     problems: list[str] = [
         f"{name!r} is not a rate limit; use {' or '.join(FIELDS)}." for name in value if name not in FIELDS
     ]

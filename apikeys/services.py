@@ -368,6 +368,25 @@ POLICY_DEFAULTS: dict[str, Any] = {
 }
 
 
+# The policy's bounds, for the API's serializer, the admin's form and the service alike.
+POLICY_BOUNDS: dict[str, tuple[int, int]] = {"max_lifetime_days": (1, 730), "notify_unused_after_days": (1, 365)}
+NOTIFY_DAYS_BOUNDS = (1, 90)
+
+
+def api_key_policy_validate(values: dict[str, Any]) -> None:
+    """The bounds of the policy's numbers (those given); ValidationError by field."""
+    problems: dict[str, list[str]] = {}
+    for field, (low, high) in POLICY_BOUNDS.items():
+        value = values.get(field)
+        if value is not None and not low <= value <= high:
+            problems[field] = [f"Between {low} and {high}, or empty for none."]
+    low, high = NOTIFY_DAYS_BOUNDS
+    if any(not low <= day <= high for day in values.get("notify_days_before_expiry") or []):
+        problems["notify_days_before_expiry"] = [f"Each must be between {low} and {high}."]
+    if problems:
+        raise ValidationError(problems)
+
+
 def policy_expiry_error(policy: ApiKeyPolicy, expires_at: datetime | None, lifetime_start: datetime) -> str | None:
     """Why `expires_at` breaks the policy for a key whose lifetime starts at `lifetime_start`, or None."""
     if expires_at is None:
@@ -407,6 +426,7 @@ def api_key_policy_update(*, by: Caller, values: dict[str, Any]) -> tuple[ApiKey
     unknown = set(values) - set(POLICY_DEFAULTS) - {"webhook_url"}
     if unknown:
         raise ValidationError({field: ["Unknown field."] for field in sorted(unknown)})
+    api_key_policy_validate(values)
     tenant_id = by.tenant_id
     policy = ApiKeyPolicy.objects.select_for_update().for_tenant(tenant_id).first() or ApiKeyPolicy(tenant_id=tenant_id)
     before = {field: getattr(policy, field) for field in POLICY_DEFAULTS}

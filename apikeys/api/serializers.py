@@ -4,7 +4,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from apikeys import machine_scope, network, scopes, selectors, services
+from apikeys import machine_scope, network, ratelimit, scopes, selectors, services
 from apikeys.models import ApiKey, ObservedIp
 from core.serializers import StrictSerializer
 
@@ -122,7 +122,8 @@ class RateLimitOutputSerializer(serializers.Serializer):
     }
 )
 class RateLimitField(serializers.Field):
-    default_error_messages = {"invalid": 'Expected {"requests_per_minute": n|null, "readings_per_minute": n|null}.'}
+    # DRF formats its messages: the braces of the text are escaped.
+    default_error_messages = {"invalid": ratelimit.NOT_AN_OBJECT.replace("{", "{{").replace("}", "}}")}
 
     def __init__(self, **kwargs):
         kwargs.setdefault("allow_null", True)
@@ -338,12 +339,26 @@ class BulkRevokeOutputSerializer(serializers.Serializer):
 
 @extend_schema_serializer(component_name="ApiKeyPolicy")
 class ApiKeyPolicyInputSerializer(StrictSerializer):
-    max_lifetime_days = serializers.IntegerField(min_value=1, max_value=730, allow_null=True, required=False)
+    max_lifetime_days = serializers.IntegerField(
+        min_value=services.POLICY_BOUNDS["max_lifetime_days"][0],
+        max_value=services.POLICY_BOUNDS["max_lifetime_days"][1],
+        allow_null=True,
+        required=False,
+    )
     require_expiry = serializers.BooleanField(required=False)
     notify_days_before_expiry = serializers.ListField(
-        child=serializers.IntegerField(min_value=1, max_value=90), required=False, max_length=20
+        child=serializers.IntegerField(
+            min_value=services.NOTIFY_DAYS_BOUNDS[0], max_value=services.NOTIFY_DAYS_BOUNDS[1]
+        ),
+        required=False,
+        max_length=20,
     )
-    notify_unused_after_days = serializers.IntegerField(min_value=1, max_value=365, allow_null=True, required=False)
+    notify_unused_after_days = serializers.IntegerField(
+        min_value=services.POLICY_BOUNDS["notify_unused_after_days"][0],
+        max_value=services.POLICY_BOUNDS["notify_unused_after_days"][1],
+        allow_null=True,
+        required=False,
+    )
     webhook_url = serializers.CharField(allow_null=True, required=False, max_length=2048)
     leaked_key_action = serializers.ChoiceField(choices=["revoke", "notify"], required=False)
 
