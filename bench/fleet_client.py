@@ -40,6 +40,14 @@ class Recorder:
         self.samples: list[str] = []
         self.readings = 0
         self.counting = True
+        self.statuses: dict[str, dict[str, int]] = {}  # per endpoint, per status (0: no answer)
+        # With spec "record_batches": [machine, number, status, unix time sent].
+        self.batches: list[list] | None = None
+
+    def status(self, name: str, status: int) -> None:
+        if self.counting:
+            per = self.statuses.setdefault(name, {})
+            per[str(status)] = per.get(str(status), 0) + 1
 
     def record(self, name: str, started: float, ok: bool, detail: str = "") -> None:
         if not self.counting:
@@ -61,20 +69,36 @@ class Recorder:
                 "p50_ms": samples[int(0.50 * (len(samples) - 1))],
                 "p99_ms": samples[int(0.99 * (len(samples) - 1))],
             }
-        return {"seconds": seconds, "endpoints": endpoints, "error_samples": self.samples, "readings": self.readings}
+        figures = {
+            "seconds": seconds,
+            "endpoints": endpoints,
+            "error_samples": self.samples,
+            "readings": self.readings,
+            "statuses": self.statuses,
+        }
+        if self.batches is not None:
+            figures["batches"] = self.batches
+        return figures
 
 
-async def call(session, recorder: Recorder, name: str, method: str, url: str, expect: int, **kwargs) -> bool:
+async def call_status(session, recorder: Recorder, name: str, method: str, url: str, expect: int, **kwargs) -> int:
+    """The answer's status (0: none, the connection failed or timed out), recorded."""
     started = time.perf_counter()
     try:
         async with session.request(method, url, **kwargs) as response:
             body = await response.read()
             ok = response.status == expect
             recorder.record(name, started, ok, f"status {response.status}: {body[:200]!r}")
-            return ok
+            recorder.status(name, response.status)
+            return response.status
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         recorder.record(name, started, False, f"{type(exc).__name__}: {exc}")
-        return False
+        recorder.status(name, 0)
+        return 0
+
+
+async def call(session, recorder: Recorder, name: str, method: str, url: str, expect: int, **kwargs) -> bool:
+    return await call_status(session, recorder, name, method, url, expect, **kwargs) == expect
 
 
 def session_for(connections: int = 1) -> aiohttp.ClientSession:
@@ -144,6 +168,8 @@ async def fleet(spec: dict) -> dict:
     started = time.perf_counter()
     deadline = started + seconds
     batch_size = spec["batch_size"]
+    if spec.get("record_batches"):
+        recorder.batches = []
 
     async def every(period: float, offset: float, action):
         next_at = started + offset
@@ -176,9 +202,11 @@ async def fleet(spec: dict) -> dict:
                     )
 
             async def ingest():
-                body = ingest_body(agent, next(batches), batch_size, origin)
+                number = next(batches)
+                body = ingest_body(agent, number, batch_size, origin)
                 async with lock:
-                    ok = await call(
+                    sent_at = time.time()  # wall clock: the driver's events use it too
+                    status = await call_status(
                         session,
                         recorder,
                         names["ingest"],
@@ -188,8 +216,10 @@ async def fleet(spec: dict) -> dict:
                         headers=ingest_headers,
                         data=body,
                     )
-                if ok:
+                if status == expect["ingest"]:
                     recorder.readings += batch_size
+                if recorder.batches is not None:
+                    recorder.batches.append([agent["machine"], number, status, round(sent_at, 3)])
 
             await asyncio.gather(
                 every(spec["heartbeat_every"], random.uniform(0, spec["heartbeat_every"]), heartbeat),
