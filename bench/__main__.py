@@ -92,9 +92,13 @@ def settle(database_url: str) -> None:
 # --- Modules ---------------------------------------------------------------------------
 
 
+# Modules that run after every other, in this order: the soak takes what the budget has left.
+LAST = ("bench_soak",)
+
+
 def discover(topics: list[str]) -> list[str]:
-    """Module names `bench_<topic>`, sorted; with topics, those whose topic contains one."""
-    names = sorted(p.stem for p in (REPO_ROOT / "bench").glob("bench_*.py"))
+    """Module names `bench_<topic>`, sorted (those of LAST at the end); with topics, those whose topic contains one."""
+    names = sorted((p.stem for p in (REPO_ROOT / "bench").glob("bench_*.py")), key=lambda n: (n in LAST, n))
     if not topics:
         return names
     return [n for n in names if any(t.removeprefix("bench_") in n.removeprefix("bench_") for t in topics)]
@@ -442,7 +446,9 @@ def main(argv: list[str]) -> int:
                     reports.append(skipped(name, f"not run: the {args.budget:.0f} s budget was spent"))
                     continue
                 timeout = min(args.timeout, remaining)
-                reports.append(run_module(name, env=dict(os.environ), timeout=timeout, workdir=Path(workdir)))
+                # A module that can size itself (the soak) knows how long it may take.
+                env = {**os.environ, "BENCH_MODULE_SECONDS": f"{timeout:.0f}"}
+                reports.append(run_module(name, env=env, timeout=timeout, workdir=Path(workdir)))
                 settle(database_url)
     finally:
         try:
