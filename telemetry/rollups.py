@@ -116,6 +116,30 @@ def _merge_range(low: int, high: int) -> None:
     sensors = qn(Sensor._meta.db_table)
     least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
     value = _clamped_value_sql(least, greatest)
+    merge = (
+        "ON CONFLICT (tenant_id, sensor_id, bucket, start) DO UPDATE SET "
+        f"min = {least}(o.min, excluded.min), max = {greatest}(o.max, excluded.max), "
+        "sum = o.sum + excluded.sum, count = o.count + excluded.count"
+    )
+    columns = "(tenant_id, sensor_id, bucket, start, min, max, sum, count)"
+    if connection.vendor == "postgresql":
+        # One scan of the range: its hour buckets, then the day buckets from those (min of
+        # mins, max of maxes, sums of sums and counts: the same figures as from the rows).
+        hour, day = int(SensorRollup.Bucket.HOUR), int(SensorRollup.Bucket.DAY)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH hours AS MATERIALIZED (SELECT r.tenant_id, r.sensor_id, {_bucket_sql(hour)} AS start, "  # noqa: S608
+                f"MIN({value}) AS min, MAX({value}) AS max, SUM({value}) AS sum, COUNT(*) AS count "
+                f"FROM {readings} AS r JOIN {sensors} AS s ON s.id = r.sensor_id "
+                "WHERE r.id > %s AND r.id <= %s AND r.value IS NOT NULL GROUP BY 1, 2, 3), "
+                f"hour_rows AS (INSERT INTO {rollup} AS o {columns} "
+                f"SELECT tenant_id, sensor_id, {hour}, start, min, max, sum, count FROM hours {merge}) "
+                f"INSERT INTO {rollup} AS o {columns} "
+                f"SELECT tenant_id, sensor_id, {day}, to_timestamp(floor(extract(epoch FROM start) / {day}) * {day}), "
+                f"MIN(min), MAX(max), SUM(sum), SUM(count) FROM hours GROUP BY 1, 2, 4 {merge}",
+                [low, high],
+            )
+        return
     with connection.cursor() as cursor:
         for bucket in SensorRollup.Bucket:
             seconds = int(bucket)
@@ -125,10 +149,7 @@ def _merge_range(low: int, high: int) -> None:
                 f"SELECT r.tenant_id, r.sensor_id, {seconds}, {start}, MIN({value}), MAX({value}), "
                 f"SUM({value}), COUNT(*) FROM {readings} AS r JOIN {sensors} AS s ON s.id = r.sensor_id "
                 "WHERE r.id > %s AND r.id <= %s AND r.value IS NOT NULL "
-                f"GROUP BY r.tenant_id, r.sensor_id, {start} "
-                "ON CONFLICT (tenant_id, sensor_id, bucket, start) DO UPDATE SET "
-                f"min = {least}(o.min, excluded.min), max = {greatest}(o.max, excluded.max), "
-                "sum = o.sum + excluded.sum, count = o.count + excluded.count",
+                f"GROUP BY r.tenant_id, r.sensor_id, {start} {merge}",
                 [low, high],
             )
 
