@@ -20,6 +20,7 @@
 """
 
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -400,15 +401,21 @@ def _readings_figures(ctx: Context, tenant, sensor_ids, secret) -> list[Measurem
     uses_index = ("sensor_ts_tenant_unique" in index_line or "sensor_id_ts_tenant_id_key" in index_line) and (
         "Backward" in index_line
     )
-    sorts = any("Sort" in line for line in plan)
+    # A Sort node, not a Merge Append's "Sort Key" (partitions merged in order, no sort).
+    sorts = any(re.match(r"(?:->\s+)?(?:Incremental )?Sort\s+\(", line.strip()) for line in plan)
     walks = sum("Index Scan Backward" in line for line in plan_all)
+    # One walk per sensor in each partition (a Merge Append of them) on PostgreSQL.
+    from telemetry import partitions
+
+    partition_count = len(partitions.partition_list()) if partitions.is_partitioned() else 1
     ctx.notes.append(
         f"Readings latency: the fastest of {requests} requests for the first page (100 readings) through "
         f"django.test.Client with a read_only key, at {small:,} and at {rows:,} rows ({SENSOR_COUNT} sensors); "
         f"medians one sensor {small_one_median * 1000:.1f} -> {big_one_median * 1000:.1f} ms, whole machine "
         f"{small_all_median * 1000:.1f} -> {big_all_median * 1000:.1f} ms. "
         "One sensor, plan: " + " / ".join(line.strip() for line in plan[:3]) + ". Whole machine: a UNION ALL "
-        f"of one bounded backward index walk per sensor ({walks} in the plan), merged."
+        f"of one bounded backward index walk per sensor and partition ({walks} in the plan, {SENSOR_COUNT} sensors x "
+        f"{partition_count} partitions), merged."
     )
     ctx.notes.append("Plan of the one-sensor readings page at 10M rows: " + " / ".join(line.strip() for line in plan))
     return [
@@ -430,7 +437,7 @@ def _readings_figures(ctx: Context, tenant, sensor_ids, secret) -> list[Measurem
             baseline=f"same request at {small:,} rows",
             baseline_value=small_all * 1000,
             target="<= 1.5x",
-            ok=big_all / small_all <= 1.5 and walks == SENSOR_COUNT,
+            ok=big_all / small_all <= 1.5 and walks == SENSOR_COUNT * partition_count,
         ),
     ]
 
