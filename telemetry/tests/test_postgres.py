@@ -75,9 +75,15 @@ class TestPlans:
         # is a plan the planner weighs: it used to sort the whole range by bucket, then group.
         start = T0 + timedelta(days=1)
         minutes = 6_000
+        # The machine's other sensors report over the same range (as they do): the sensor's
+        # index picks its rows out, the tenant's (tenant_id, ts) index would read them all.
         readings_bulk_insert(
             tenant_id=sensor.machine.tenant_id,
-            rows=[(sensor.pk, start + timedelta(minutes=m), float(m % 50)) for m in range(minutes)],
+            rows=[
+                (each.pk, start + timedelta(minutes=m), float(m % 50))
+                for each in sensor.machine.sensors.all()
+                for m in range(minutes)
+            ],
         )
         sql, params = selectors._aggregate_sql(
             sensor_id=sensor.pk,
