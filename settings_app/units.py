@@ -1,19 +1,12 @@
-"""Units: the canonical unit of each sensor kind, user choices, and conversions.
+"""Display units a user may choose, and conversions into them.
 
-Values are stored canonical (°C, bar, mm/s, A, rpm). Only temperature,
-pressure and vibration have user-selectable units.
+Only temperature, pressure and vibration have user-selectable units. Values are
+stored in their kind's canonical unit, which telemetry defines for every sensor
+kind (telemetry.models.CANONICAL_UNITS); for these three it is the first choice
+below (°C, bar, mm/s), which is also the default.
 """
 
-CANONICAL_UNITS: dict[str, str] = {
-    "temperature": "celsius",
-    "pressure": "bar",
-    "vibration": "mm_s",
-    "current": "A",
-    "speed": "rpm",
-    "other": "",
-}
-
-# Per preference kind: the allowed choices, the first being the default.
+# Per preference kind: the allowed choices, the first being the default (and the canonical unit).
 UNIT_CHOICES: dict[str, tuple[str, ...]] = {
     "temperature": ("celsius", "fahrenheit", "kelvin"),
     "pressure": ("bar", "psi", "kpa", "mpa", "atm"),
@@ -27,7 +20,7 @@ _VIBRATION_PER_MM_S = {"mm_s": 1.0, "in_s": 1 / 25.4}
 
 
 def convert(kind: str, value: float, unit: str) -> float:
-    """Convert a canonical value of a sensor `kind` to `unit` (a preference choice)."""
+    """Convert a canonical value of a preference `kind` to `unit` (one of its choices)."""
     if kind == "temperature":
         if unit == "celsius":
             return value
@@ -39,13 +32,11 @@ def convert(kind: str, value: float, unit: str) -> float:
         return value * _PRESSURE_PER_BAR[unit]
     elif kind == "vibration" and unit in _VIBRATION_PER_MM_S:
         return value * _VIBRATION_PER_MM_S[unit]
-    elif unit == CANONICAL_UNITS.get(kind):
-        return value
     raise ValueError(f"Cannot convert {kind} to {unit!r}.")
 
 
-def display_unit(kind: str, preferences: dict[str, str] | None) -> str:
-    """The unit a value of `kind` is shown in: the preference, else canonical."""
+def preferred_unit(kind: str, preferences: dict[str, str] | None) -> str | None:
+    """The unit a user's `preferences` show a value of `kind` in; None for a kind without a choice."""
     if preferences and kind in UNIT_CHOICES:
         return preferences.get(kind, DEFAULT_UNITS[kind])
-    return CANONICAL_UNITS.get(kind, "")
+    return None

@@ -5,7 +5,6 @@ from django.db import models
 from django.utils import timezone
 
 from core.tenancy import TenantQuerySet, tenant_queryset
-from settings_app.units import CANONICAL_UNITS
 
 IDENTIFIER_MAX_LENGTH = 100
 
@@ -87,6 +86,19 @@ class Sensor(models.Model):
     @property
     def canonical_unit(self) -> str:
         return CANONICAL_UNITS[self.kind]
+
+
+# The unit each kind's values are stored in (contract, Part 2). A user may choose another
+# for temperature, pressure and vibration (settings_app.units converts into it); current
+# and speed have one unit, `other` none.
+CANONICAL_UNITS: dict[str, str] = {
+    Sensor.Kind.TEMPERATURE: "celsius",
+    Sensor.Kind.PRESSURE: "bar",
+    Sensor.Kind.VIBRATION: "mm_s",
+    Sensor.Kind.CURRENT: "A",
+    Sensor.Kind.SPEED: "rpm",
+    Sensor.Kind.OTHER: "",
+}
 
 
 # The values a reading of each kind may have, in its canonical unit (contract, Part 2):

@@ -39,8 +39,15 @@ from audit.services import audit_record
 from core import errors
 from core.caller import Caller
 from core.text import storable_text
-from settings_app.units import CANONICAL_UNITS
-from telemetry.models import VALUE_BOUNDS, AgentHeartbeat, Machine, Sensor, SensorReading, validate_identifier
+from telemetry.models import (
+    CANONICAL_UNITS,
+    VALUE_BOUNDS,
+    AgentHeartbeat,
+    Machine,
+    Sensor,
+    SensorReading,
+    validate_identifier,
+)
 from telemetry.selectors import machine_scope
 
 logger = logging.getLogger(__name__)

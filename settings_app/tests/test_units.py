@@ -104,3 +104,24 @@ class TestService:
             "speed": ["Unknown field."],
         }
         assert not UnitPreference.objects.exists()
+
+
+class TestConversions:
+    def test_a_preference_kind_is_shown_in_the_chosen_unit_and_others_have_none(self):
+        from settings_app.units import convert, preferred_unit
+
+        assert preferred_unit("pressure", {"pressure": "psi"}) == "psi"
+        assert preferred_unit("temperature", {"pressure": "psi"}) == "celsius"
+        assert preferred_unit("temperature", None) is None
+        assert preferred_unit("current", {"pressure": "psi"}) is None  # telemetry's kinds are telemetry's
+        assert convert("temperature", 100.0, "fahrenheit") == 212.0
+        with pytest.raises(ValueError, match="Cannot convert current to 'A'."):
+            convert("current", 1.0, "A")
+
+
+def test_every_sensor_kind_has_a_canonical_unit_and_the_preference_kinds_start_with_it():
+    from settings_app.units import DEFAULT_UNITS
+    from telemetry.models import CANONICAL_UNITS, Sensor
+
+    assert set(CANONICAL_UNITS) == set(Sensor.Kind.values)
+    assert all(CANONICAL_UNITS[kind] == unit for kind, unit in DEFAULT_UNITS.items())

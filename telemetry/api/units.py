@@ -1,15 +1,16 @@
 """The units a caller sees: a user's preferences, or canonical for an API key.
 
-Conversions themselves live in settings_app.units; this only decides, once per
-request, which unit each sensor kind is shown in.
+Conversions into a user's units live in settings_app.units, the canonical unit of
+each sensor kind in telemetry.models; this only decides, once per request, which
+unit each sensor kind is shown in.
 """
 
 from collections.abc import Iterable
 
 from core.caller import Caller
 from settings_app.selectors import unit_preferences_get
-from settings_app.units import CANONICAL_UNITS, convert, display_unit
-from telemetry.models import value_saturate
+from settings_app.units import convert, preferred_unit
+from telemetry.models import CANONICAL_UNITS, value_saturate
 from telemetry.selectors import Bucket
 
 
@@ -23,7 +24,9 @@ class DisplayUnits:
 
     def __init__(self, preferences: dict[str, str] | None):
         self.preferences = preferences
-        self._units = {kind: display_unit(kind, preferences) or None for kind in CANONICAL_UNITS}
+        self._units = {
+            kind: preferred_unit(kind, preferences) or canonical or None for kind, canonical in CANONICAL_UNITS.items()
+        }
 
     @classmethod
     def for_caller(cls, by: Caller) -> "DisplayUnits":
