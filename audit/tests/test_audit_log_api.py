@@ -176,3 +176,8 @@ class TestFilters:
         body = response.json()
         assert list(body) == [param]
         assert isinstance(body[param], list) and body[param]
+
+
+def test_a_time_outside_the_years_postgresql_holds_says_so(admin_client, db):
+    response = admin_client.get(AUDIT_LOG_URL, {"to": "9999-12-31T23:00:00-02:00"})
+    assert response.json() == {"to": ["Enter a date and time between years 1 and 9999 (UTC)."]}

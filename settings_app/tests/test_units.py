@@ -115,7 +115,7 @@ class TestConversions:
         assert preferred_unit("temperature", None) is None
         assert preferred_unit("current", {"pressure": "psi"}) is None  # telemetry's kinds are telemetry's
         assert convert("temperature", 100.0, "fahrenheit") == 212.0
-        with pytest.raises(ValueError, match="Cannot convert current to 'A'."):
+        with pytest.raises(ValueError, match=r"^Cannot convert current to 'A'\.$"):
             convert("current", 1.0, "A")
 
 

@@ -78,3 +78,24 @@ class TestUserModelConstraints:
     def test_platform_staff_need_no_tenant(self, db):
         staff = User.objects.create_superuser("root@haltless.test", "A-long-staff-password-1")
         assert staff.tenant is None and staff.is_staff
+
+
+class TestTheServicesWords:
+    """What tenants.services refuses, word for word (the command prints it on one line)."""
+
+    @pytest.mark.parametrize(
+        ("name", "tier", "message"),
+        [
+            ("  ", "free", "name: A tenant needs a name."),
+            (
+                "West Mill",
+                "platinum",
+                "tier: Unknown tier 'platinum'; choose one of: free, starter, professional, enterprise.",
+            ),
+            ("ACME PLANT", "free", "name: A tenant named 'ACME PLANT' already exists."),
+        ],
+    )
+    def test_refusals(self, tenant, name, tier, message):
+        with pytest.raises(CommandError) as excinfo:
+            call_command("create_tenant", name, "--tier", tier)
+        assert str(excinfo.value) == message

@@ -89,6 +89,13 @@ class TestRefresh:
         access = login(api_client, admin_user.email, password).json()["access"]
         assert api_client.post(REFRESH_URL, {"refresh": access}, format="json").status_code == 401
 
+    def test_a_deactivated_users_refresh_token_is_refused(self, api_client, admin_user, password):
+        refresh = login(api_client, admin_user.email, password).json()["refresh"]
+        User.objects.filter(pk=admin_user.pk).update(is_active=False)
+        response = api_client.post(REFRESH_URL, {"refresh": refresh}, format="json")
+        assert response.status_code == 401
+        assert response.json() == {"detail": "No active account found for the given token."}
+
 
 USER_LOGIN_REQUIRED = {"detail": "This endpoint requires a user login; API keys are not accepted here."}
 
@@ -196,7 +203,7 @@ class TestCreateUserCommand:
         ("args", "message"),
         [
             (["--tenant", "Nope"], "No tenant with id or name 'Nope'."),
-            (["--role", "boss"], "role: Unknown role 'boss'"),
+            (["--role", "boss"], "role: Unknown role 'boss'; choose one of: admin, operator, viewer."),
             (["--password", "short"], "password: This password is too short."),
         ],
     )

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from audit.models import AuditEvent
 from core.permissions import USER_LOGIN_REQUIRED
 from users.models import Role, User
-from users.services import CURRENT_PASSWORD_REQUIRED, EMAIL_TAKEN, SAME_PASSWORD, WRONG_CURRENT_PASSWORD
+from users.services import WRONG_CURRENT_PASSWORD
 from users.tests.factories import UserFactory
 from users.tests.helpers import CHANGE_PASSWORD_URL, PROFILE_URL, REFRESH_URL, bearer
 from users.tokens import token_pair_for
@@ -78,7 +78,7 @@ class TestProfileUpdate:
     def test_email_change_without_current_password_is_400(self, viewer_client, viewer_user):
         response = viewer_client.patch(PROFILE_URL, {"email": "jane@acme.test"}, format="json")
         assert response.status_code == 400
-        assert response.json() == {"current_password": [CURRENT_PASSWORD_REQUIRED]}
+        assert response.json() == {"current_password": ["Enter your current password to change your email."]}
         viewer_user.refresh_from_db()
         assert viewer_user.email == "viewer@acme.test"
 
@@ -95,13 +95,13 @@ class TestProfileUpdate:
     def test_wrong_current_password_message(self, viewer_client, viewer_user):
         body = {"email": "jane@acme.test", "current_password": "not-my-password"}
         response = viewer_client.patch(PROFILE_URL, body, format="json")
-        assert response.json() == {"current_password": [WRONG_CURRENT_PASSWORD]}
+        assert response.json() == {"current_password": ["The current password is incorrect."]}
 
     @pytest.mark.parametrize("email", ["admin@acme.test", "ADMIN@acme.TEST", "admin@other.test"])
     def test_a_taken_email_is_400(self, viewer_client, viewer_user, admin_user, other_tenant_admin, password, email):
         response = viewer_client.patch(PROFILE_URL, {"email": email, "current_password": password}, format="json")
         assert response.status_code == 400
-        assert response.json() == {"email": [EMAIL_TAKEN]}
+        assert response.json() == {"email": ["A user with this email already exists."]}
         viewer_user.refresh_from_db()
         assert viewer_user.email == "viewer@acme.test"
 
@@ -234,7 +234,7 @@ class TestChangePassword:
     def test_the_same_password_is_400(self, viewer_client, viewer_user, password):
         response = viewer_client.post(CHANGE_PASSWORD_URL, {"current_password": password, "new_password": password})
         assert response.status_code == 400
-        assert response.json() == {"new_password": [SAME_PASSWORD]}
+        assert response.json() == {"new_password": ["The new password must differ from the current one."]}
 
     @pytest.mark.parametrize(
         ("body", "errors"),

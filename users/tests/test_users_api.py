@@ -3,7 +3,7 @@ import pytest
 from audit.models import AuditEvent
 from core.permissions import ADMIN_REQUIRED, USER_LOGIN_REQUIRED
 from users.models import Role, User
-from users.services import EMAIL_TAKEN, LAST_ADMIN_DEMOTION, SELF_DEACTIVATION
+from users.services import EMAIL_TAKEN, LAST_ADMIN_DEMOTION
 from users.tests.factories import UserFactory
 from users.tests.helpers import REFRESH_URL, USERS_URL, bearer, role_url, user_url
 from users.tokens import token_pair_for
@@ -226,7 +226,9 @@ class TestRoleChange:
     def test_the_last_active_admin_cannot_be_demoted(self, admin_client, admin_user):
         response = admin_client.put(role_url(admin_user), {"role": "operator"}, format="json")
         assert response.status_code == 400
-        assert response.json() == {"detail": LAST_ADMIN_DEMOTION}
+        assert response.json() == {
+            "detail": "This user is the tenant's last active admin; make another user an admin first."
+        }
         admin_user.refresh_from_db()
         assert admin_user.role == Role.ADMIN
         assert not AuditEvent.objects.filter(action="user.role_change").exists()
@@ -327,7 +329,7 @@ class TestDeactivate:
     def test_self_deactivation_is_400(self, admin_client, admin_user, second_admin):
         response = admin_client.delete(user_url(admin_user))
         assert response.status_code == 400
-        assert response.json() == {"detail": SELF_DEACTIVATION}
+        assert response.json() == {"detail": "You cannot deactivate your own account."}
         admin_user.refresh_from_db()
         assert admin_user.is_active is True
 
@@ -404,3 +406,19 @@ class TestRenameAndReactivate:
         assert (
             other_tenant_admin_client.patch(f"/api/v1/users/{inactive_user.pk}", {"full_name": "x"}).status_code == 404
         )
+
+
+class TestAnAdminDemotedMeanwhile:
+    def test_is_refused_under_the_lock(self, admin_user, second_admin, operator_user):
+        """The rights were checked on a user row loaded before a concurrent demotion (the race's loser)."""
+        from django.core.exceptions import PermissionDenied
+
+        from core.caller import Caller
+        from users.services import user_role_change
+
+        User.objects.filter(pk=admin_user.pk).update(role=Role.OPERATOR)  # admin_user is the stale row
+        with pytest.raises(PermissionDenied) as refused:
+            user_role_change(by=Caller.acting(admin_user), user=operator_user, role=Role.VIEWER)
+        assert str(refused.value) == "Only an active tenant admin may do this."
+        operator_user.refresh_from_db()
+        assert operator_user.role == Role.OPERATOR
