@@ -140,6 +140,7 @@ def _load(*, tenant_id, sensor_ids: list[int], expired: int, fresh: int) -> None
 
 def _timed_run(tenant) -> tuple[float, list[float], object]:
     """A retention run of `tenant`: its seconds, each batch's seconds, the finished run."""
+    from core.caller import Caller
     from retention import services
     from retention.models import RetentionRun
 
@@ -156,7 +157,9 @@ def _timed_run(tenant) -> tuple[float, list[float], object]:
     services._delete_batch = timed_batch
     try:
         started = time.perf_counter()
-        run, _ = services.retention_run_request(tenant=tenant, trigger=RetentionRun.Trigger.COMMAND)
+        run, _ = services.retention_run_request(
+            by=Caller.system(tenant_id=tenant.pk), trigger=RetentionRun.Trigger.COMMAND
+        )
         run = services.retention_run_execute(run_id=run.pk)
         seconds = time.perf_counter() - started
     finally:
@@ -169,11 +172,12 @@ def _timed_run(tenant) -> tuple[float, list[float], object]:
 _WORKER = """
 import json, resource, sys, django
 django.setup()
+from core.caller import Caller
 from retention import services
 from retention.models import RetentionRun
 from tenants.models import Tenant
 tenant = Tenant.objects.get(pk=sys.argv[1])
-run, _ = services.retention_run_request(tenant=tenant, trigger=RetentionRun.Trigger.COMMAND)
+run, _ = services.retention_run_request(by=Caller.system(tenant_id=tenant.pk), trigger=RetentionRun.Trigger.COMMAND)
 run = services.retention_run_execute(run_id=run.pk)
 print(json.dumps({"deleted": run.readings_deleted, "max_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """

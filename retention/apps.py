@@ -27,4 +27,4 @@ class RetentionConfig(AppConfig):
 def _clamp_policy(*, tenant, by) -> None:
     from retention.services import retention_policy_clamp
 
-    retention_policy_clamp(tenant=tenant, actor=by.principal)
+    retention_policy_clamp(by=by, tenant=tenant)

@@ -6,9 +6,11 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from core import errors
 from retention import policies
-from retention.models import RetentionHold
+from retention.models import RetentionHold, RetentionRun
 from telemetry.models import AgentHeartbeat, SensorReading, SensorRollup
+from tenants import tiers
 from tenants.models import Tenant
 
 # The runs listed by the API: enough history to see what happened, bounded.
@@ -70,10 +72,22 @@ def next_scheduled_run(*, now: datetime) -> datetime | None:
     return now + schedule.remaining_estimate(now)
 
 
-def retention_preview(*, tenant: Tenant, tier: str | None = None, now: datetime | None = None) -> dict:
-    """What a run now would delete for `tenant` (or would, under `tier`, its policy clamped to it)."""
+UNKNOWN_TIER = "Unknown tier {tier!r}; choose one of: {tiers}."
+
+
+def retention_preview(*, tenant_id: UUID, tier: str | None = None, now: datetime | None = None) -> dict:
+    """What a run now would delete for the tenant (or would, under `tier`, its policy clamped to it).
+
+    An unknown `tier`, or a tenant tier without windows, is errors.RuleViolation on `tier`.
+    """
+    if tier is not None and tier not in tiers.tier_names():
+        raise errors.RuleViolation({"tier": [UNKNOWN_TIER.format(tier=tier, tiers=", ".join(tiers.tier_names()))]})
+    tenant = Tenant.objects.select_related("retention_policy").get(pk=tenant_id)
     now = now or timezone.now()
-    windows = policies.effective_windows(tenant=tenant, tier=tier)
+    try:
+        windows = policies.effective_windows(tenant=tenant, tier=tier)
+    except policies.UnknownTier as exc:
+        raise errors.RuleViolation({"tier": [str(exc)]}) from None
     cutoffs = policies.cutoffs_for(windows=windows, now=now)
     return {
         "tier": tier or tenant.tier,
@@ -83,8 +97,9 @@ def retention_preview(*, tenant: Tenant, tier: str | None = None, now: datetime 
     }
 
 
-def retention_policy_for(*, tenant: Tenant) -> dict[str, int | None]:
+def retention_policy_get(*, tenant_id: UUID) -> dict[str, int | None]:
     """The tenant's effective windows (days), as `{"readings_days", "heartbeats_days", "rollups_days"}`."""
+    tenant = Tenant.objects.select_related("retention_policy").get(pk=tenant_id)
     try:
         windows = policies.effective_windows(tenant=tenant)
     except policies.UnknownTier:
@@ -106,8 +121,13 @@ def raw_readings_cutoff(*, tenant_id: UUID) -> datetime:
     return timezone.now() - timedelta(days=days)
 
 
+def retention_run_list(*, tenant_id: UUID) -> QuerySet[RetentionRun]:
+    """The tenant's runs, newest first (the API lists the first RUN_LIST_LIMIT)."""
+    return RetentionRun.objects.for_tenant(tenant_id).order_by("-created_at", "-id")
+
+
 def retention_hold_list(*, tenant_id: UUID) -> QuerySet[RetentionHold]:
-    return RetentionHold.objects.filter(tenant_id=tenant_id).prefetch_related("machines").order_by("-created_at", "id")
+    return RetentionHold.objects.for_tenant(tenant_id).prefetch_related("machines").order_by("-created_at", "id")
 
 
 HELD_READINGS = "Readings of this {what} are under a legal hold; release the hold first."

@@ -28,7 +28,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from audit.services import audit_record
-from core import metrics
+from core import errors, metrics
+from core.caller import Caller
 from retention import conf, policies
 from retention.models import RetentionHold, RetentionPolicy, RetentionRun
 from telemetry import rollups
@@ -105,7 +106,7 @@ def _abandon(run: RetentionRun, now: datetime) -> None:
     if abandoned:
         logger.warning("retention run %s of tenant %s abandoned while %s", run.pk, run.tenant_id, run.status)
         audit_record(
-            tenant_id=run.tenant_id,
+            by=Caller.system(tenant_id=run.tenant_id),
             action="retention.run_abandoned",
             target=run,
             changes={"status": Status.FAILED, "was": run.status},
@@ -116,21 +117,16 @@ def _active_run(*, tenant_id: UUID) -> RetentionRun | None:
     return RetentionRun.objects.filter(tenant_id=tenant_id, status__in=RetentionRun.ACTIVE_STATUSES).first()
 
 
-def retention_run_request(
-    *,
-    tenant: Tenant,
-    trigger: str,
-    requested_by=None,
-    client_ip: str | None = None,
-) -> tuple[RetentionRun, bool]:
-    """A queued run for `tenant`, or the run already queued or running: (run, created).
+def retention_run_request(*, by: Caller, trigger: str) -> tuple[RetentionRun, bool]:
+    """A queued run for `by`'s tenant, or the run already queued or running: (run, created).
 
-    The caller enqueues the created run (retention.tasks.retention_run_enqueue).
+    The caller sends the created run to a worker (`retention_run_start` does both).
     An active run presumed lost (see conf) is failed and replaced.
     """
+    tenant_id = by.tenant_id
     for _ in range(5):
         now = timezone.now()
-        active = _active_run(tenant_id=tenant.pk)
+        active = _active_run(tenant_id=tenant_id)
         if active is not None:
             if not _is_stale(active, now):
                 return active, False
@@ -138,22 +134,32 @@ def retention_run_request(
         try:
             with transaction.atomic():
                 run = RetentionRun.objects.create(
-                    tenant=tenant, trigger=trigger, requested_by=requested_by, created_at=now, updated_at=now
+                    tenant_id=tenant_id, trigger=trigger, requested_by=by.user, created_at=now, updated_at=now
                 )
-                audit_record(
-                    tenant_id=tenant.pk,
-                    action="retention.run_requested",
-                    actor=requested_by,
-                    target=run,
-                    changes={"trigger": trigger},
-                    client_ip=client_ip,
-                )
+                audit_record(by=by, action="retention.run_requested", target=run, changes={"trigger": trigger})
         except IntegrityError:
             # Another request created the tenant's active run between our look and our
             # insert (the partial unique constraint said no): look again and return it.
             continue
         return run, True
-    raise RuntimeError(f"Could not request a retention run for tenant {tenant.pk}: it keeps changing.")
+    raise RuntimeError(f"Could not request a retention run for tenant {tenant_id}: it keeps changing.")
+
+
+def retention_run_start(*, by: Caller, trigger: str) -> tuple[RetentionRun, bool]:
+    """Request a run of `by`'s tenant and send it to a worker: (run, created), the run's status current.
+
+    One transaction with the publish: a broker that is down raises errors.Unavailable
+    (503, Retry-After) and rolls the run back, so none is left queued. Without a broker
+    the run is carried out once the transaction commits, before this returns.
+    """
+    from retention.tasks import retention_run_dispatch  # the task wraps this module's services
+
+    with transaction.atomic():
+        run, created = retention_run_request(by=by, trigger=trigger)
+        if created:
+            retention_run_dispatch(run_id=run.id)
+    run.refresh_from_db(fields=["status"])
+    return run, created
 
 
 def _claim(run_id: UUID) -> tuple[RetentionRun, UUID] | None:
@@ -195,7 +201,10 @@ def _claim(run_id: UUID) -> tuple[RetentionRun, UUID] | None:
             logger.error("retention run %s failed: %s", run_id, exc)
             metrics.retention_run_finished(trigger=run.trigger, outcome=Status.FAILED, seconds=0.0, rows={})
             audit_record(
-                tenant_id=run.tenant_id, action="retention.run_failed", target=run, changes={"error": str(exc)}
+                by=Caller.system(tenant_id=run.tenant_id),
+                action="retention.run_failed",
+                target=run,
+                changes={"error": str(exc)},
             )
         return None
     claimed = RetentionRun.objects.filter(pk=run.pk, status=run.status, updated_at=run.updated_at).update(
@@ -404,7 +413,7 @@ def _finish(*, run: RetentionRun, token: UUID, status: str, error: str) -> None:
             return
         run.refresh_from_db()
         audit_record(
-            tenant_id=run.tenant_id,
+            by=Caller.system(tenant_id=run.tenant_id),
             action=f"retention.run_{status}",
             target=run,
             changes={
@@ -439,32 +448,38 @@ def _days_error(*, name: str, days: int, tier: str, cap: int) -> str:
     return f"At most {cap} days: the {tier} tier's limit for {name}." if days > cap else ""
 
 
-@transaction.atomic
-def retention_policy_update(
-    *,
-    tenant: Tenant,
-    readings_days: int | None,
-    heartbeats_days: int | None,
-    rollups_days: int | None,
-    actor=None,
-    client_ip: str | None = None,
-) -> RetentionPolicy:
-    """Set the tenant's windows (None: follow the tier); each at most the tier's window for its class."""
+def retention_policy_errors(*, tier: str, values: dict[str, int | None]) -> dict[str, list[str]]:
+    """What is wrong with windows (`{"readings": days or None, ...}`) under `tier`, by field: the API's
+    and the admin's rule (raises errors.RuleViolation for a tier without windows)."""
     try:
-        caps = policies.tier_caps(tenant.tier)
+        caps = policies.tier_caps(tier)
     except policies.UnknownTier as exc:
-        raise ValidationError(str(exc)) from None
-    values = {"readings": readings_days, "heartbeats": heartbeats_days, "rollups": rollups_days}
-    errors = {}
+        raise errors.RuleViolation(str(exc)) from None
+    problems = {}
     for name, days in values.items():
         if days is None:
             continue
         if days < 1:
-            errors[f"{name}_days"] = ["At least 1 day."]
+            problems[f"{name}_days"] = ["At least 1 day."]
         elif days > caps[name]:
-            errors[f"{name}_days"] = [_days_error(name=name, days=days, tier=tenant.tier, cap=caps[name])]
-    if errors:
-        raise ValidationError(errors)
+            problems[f"{name}_days"] = [_days_error(name=name, days=days, tier=tier, cap=caps[name])]
+    return problems
+
+
+@transaction.atomic
+def retention_policy_update(
+    *,
+    by: Caller,
+    readings_days: int | None,
+    heartbeats_days: int | None,
+    rollups_days: int | None,
+) -> RetentionPolicy:
+    """Set `by`'s tenant's windows (None: follow the tier); each at most the tier's window for its class."""
+    tenant = Tenant.objects.get(pk=by.tenant_id)  # its tier: the caps
+    values = {"readings": readings_days, "heartbeats": heartbeats_days, "rollups": rollups_days}
+    problems = retention_policy_errors(tier=tenant.tier, values=values)
+    if problems:
+        raise ValidationError(problems)
     policy, _ = RetentionPolicy.objects.select_for_update().get_or_create(tenant=tenant)
     before = {f"{name}_days": getattr(policy, f"{name}_days") for name in values}
     for name, days in values.items():
@@ -473,18 +488,16 @@ def retention_policy_update(
     policy.save()
     after = {f"{name}_days": days for name, days in values.items()}
     audit_record(
-        tenant_id=tenant.pk,
+        by=by,
         action="retention_policy.update",
-        actor=actor,
         target=policy,
         target_type="retention_policy",
         changes={"before": before, "after": after},
-        client_ip=client_ip,
     )
     return policy
 
 
-def retention_policy_clamp(*, tenant: Tenant, actor=None) -> None:
+def retention_policy_clamp(*, by: Caller, tenant: Tenant) -> None:
     """After a tier change: lower explicit windows above the new tier's caps to them (audited)."""
     policy = RetentionPolicy.objects.select_for_update().filter(tenant=tenant).first()
     if policy is None or tenant.tier not in policies.tiers.tier_names():
@@ -501,64 +514,83 @@ def retention_policy_clamp(*, tenant: Tenant, actor=None) -> None:
     policy.updated_at = timezone.now()
     policy.save()
     audit_record(
-        tenant_id=tenant.pk,
+        by=by,
         action="retention_policy.update",
-        actor=actor,
         target=policy,
         target_type="retention_policy",
         changes={"clamped_to_tier": tenant.tier, **clamped},
     )
 
 
+HOLD_NEEDS_A_REASON = "A hold needs a reason."
+HOLD_ENDS_BEFORE_IT_STARTS = "Must be after `from`."
+TOO_MANY_HOLDS = f"At most {policies.MAX_ACTIVE_HOLDS} active holds per tenant; release one first."
+
+
+def retention_hold_problems(
+    *, tenant_id: UUID, reason: str, starts_at: datetime, ends_at: datetime | None, machines: list[str] | None
+) -> tuple[dict[str, list[str]], list[Machine]]:
+    """What is wrong with a new hold, by the API's field names (`reason`, `to`, `machines`), and the
+    tenant's machines it names: the API's and the admin's rule."""
+    problems: dict[str, list[str]] = {}
+    if not (reason or "").strip():
+        problems["reason"] = [HOLD_NEEDS_A_REASON]
+    if ends_at is not None and starts_at is not None and ends_at <= starts_at:
+        problems["to"] = [HOLD_ENDS_BEFORE_IT_STARTS]
+    machine_objects: list[Machine] = []
+    if machines is not None:
+        if not machines:
+            problems["machines"] = ["Give at least one machine, or null for every machine."]
+        else:
+            wanted = list(dict.fromkeys(machines))
+            found = {m.external_id: m for m in Machine.objects.for_tenant(tenant_id).filter(external_id__in=wanted)}
+            unknown = [external_id for external_id in wanted if external_id not in found]
+            if unknown:
+                problems["machines"] = [f"Unknown machine: {external_id}." for external_id in unknown]
+            machine_objects = [found[external_id] for external_id in wanted if external_id in found]
+    return problems, machine_objects
+
+
+def retention_hold_cap_reached(*, tenant_id: UUID) -> bool:
+    """The tenant has as many active holds as it may (the service checks again under the tenant's lock)."""
+    return RetentionHold.objects.for_tenant(tenant_id).filter(released_at__isnull=True).count() >= (
+        policies.MAX_ACTIVE_HOLDS
+    )
+
+
 @transaction.atomic
 def retention_hold_create(
     *,
-    tenant: Tenant,
+    by: Caller,
     reason: str,
     starts_at: datetime,
     ends_at: datetime | None = None,
     machines: list[str] | None = None,
-    actor=None,
-    client_ip: str | None = None,
 ) -> RetentionHold:
-    """Hold the tenant's raw readings in [starts_at, ends_at) of `machines` (external ids; None: all)."""
-    errors: dict[str, list[str]] = {}
+    """Hold `by`'s tenant's raw readings in [starts_at, ends_at) of `machines` (external ids; None: all)."""
     reason = (reason or "").strip()
-    if not reason:
-        errors["reason"] = ["A hold needs a reason."]
-    if ends_at is not None and ends_at <= starts_at:
-        errors["to"] = ["Must be after `from`."]
-    machine_objects = []
-    if machines is not None:
-        if not machines:
-            errors["machines"] = ["Give at least one machine, or null for every machine."]
-        else:
-            wanted = list(dict.fromkeys(machines))
-            found = {m.external_id: m for m in Machine.objects.filter(tenant=tenant, external_id__in=wanted)}
-            unknown = [external_id for external_id in wanted if external_id not in found]
-            if unknown:
-                errors["machines"] = [f"Unknown machine: {external_id}." for external_id in unknown]
-            machine_objects = [found[external_id] for external_id in wanted if external_id in found]
-    if errors:
-        raise ValidationError(errors)
+    problems, machine_objects = retention_hold_problems(
+        tenant_id=by.tenant_id, reason=reason, starts_at=starts_at, ends_at=ends_at, machines=machines
+    )
+    if problems:
+        raise ValidationError(problems)
     # The tenant's row lock: a retention batch reads holds under it (see _readings_guard),
     # and it serialises the count of active holds.
-    Tenant.objects.select_for_update().filter(pk=tenant.pk).exists()
-    if RetentionHold.objects.filter(tenant=tenant, released_at__isnull=True).count() >= policies.MAX_ACTIVE_HOLDS:
-        raise ValidationError(f"At most {policies.MAX_ACTIVE_HOLDS} active holds per tenant; release one first.")
+    Tenant.objects.select_for_update().filter(pk=by.tenant_id).exists()
+    if retention_hold_cap_reached(tenant_id=by.tenant_id):
+        raise ValidationError(TOO_MANY_HOLDS)
     hold = RetentionHold.objects.create(
-        tenant=tenant,
+        tenant_id=by.tenant_id,
         reason=reason,
         all_machines=machines is None,
         starts_at=starts_at,
         ends_at=ends_at,
-        created_by=actor if getattr(actor, "is_api_key", False) is False and actor is not None else None,
+        created_by=by.user,
     )
     hold.machines.set(machine_objects)
     audit_record(
-        tenant_id=tenant.pk,
+        by=by,
         action="retention_hold.create",
-        actor=actor,
         target=hold,
         target_type="retention_hold",
         changes={
@@ -567,27 +599,24 @@ def retention_hold_create(
             "from": starts_at,
             "to": ends_at,
         },
-        client_ip=client_ip,
     )
     return hold
 
 
 @transaction.atomic
-def retention_hold_release(*, hold: RetentionHold, actor=None, client_ip: str | None = None) -> RetentionHold:
+def retention_hold_release(*, by: Caller, hold: RetentionHold) -> RetentionHold:
     """Release a hold (kept in the list with `released_at`); releasing a released hold changes nothing."""
-    hold = RetentionHold.objects.select_for_update().get(pk=hold.pk)
+    hold = RetentionHold.objects.for_tenant(by.tenant_id).select_for_update().get(pk=hold.pk)
     if hold.released_at is not None:
         return hold
     hold.released_at = timezone.now()
-    hold.released_by = actor if actor is not None and not getattr(actor, "is_api_key", False) else None
+    hold.released_by = by.user
     hold.save(update_fields=["released_at", "released_by"])
     audit_record(
-        tenant_id=hold.tenant_id,
+        by=by,
         action="retention_hold.release",
-        actor=actor,
         target=hold,
         target_type="retention_hold",
         changes={"released_at": hold.released_at},
-        client_ip=client_ip,
     )
     return hold

@@ -7,7 +7,8 @@ from celery import shared_task
 from django.conf import settings
 from django.db import transaction
 
-from core.exceptions import ServiceUnavailable
+from core import errors
+from core.caller import Caller
 from retention import conf, services
 from retention.models import RetentionRun
 from tenants.models import Tenant
@@ -59,7 +60,7 @@ def retention_run_enqueue(*, run_id: UUID) -> None:
 def retention_run_dispatch(*, run_id: UUID) -> None:
     """Send the run to a worker now, from inside the transaction that creates it.
 
-    If the broker cannot take it, raises ServiceUnavailable (503, Retry-After), and
+    If the broker cannot take it, raises errors.Unavailable (503, Retry-After), and
     the caller's transaction rolls back: no queued run is left behind to block the
     tenant's next request, and no audit event claims one was requested. The task
     tolerates arriving before that transaction commits (it looks again).
@@ -75,7 +76,7 @@ def retention_run_dispatch(*, run_id: UUID) -> None:
         retention_run_execute.apply_async(args=[str(run_id)], **options)
     except (BrokerError, OSError) as exc:
         logger.warning("retention run %s not queued: the broker does not answer (%s)", run_id, type(exc).__name__)
-        raise ServiceUnavailable(BROKER_UNAVAILABLE, retry_after=BROKER_RETRY_AFTER_SECONDS) from None
+        raise errors.Unavailable(BROKER_UNAVAILABLE, retry_after=BROKER_RETRY_AFTER_SECONDS) from None
 
 
 @shared_task(name="retention.schedule_all", ignore_result=True)
@@ -87,7 +88,9 @@ def retention_schedule_all() -> int:
     partition_drop_expired()
     queued = 0
     for tenant in list(Tenant.objects.order_by("pk")):
-        run, created = services.retention_run_request(tenant=tenant, trigger=RetentionRun.Trigger.SCHEDULE)
+        run, created = services.retention_run_request(
+            by=Caller.system(tenant_id=tenant.pk), trigger=RetentionRun.Trigger.SCHEDULE
+        )
         if created:
             retention_run_enqueue(run_id=run.id)
             queued += 1

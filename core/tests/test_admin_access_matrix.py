@@ -130,17 +130,20 @@ ROWS: dict[str, Row] = {
     "retention.RetentionRun": Row(
         make=lambda tenant: RetentionRunFactory(tenant=tenant), staff=READ, tenant_admin=READ
     ),
+    # Changed through the retention services (a policy is emptied, never deleted; adding the
+    # tenant's one policy when it exists sets it). Holds are placed and released, never
+    # edited or deleted (their change page is read-only).
     "retention.RetentionPolicy": Row(
         make=lambda tenant: RetentionPolicy.objects.create(tenant=tenant, readings_days=3),
-        staff=READ,
-        tenant_admin=READ,
+        staff=ALL - {"delete"},
+        tenant_admin=ALL - {"delete"},
     ),
     "retention.RetentionHold": Row(
         make=lambda tenant: RetentionHold.objects.create(
             tenant=tenant, reason="a case", starts_at=timezone.now() - timedelta(days=10)
         ),
-        staff=READ,
-        tenant_admin=READ,
+        staff=ALL - {"delete"},
+        tenant_admin=ALL - {"delete"},
     ),
     "audit.AuditEvent": Row(make=lambda tenant: AuditEventFactory(tenant=tenant), staff=READ, tenant_admin=READ),
 }

@@ -170,9 +170,9 @@ class TestRetentionBudgets:
 
     def test_run_request(self, admin_client, past_runs, budget):
         # The request only: the run is published from inside the transaction that creates it.
-        # Caller, tenant; savepoint (the request's transaction), active run?; savepoint, insert,
-        # audit, release; release; the run's status re-read.
-        with budget(10):
+        # Caller; savepoint (the request's transaction), active run?; savepoint, insert,
+        # audit, release; release; the run's status re-read. No tenant: the Caller has its id.
+        with budget(9):
             response = admin_client.post("/api/v1/settings/admin/retention/run", {}, format="json")
         assert response.status_code == 202
         assert response.json()["status"] == "queued"

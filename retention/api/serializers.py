@@ -1,15 +1,17 @@
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from core.serializers import StrictSerializer
 from retention.models import RetentionRun
 
 
-class RetentionRunRequestSerializer(StrictSerializer):
+@extend_schema_serializer(component_name="RetentionRunRequest")
+class RetentionRunRequestInputSerializer(StrictSerializer):
     """The request takes no fields: the tenant is the caller's, the window its tier's."""
 
 
-class RetentionRunAcceptedSerializer(serializers.Serializer):
+@extend_schema_serializer(component_name="RetentionRunAccepted")
+class RetentionRunAcceptedOutputSerializer(serializers.Serializer):
     run_id = serializers.UUIDField(source="id", read_only=True)
     status = serializers.ChoiceField(choices=RetentionRun.Status.choices, read_only=True)
 
@@ -59,7 +61,8 @@ class RetentionRunOutputSerializer(serializers.ModelSerializer):
         return run.error or None
 
 
-class RetentionPolicySerializer(StrictSerializer):
+@extend_schema_serializer(component_name="RetentionPolicy")
+class RetentionPolicyInputSerializer(StrictSerializer):
     """Days kept per data class. In a PUT, null (or absent) follows the tier; GET shows the effective days."""
 
     readings_days = serializers.IntegerField(allow_null=True, required=False, default=None, min_value=1)
@@ -123,7 +126,8 @@ class _HeldCounts(serializers.Serializer):
     readings = serializers.IntegerField()
 
 
-class RetentionPreviewSerializer(serializers.Serializer):
+@extend_schema_serializer(component_name="RetentionPreview")
+class RetentionPreviewOutputSerializer(serializers.Serializer):
     tier = serializers.CharField()
     cutoffs = _ClassCutoffs()
     would_delete = _ClassCounts()

@@ -1,34 +1,29 @@
-from django.db import transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView, ListAPIView, RetrieveAPIView
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
-from core.http import client_ip
+from core.caller import caller_of
 from core.permissions import IsTenantAdmin, IsTenantAdminForWrites
-from core.tenancy import TenantScopedMixin
-from retention import policies, selectors
+from retention import selectors
 from retention.api.serializers import (
     RetentionHoldInputSerializer,
     RetentionHoldOutputSerializer,
-    RetentionPolicySerializer,
+    RetentionPolicyInputSerializer,
+    RetentionPreviewOutputSerializer,
     RetentionPreviewQuerySerializer,
-    RetentionPreviewSerializer,
-    RetentionRunAcceptedSerializer,
+    RetentionRunAcceptedOutputSerializer,
     RetentionRunOutputSerializer,
-    RetentionRunRequestSerializer,
+    RetentionRunRequestInputSerializer,
 )
 from retention.models import RetentionHold, RetentionRun
 from retention.services import (
     retention_hold_create,
     retention_hold_release,
     retention_policy_update,
-    retention_run_request,
+    retention_run_start,
 )
-from retention.tasks import retention_run_dispatch
-from tenants.tiers import tier_names
 
 
 @extend_schema(tags=["retention"], summary="Run retention now")
@@ -41,58 +36,53 @@ class RetentionRunRequestView(GenericAPIView):
     """
 
     permission_classes = [IsTenantAdmin]
-    serializer_class = RetentionRunRequestSerializer
-    # The broker down: 503, and no run is left queued (retention.tasks.retention_run_dispatch).
+    serializer_class = RetentionRunRequestInputSerializer
+    # The broker down: 503, and no run is left queued (retention.services.retention_run_start).
     extra_error_codes = ("503",)
 
     @extend_schema(
         operation_id="retention_run_create",
-        request=RetentionRunRequestSerializer,
+        request=RetentionRunRequestInputSerializer,
         responses={
-            202: OpenApiResponse(RetentionRunAcceptedSerializer, description="The run, new or already active."),
+            202: OpenApiResponse(RetentionRunAcceptedOutputSerializer, description="The run, new or already active."),
             400: OpenApiResponse(description="The body has a field; the request takes none."),
         },
     )
     def post(self, request):
         self.get_serializer(data=request.data).is_valid(raise_exception=True)
-        # One transaction with the publish: a broker that is down rolls the run back (503).
-        with transaction.atomic():
-            run, created = retention_run_request(
-                tenant=request.user.tenant,
-                trigger=RetentionRun.Trigger.MANUAL,
-                requested_by=request.user,
-                client_ip=client_ip(request),
-            )
-            if created:
-                retention_run_dispatch(run_id=run.id)
-        # Without a broker the run has finished by now: answer with its real status.
-        run.refresh_from_db(fields=["status"])
+        # Without a broker the run has finished by now: the answer has its real status.
+        run, _ = retention_run_start(by=caller_of(request), trigger=RetentionRun.Trigger.MANUAL)
         location = reverse("retention-run-detail", kwargs={"run_id": run.id}, request=request)
         return Response(
-            RetentionRunAcceptedSerializer(run).data, status=status.HTTP_202_ACCEPTED, headers={"Location": location}
+            RetentionRunAcceptedOutputSerializer(run).data,
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": location},
         )
 
 
 @extend_schema(tags=["retention"], summary="List retention runs")
-class RetentionRunListView(TenantScopedMixin, ListAPIView):
+class RetentionRunListView(ListAPIView):
     """The tenant's latest retention runs (at most 100), newest first, as a plain array."""
 
     permission_classes = [IsTenantAdmin]
     serializer_class = RetentionRunOutputSerializer
-    queryset = RetentionRun.objects.all()
+    queryset = RetentionRun.objects.none()  # for the schema; rows come from the selector
 
     def get_queryset(self):
-        return super().get_queryset().order_by("-created_at", "-id")[: selectors.RUN_LIST_LIMIT]
+        return selectors.retention_run_list(tenant_id=caller_of(self.request).tenant_id)[: selectors.RUN_LIST_LIMIT]
 
 
 @extend_schema(tags=["retention"], summary="A retention run")
-class RetentionRunDetailView(TenantScopedMixin, RetrieveAPIView):
+class RetentionRunDetailView(RetrieveAPIView):
     """One retention run of the caller's tenant (another tenant's run: 404)."""
 
     permission_classes = [IsTenantAdmin]
     serializer_class = RetentionRunOutputSerializer
-    queryset = RetentionRun.objects.all()
+    queryset = RetentionRun.objects.none()  # for the schema; rows come from the selector
     lookup_url_kwarg = "run_id"
+
+    def get_queryset(self):
+        return selectors.retention_run_list(tenant_id=caller_of(self.request).tenant_id)
 
 
 @extend_schema(tags=["retention"])
@@ -105,24 +95,24 @@ class RetentionPolicyView(GenericAPIView):
     """
 
     permission_classes = [IsTenantAdminForWrites]
-    serializer_class = RetentionPolicySerializer
+    # The answer has the request's shape, with the effective days.
+    serializer_class = RetentionPolicyInputSerializer
 
-    @extend_schema(summary="The retention policy", responses={200: RetentionPolicySerializer})
+    @extend_schema(summary="The retention policy", responses={200: RetentionPolicyInputSerializer})
     def get(self, request):
-        return Response(selectors.retention_policy_for(tenant=request.user.tenant))
+        return Response(selectors.retention_policy_get(tenant_id=caller_of(request).tenant_id))
 
     @extend_schema(
         summary="Change the retention policy",
-        request=RetentionPolicySerializer,
-        responses={200: RetentionPolicySerializer},
+        request=RetentionPolicyInputSerializer,
+        responses={200: RetentionPolicyInputSerializer},
     )
     def put(self, request):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        retention_policy_update(
-            tenant=request.user.tenant, **serializer.validated_data, actor=request.user, client_ip=client_ip(request)
-        )
-        return Response(selectors.retention_policy_for(tenant=request.user.tenant))
+        by = caller_of(request)
+        retention_policy_update(by=by, **serializer.validated_data)
+        return Response(selectors.retention_policy_get(tenant_id=by.tenant_id))
 
 
 @extend_schema(tags=["retention"])
@@ -133,23 +123,18 @@ class RetentionPreviewView(GenericAPIView):
     """
 
     permission_classes = [IsTenantAdmin]
-    serializer_class = RetentionPreviewSerializer
+    serializer_class = RetentionPreviewOutputSerializer
 
     @extend_schema(
         summary="What a retention run would delete now",
         parameters=[RetentionPreviewQuerySerializer],
-        responses={200: RetentionPreviewSerializer},
+        responses={200: RetentionPreviewOutputSerializer},
     )
     def get(self, request):
         query = RetentionPreviewQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         tier = query.validated_data.get("tier")
-        if tier is not None and tier not in tier_names():
-            raise ValidationError({"tier": [f"Unknown tier {tier!r}; choose one of: {', '.join(tier_names())}."]})
-        try:
-            preview = selectors.retention_preview(tenant=request.user.tenant, tier=tier)
-        except policies.UnknownTier as exc:
-            raise ValidationError({"tier": [str(exc)]}) from None
+        preview = selectors.retention_preview(tenant_id=caller_of(request).tenant_id, tier=tier)
         return Response(self.get_serializer(preview).data)
 
 
@@ -167,7 +152,7 @@ class RetentionHoldListView(GenericAPIView):
 
     @extend_schema(summary="List legal holds", responses={200: RetentionHoldOutputSerializer(many=True)})
     def get(self, request):
-        holds = selectors.retention_hold_list(tenant_id=request.user.tenant_id)
+        holds = selectors.retention_hold_list(tenant_id=caller_of(request).tenant_id)
         return Response(self.get_serializer(holds, many=True).data)
 
     @extend_schema(
@@ -180,27 +165,28 @@ class RetentionHoldListView(GenericAPIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         hold = retention_hold_create(
-            tenant=request.user.tenant,
+            by=caller_of(request),
             reason=data["reason"],
             starts_at=data["from"],
             ends_at=data["to"],
             machines=data["machines"],
-            actor=request.user,
-            client_ip=client_ip(request),
         )
         return Response(self.get_serializer(hold).data, status=status.HTTP_201_CREATED)
 
 
 @extend_schema(tags=["retention"])
-class RetentionHoldDetailView(TenantScopedMixin, GenericAPIView):
+class RetentionHoldDetailView(GenericAPIView):
     """Release a hold (204). It stays in the list with `released_at`; another tenant's hold → 404."""
 
     permission_classes = [IsTenantAdmin]
     serializer_class = RetentionHoldOutputSerializer
-    queryset = RetentionHold.objects.all()
+    queryset = RetentionHold.objects.none()  # for the schema; rows come from the selector
     lookup_url_kwarg = "hold_id"
+
+    def get_queryset(self):
+        return selectors.retention_hold_list(tenant_id=caller_of(self.request).tenant_id)
 
     @extend_schema(summary="Release a legal hold", responses={204: None})
     def delete(self, request, hold_id):
-        retention_hold_release(hold=self.get_object(), actor=request.user, client_ip=client_ip(request))
+        retention_hold_release(by=caller_of(request), hold=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)

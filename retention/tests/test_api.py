@@ -8,8 +8,7 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from core.permissions import ADMIN_REQUIRED, USER_LOGIN_REQUIRED
 from haltless.testing import client_for_key, client_for_user
-from retention import services
-from retention.api import views
+from retention import services, tasks
 from retention.models import RetentionRun
 from retention.tests.factories import RetentionRunFactory
 from retention.tests.helpers import reading_times
@@ -28,7 +27,7 @@ def run_url(run_id) -> str:
 def no_enqueue(monkeypatch):
     """Keep requested runs queued: record what would have been sent to a worker."""
     sent = []
-    monkeypatch.setattr(views, "retention_run_dispatch", lambda *, run_id: sent.append(run_id))
+    monkeypatch.setattr(tasks, "retention_run_dispatch", lambda *, run_id: sent.append(run_id))
     return sent
 
 

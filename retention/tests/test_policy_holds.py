@@ -27,7 +27,7 @@ pytestmark = pytest.mark.django_db
 
 
 def run_now(tenant) -> RetentionRun:
-    run, created = retention_run_request(tenant=tenant, trigger=RetentionRun.Trigger.MANUAL)
+    run, created = retention_run_request(by=Caller.system(tenant_id=tenant.pk), trigger=RetentionRun.Trigger.MANUAL)
     assert created
     return retention_run_execute(run_id=run.pk)
 

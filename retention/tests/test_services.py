@@ -6,6 +6,7 @@ from django.db import IntegrityError, connection
 from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditEvent
+from core.caller import Caller
 from retention import services
 from retention.models import RetentionRun
 from retention.services import RetentionRunBusy, retention_run_execute, retention_run_request
@@ -24,7 +25,7 @@ CUTOFF = NOW - timedelta(days=90)
 
 
 def run_now(tenant, **kwargs) -> RetentionRun:
-    run, created = retention_run_request(tenant=tenant, trigger=Trigger.MANUAL, **kwargs)
+    run, created = retention_run_request(by=Caller.system(tenant_id=tenant.pk), trigger=Trigger.MANUAL, **kwargs)
     assert created
     return retention_run_execute(run_id=run.pk)
 
@@ -78,7 +79,7 @@ class TestCutoff:
         add_readings(sensor, days_ago(400))
         settings.HALTLESS_TIERS = {"free": 7}
 
-        run, _ = retention_run_request(tenant=tenant, trigger=Trigger.MANUAL)
+        run, _ = retention_run_request(by=Caller.system(tenant_id=tenant.pk), trigger=Trigger.MANUAL)
         assert retention_run_execute(run_id=run.pk) is None
 
         run.refresh_from_db()
@@ -190,7 +191,7 @@ class TestBatches:
             return real_batch(**kwargs)
 
         monkeypatch.setattr(services, "_delete_batch", take_over_after_first_batch)
-        run, _ = retention_run_request(tenant=tenant, trigger=Trigger.MANUAL)
+        run, _ = retention_run_request(by=Caller.system(tenant_id=tenant.pk), trigger=Trigger.MANUAL)
 
         assert retention_run_execute(run_id=run.pk) is None
 
@@ -205,9 +206,7 @@ class TestBatches:
 @pytest.mark.usefixtures("frozen_now")
 class TestRequest:
     def test_creates_a_queued_run_and_audits_who_asked(self, tenant, admin_user):
-        run, created = retention_run_request(
-            tenant=tenant, trigger=Trigger.MANUAL, requested_by=admin_user, client_ip="10.0.0.7"
-        )
+        run, created = retention_run_request(by=Caller.acting(admin_user, client_ip="10.0.0.7"), trigger=Trigger.MANUAL)
 
         assert created
         assert (run.status, run.trigger, run.requested_by, run.cutoff) == (
@@ -229,7 +228,7 @@ class TestRequest:
     def test_an_active_run_is_returned_instead_of_a_second(self, tenant, active):
         existing = RetentionRunFactory(tenant=tenant, status=active, created_at=NOW, updated_at=NOW)
 
-        run, created = retention_run_request(tenant=tenant, trigger=Trigger.SCHEDULE)
+        run, created = retention_run_request(by=Caller.system(tenant_id=tenant.pk), trigger=Trigger.SCHEDULE)
 
         assert (run, created) == (existing, False)
         assert RetentionRun.objects.count() == 1
@@ -238,7 +237,7 @@ class TestRequest:
         RetentionRunFactory(tenant=tenant, status=Status.SUCCEEDED)
         RetentionRunFactory(tenant=tenant, status=Status.FAILED)
 
-        run, created = retention_run_request(tenant=tenant, trigger=Trigger.MANUAL)
+        run, created = retention_run_request(by=Caller.system(tenant_id=tenant.pk), trigger=Trigger.MANUAL)
 
         assert created and run.status == Status.QUEUED
 
@@ -254,7 +253,7 @@ class TestRequest:
 
         monkeypatch.setattr(services, "_active_run", look_too_early)
 
-        run, created = retention_run_request(tenant=tenant, trigger=Trigger.MANUAL)
+        run, created = retention_run_request(by=Caller.system(tenant_id=tenant.pk), trigger=Trigger.MANUAL)
 
         assert (run, created) == (winner, False)
         assert len(looks) == 2
@@ -276,7 +275,7 @@ class TestRequest:
     def test_an_active_run_presumed_lost_is_failed_and_replaced(self, tenant, status, age, field):
         lost = RetentionRunFactory(tenant=tenant, status=status, **{field: NOW - age})
 
-        run, created = retention_run_request(tenant=tenant, trigger=Trigger.MANUAL)
+        run, created = retention_run_request(by=Caller.system(tenant_id=tenant.pk), trigger=Trigger.MANUAL)
 
         assert created and run.pk != lost.pk
         lost.refresh_from_db()

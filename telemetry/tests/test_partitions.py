@@ -278,7 +278,7 @@ class TestPartitionDrops:
         assert SensorReading.objects.filter(tenant=enterprise).count() == 1
 
         # The free tenant's own run deletes its row (row by row), the enterprise's stays.
-        run, _ = retention_run_request(tenant=free, trigger=RetentionRun.Trigger.MANUAL)
+        run, _ = retention_run_request(by=Caller.system(tenant_id=free.pk), trigger=RetentionRun.Trigger.MANUAL)
         assert retention_run_execute(run_id=run.pk).readings_deleted == 1
         assert SensorReading.objects.filter(tenant=enterprise).count() == 1
 
@@ -327,7 +327,7 @@ class TestPartitionDrops:
 
         with CaptureQueriesContext(connection) as queries:
             partitions.partition_drop_expired()
-            run, _ = retention_run_request(tenant=free, trigger=RetentionRun.Trigger.MANUAL)
+            run, _ = retention_run_request(by=Caller.system(tenant_id=free.pk), trigger=RetentionRun.Trigger.MANUAL)
             retention_run_execute(run_id=run.pk)
 
         statements = [q["sql"] for q in queries.captured_queries]

@@ -107,7 +107,7 @@ class TestAggregateFromRollups:
             "to": today.isoformat(),
         }
         before = reader_client.get(AGGREGATE_URL, params).json()["buckets"]
-        run, _ = retention_run_request(tenant=tenant, trigger=RetentionRun.Trigger.MANUAL)
+        run, _ = retention_run_request(by=Caller.system(tenant_id=tenant.pk), trigger=RetentionRun.Trigger.MANUAL)
         run = retention_run_execute(run_id=run.pk)
 
         after = reader_client.get(AGGREGATE_URL, params).json()["buckets"]

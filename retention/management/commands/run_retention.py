@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from core.caller import Caller
 from core.progress import Progress
 from retention.models import RetentionRun
 from retention.selectors import retention_expired_counts
@@ -62,7 +63,9 @@ class Command(BaseCommand):
         return True
 
     def _run(self, tenant: Tenant) -> bool:
-        run, created = retention_run_request(tenant=tenant, trigger=RetentionRun.Trigger.COMMAND)
+        run, created = retention_run_request(
+            by=Caller.system(tenant_id=tenant.pk), trigger=RetentionRun.Trigger.COMMAND
+        )
         if not created:
             # The database allows one active run per tenant; that one does the job.
             self.stdout.write(f"{self._label(tenant)}: skipped, run {run.pk} is already {run.status}")
