@@ -31,9 +31,9 @@ def both_at_the_lock(monkeypatch):
     barrier = threading.Barrier(2, timeout=20)
     original = services._locked_live_key
 
-    def synchronised(api_key):
+    def synchronised(by, api_key):
         barrier.wait()
-        return original(api_key)
+        return original(by, api_key)
 
     monkeypatch.setattr(services, "_locked_live_key", synchronised)
 
