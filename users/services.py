@@ -93,7 +93,8 @@ def _lock_for_admin_change(*, user: User, actor) -> tuple[User, set]:
     if user.tenant_id is not None:
         admin_ids = set(
             User.objects.select_for_update()
-            .filter(tenant_id=user.tenant_id, role=Role.ADMIN, is_active=True)
+            .for_tenant(user.tenant_id)
+            .filter(role=Role.ADMIN, is_active=True)
             .order_by("pk")
             .values_list("pk", flat=True)
         )
