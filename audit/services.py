@@ -62,32 +62,27 @@ def _actor_fields(actor: Any) -> tuple[str, UUID | None, str]:
         return actor.actor_type, actor.pk, actor.label
     if actor is None:
         return AuditEvent.ActorType.SYSTEM, None, "system"
-    if getattr(actor, "is_api_key", False):
+    if actor.is_api_key:
         return AuditEvent.ActorType.API_KEY, actor.pk, str(actor)
     return AuditEvent.ActorType.USER, actor.pk, str(actor)
 
 
 def audit_record(
     *,
-    by: Caller | None = None,
+    by: Caller,
     action: str,
     target: Any = None,
     target_type: str = "",
     changes: dict[str, Any] | None = None,
-    tenant_id: UUID | None = None,
-    actor: Any = None,
-    client_ip: str | None = None,
 ) -> AuditEvent:
     """Record `action` done `by` a Caller: its principal (None: the system), tenant and address.
 
     `target` is any model instance; its type, pk and str() are kept. `changes`
     is scrubbed of secrets (by key name and by value shape) before it is
     stored, so a careless caller cannot put a password or a key in the log.
-    (`tenant_id`, `actor`, `client_ip`: the pre-Caller form, until every service passes `by`.)
     """
-    if by is not None:
-        tenant_id, actor, client_ip = by.tenant_id, by.principal, by.client_ip
-    actor_type, actor_id, actor_label = _actor_fields(actor)
+    tenant_id = by.tenant_id
+    actor_type, actor_id, actor_label = _actor_fields(by.principal)
     event = AuditEvent.objects.create(
         tenant_id=tenant_id,
         action=action,
@@ -98,7 +93,7 @@ def audit_record(
         target_id=str(target.pk) if target is not None else "",
         target_label=_scrub(str(target))[:254] if target is not None else "",
         changes=_scrub(_jsonable(changes or {})),
-        client_ip=client_ip or None,
+        client_ip=by.client_ip or None,
     )
     logger.info(
         "audit %s tenant=%s actor=%s target=%s:%s",

@@ -286,6 +286,7 @@ def _drop_one(partition: Partition, *, now: datetime, built_through: int, lock_t
 def _record_drop(*, partition: Partition, rows_by_tenant: dict, now: datetime) -> None:
     """One succeeded `maintenance` run per affected tenant, in the drop's transaction."""
     from audit.services import audit_record
+    from core.caller import Caller
     from retention import policies
     from retention.models import RetentionRun
     from tenants.models import Tenant
@@ -308,7 +309,7 @@ def _record_drop(*, partition: Partition, rows_by_tenant: dict, now: datetime) -
             updated_at=now,
         )
         audit_record(
-            tenant_id=tenant.pk,
+            by=Caller.system(tenant_id=tenant.pk),
             action="retention.run_succeeded",
             target=run,
             changes={
