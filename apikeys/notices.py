@@ -89,14 +89,11 @@ def api_key_notices_send(*, tenant_id=None, now: datetime | None = None, on_tena
 
     `on_tenant_done(tenant_id, expiring, unused)`, if given, is called after each tenant (progress).
     """
-    from webhooks.models import WebhookEndpoint
+    from webhooks.selectors import webhook_endpoint_list
 
     now = now or timezone.now()
     counts = NoticeCounts()
-    endpoints = WebhookEndpoint.objects.all()
-    if tenant_id is not None:
-        endpoints = endpoints.filter(tenant_id=tenant_id)
-    for endpoint_tenant_id in endpoints.values_list("tenant_id", flat=True):
+    for endpoint_tenant_id in webhook_endpoint_list(tenant_id=tenant_id).values_list("tenant_id", flat=True):
         policy = selectors.api_key_policy_get(tenant_id=endpoint_tenant_id)
         by = Caller.system(tenant_id=endpoint_tenant_id)
         with transaction.atomic():
