@@ -22,8 +22,7 @@ from rest_framework import authentication, exceptions
 from apikeys import keys, network, ratelimit, selectors, services
 from apikeys.models import ApiKey
 from core import metrics
-from core.caller import Caller
-from core.http import client_ip
+from core.caller import Caller, caller_of
 
 INVALID_KEY = "Invalid API key."
 EXPIRED_KEY = "API key has expired."
@@ -84,7 +83,7 @@ def _key_from_request(request) -> str | None:
     return None  # no key: maybe a JWT, for users.authentication
 
 
-def check_api_key(request, api_key: ApiKey, secret: str, now) -> "ratelimit.RequestCheck":
+def check_api_key(request, by: Caller, api_key: ApiKey, secret: str, now) -> "ratelimit.RequestCheck":
     """The contract's order of checks for a key that a secret matched; the first failure answers.
 
     Scopes and machine scope come later, in the permission gate and the views.
@@ -102,7 +101,7 @@ def check_api_key(request, api_key: ApiKey, secret: str, now) -> "ratelimit.Requ
     if api_key.disabled:
         metrics.api_key_auth_failed(reason="disabled")
         raise exceptions.AuthenticationFailed(DISABLED_KEY, code="api_key_disabled")
-    address = client_ip(request)
+    address = by.client_ip
     if not network.is_allowed(address, api_key.allowed_cidrs):
         services.api_key_ip_denied(by=Caller.system(tenant_id=api_key.tenant_id, client_ip=address), api_key=api_key)
         metrics.api_key_auth_failed(reason="ip_denied")
@@ -132,9 +131,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             metrics.api_key_auth_failed(reason="invalid")
             raise exceptions.AuthenticationFailed(INVALID_KEY, code="api_key_invalid")
         api_key, which = found
-        now = timezone.now()
-        check = check_api_key(request, api_key, which, now)
-        return ApiKeyPrincipal(api_key, check, secret=which), api_key
+        principal = ApiKeyPrincipal(api_key, secret=which)
+        by = caller_of(request, principal=principal)
+        principal.rate_check = check_api_key(request, by, api_key, which, timezone.now())
+        return principal, api_key
 
     def authenticate_header(self, request) -> str:
         # Makes DRF answer 401 (not 403) to a request without credentials.

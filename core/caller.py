@@ -66,12 +66,14 @@ class Caller:
         return self.principal is None
 
 
-def caller_of(request: HttpRequest) -> Caller:
+def caller_of(request: HttpRequest, *, principal: Principal | None = None) -> Caller:
     """The Caller of an API or admin request: the one place a request becomes a Caller.
 
+    The principal is `request.user`, or `principal` while an authentication class is still
+    establishing it (an API key's allowlist and rate limit need the address first).
     An anonymous request (login, a public report) has no principal and no tenant.
     """
-    user = getattr(request, "user", None)
+    user = principal if principal is not None else getattr(request, "user", None)
     address = client_ip(request)
     if user is None or not getattr(user, "is_authenticated", False):
         return Caller.system(tenant_id=None, client_ip=address)
