@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from core.serializers import StrictSerializer
@@ -67,21 +68,24 @@ class RolePermissionsSerializer(StrictSerializer):
 # --- /me ------------------------------------------------------------------------------
 
 
-class MeUserSerializer(serializers.Serializer):
+@extend_schema_serializer(component_name="MeUser")
+class MeUserOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     email = serializers.EmailField()
     full_name = serializers.CharField()
     role = serializers.ChoiceField(choices=Role.choices)
 
 
-class MeTenantSerializer(serializers.Serializer):
+@extend_schema_serializer(component_name="MeTenant")
+class MeTenantOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     name = serializers.CharField()
     tier = serializers.CharField()
     retention_days = serializers.IntegerField(allow_null=True)
 
 
-class UnitPreferencesSerializer(StrictSerializer):
+@extend_schema_serializer(component_name="UnitPreferences")
+class UnitPreferencesInputSerializer(StrictSerializer):
     temperature = serializers.ChoiceField(choices=UNIT_CHOICES["temperature"], required=False)
     pressure = serializers.ChoiceField(choices=UNIT_CHOICES["pressure"], required=False)
     vibration = serializers.ChoiceField(choices=UNIT_CHOICES["vibration"], required=False)
@@ -98,9 +102,10 @@ class UnitPreferencesOutputSerializer(serializers.Serializer):
     vibration = serializers.ChoiceField(choices=UNIT_CHOICES["vibration"])
 
 
-class MeSerializer(serializers.Serializer):
-    user = MeUserSerializer()
-    tenant = MeTenantSerializer()
+@extend_schema_serializer(component_name="Me")
+class MeOutputSerializer(serializers.Serializer):
+    user = MeUserOutputSerializer()
+    tenant = MeTenantOutputSerializer()
     permissions = RoleAccessSerializer(help_text="The settings tabs and nav pages the caller is shown.")
     units = UnitPreferencesOutputSerializer()
 
@@ -123,7 +128,8 @@ class AiSettingsOutputSerializer(serializers.Serializer):
         }
 
 
-class AiSettingsPatchSerializer(StrictSerializer):
+@extend_schema_serializer(component_name="AiSettingsPatch")
+class AiSettingsInputSerializer(StrictSerializer):
     ai_provider = serializers.ChoiceField(choices=AiSettings.Provider.choices, required=False)
     custom_ai_url = StrictCharField(
         max_length=2048, required=False, allow_null=True, allow_blank=True, help_text="null or empty clears it."
@@ -144,16 +150,18 @@ class AiModelsQuerySerializer(serializers.Serializer):
     probe_url = serializers.CharField(required=False, max_length=4096, trim_whitespace=True)
 
 
-class AiModelSerializer(serializers.Serializer):
+@extend_schema_serializer(component_name="AiModel")
+class AiModelOutputSerializer(serializers.Serializer):
     name = serializers.CharField()
     size = serializers.IntegerField(required=False, help_text="Ollama only: bytes.")
     modified_at = serializers.CharField(required=False, help_text="Ollama only.")
     owned_by = serializers.CharField(required=False, help_text="OpenAI-compatible only.")
 
 
-class AiModelsSerializer(serializers.Serializer):
+@extend_schema_serializer(component_name="AiModels")
+class AiModelsOutputSerializer(serializers.Serializer):
     provider_type = serializers.ChoiceField(choices=["ollama", "openai", "platform"])
-    models = AiModelSerializer(many=True)
+    models = AiModelOutputSerializer(many=True)
 
 
 # --- Dashboard presets ------------------------------------------------------------------
@@ -178,15 +186,17 @@ class StatMetricSerializer(StrictSerializer):
     metricId = _identifier()
 
 
-class DashboardLayoutSerializer(serializers.Serializer):
+@extend_schema_serializer(component_name="DashboardLayout")
+class DashboardLayoutOutputSerializer(serializers.Serializer):
     widgets = WidgetSerializer(many=True)
     statMetrics = StatMetricSerializer(many=True)
 
 
-class DashboardPresetsSerializer(serializers.Serializer):
-    admin = DashboardLayoutSerializer()
-    operator = DashboardLayoutSerializer()
-    viewer = DashboardLayoutSerializer()
+@extend_schema_serializer(component_name="DashboardPresets")
+class DashboardPresetListOutputSerializer(serializers.Serializer):
+    admin = DashboardLayoutOutputSerializer()
+    operator = DashboardLayoutOutputSerializer()
+    viewer = DashboardLayoutOutputSerializer()
 
 
 class DashboardPresetInputSerializer(StrictSerializer):
@@ -203,5 +213,6 @@ class DashboardPresetInputSerializer(StrictSerializer):
         return metrics
 
 
-class DashboardPresetSerializer(DashboardLayoutSerializer):
+@extend_schema_serializer(component_name="DashboardPreset")
+class DashboardPresetOutputSerializer(DashboardLayoutOutputSerializer):
     role = serializers.ChoiceField(choices=Role.choices)

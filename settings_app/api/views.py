@@ -8,17 +8,17 @@ from core.caller import caller_of
 from core.permissions import ApiAccess, IsTenantAdmin, IsTenantAdminForWrites
 from settings_app import selectors, services
 from settings_app.api.serializers import (
+    AiModelsOutputSerializer,
     AiModelsQuerySerializer,
-    AiModelsSerializer,
+    AiSettingsInputSerializer,
     AiSettingsOutputSerializer,
-    AiSettingsPatchSerializer,
     DashboardPresetInputSerializer,
-    DashboardPresetSerializer,
-    DashboardPresetsSerializer,
-    MeSerializer,
+    DashboardPresetListOutputSerializer,
+    DashboardPresetOutputSerializer,
+    MeOutputSerializer,
     RolePermissionsSerializer,
+    UnitPreferencesInputSerializer,
     UnitPreferencesOutputSerializer,
-    UnitPreferencesSerializer,
 )
 from settings_app.throttling import PROBES_PER_MINUTE, AiProbeTenantThrottle
 
@@ -29,10 +29,10 @@ class MeView(GenericAPIView):
     """The caller's profile, tenant, what they are shown, and their units: a front end's start-up call."""
 
     permission_classes = [ApiAccess]
-    serializer_class = MeSerializer
+    serializer_class = MeOutputSerializer
 
     @extend_schema(
-        summary="Who you are and what you are shown", responses={200: MeSerializer}, operation_id="me_retrieve"
+        summary="Who you are and what you are shown", responses={200: MeOutputSerializer}, operation_id="me_retrieve"
     )
     def get(self, request):
         return Response(self.get_serializer(selectors.me_get(user=caller_of(request).user)).data)
@@ -76,13 +76,13 @@ class AiSettingsView(GenericAPIView):
 
     @extend_schema(
         summary="Change the AI provider settings",
-        request=AiSettingsPatchSerializer,
+        request=AiSettingsInputSerializer,
         responses={200: AiSettingsOutputSerializer},
         description="Admin only. Provider `custom` needs an http(s) URL and a model (checked on the state "
         "after the patch). URLs follow the probe's address rules; host names are resolved when probed, not here.",
     )
     def patch(self, request):
-        serializer = AiSettingsPatchSerializer(data=request.data)
+        serializer = AiSettingsInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         ai = services.ai_settings_update(by=caller_of(request), changes=serializer.validated_data)
         return Response(AiSettingsOutputSerializer(ai).data)
@@ -92,7 +92,7 @@ class AiModelsView(GenericAPIView):
     """The models an admin can choose: asked of an Ollama or OpenAI-compatible server."""
 
     permission_classes = [IsTenantAdmin]
-    serializer_class = AiModelsSerializer
+    serializer_class = AiModelsOutputSerializer
     throttle_classes = [AiProbeTenantThrottle]
 
     @extend_schema(
@@ -106,7 +106,7 @@ class AiModelsView(GenericAPIView):
             )
         ],
         responses={
-            200: AiModelsSerializer,
+            200: AiModelsOutputSerializer,
             400: OpenApiResponse(
                 description=f'An address rule refused the host: `{{"detail": "{services.ADDRESS_REFUSED}"}}`; '
                 'a malformed URL: `{"probe_url": ["..."]}`.'
@@ -137,16 +137,16 @@ class DashboardPresetsView(GenericAPIView):
     """Each role's default dashboard layout (defaults until an admin saves one)."""
 
     permission_classes = [IsTenantAdminForWrites]
-    serializer_class = DashboardPresetsSerializer
+    serializer_class = DashboardPresetListOutputSerializer
 
-    @extend_schema(summary="Dashboard presets of every role", responses={200: DashboardPresetsSerializer})
+    @extend_schema(summary="Dashboard presets of every role", responses={200: DashboardPresetListOutputSerializer})
     def get(self, request):
         return Response(selectors.dashboard_preset_list(tenant_id=caller_of(request).tenant_id))
 
     @extend_schema(
         summary="Save one role's dashboard preset",
         request=DashboardPresetInputSerializer,
-        responses={200: DashboardPresetSerializer},
+        responses={200: DashboardPresetOutputSerializer},
         description="Admin only. Saves one role's preset: widgets need `id` (unique), `labelKey`, `visible` "
         "(a boolean) and `size` (full, half, third, quarter); statMetrics items need `metricId` (unique).",
     )
@@ -175,11 +175,11 @@ class UnitPreferencesView(GenericAPIView):
 
     @extend_schema(
         summary="Change your display units",
-        request=UnitPreferencesSerializer,
+        request=UnitPreferencesInputSerializer,
         responses={200: UnitPreferencesOutputSerializer},
     )
     def patch(self, request):
-        serializer = UnitPreferencesSerializer(data=request.data)
+        serializer = UnitPreferencesInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         by = caller_of(request)
         pref = services.unit_preferences_update(by=by, user=by.user, changes=dict(serializer.validated_data))

@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
@@ -17,7 +18,8 @@ class TokenObtainInputSerializer(StrictSerializer):
     password = serializers.CharField(max_length=4096, trim_whitespace=False)
 
 
-class TokenPairSerializer(serializers.Serializer):
+@extend_schema_serializer(component_name="TokenPair")
+class TokenPairOutputSerializer(serializers.Serializer):
     access = serializers.CharField()
     refresh = serializers.CharField()
 
@@ -38,7 +40,8 @@ class TokenRefreshInputSerializer(StrictSerializer):
         return attrs
 
 
-class AccessTokenSerializer(serializers.Serializer):
+@extend_schema_serializer(component_name="AccessToken")
+class AccessTokenOutputSerializer(serializers.Serializer):
     access = serializers.CharField()
 
 

@@ -12,11 +12,11 @@ from users import selectors, services
 from users.api.filters import UserFilter
 from users.api.serializers import (
     BAD_CREDENTIALS,
-    AccessTokenSerializer,
+    AccessTokenOutputSerializer,
     PasswordChangeInputSerializer,
     ProfileUpdateInputSerializer,
     TokenObtainInputSerializer,
-    TokenPairSerializer,
+    TokenPairOutputSerializer,
     TokenRefreshInputSerializer,
     UserCreateInputSerializer,
     UserOutputSerializer,
@@ -58,7 +58,9 @@ class TokenObtainView(_LoginEndpoint):
     # The login throttles (users.throttles) are applied by hand, so the schema is told.
     extra_error_codes = ("429",)
 
-    @extend_schema(summary="Log in", request=TokenObtainInputSerializer, responses={200: TokenPairSerializer}, auth=[])
+    @extend_schema(
+        summary="Log in", request=TokenObtainInputSerializer, responses={200: TokenPairOutputSerializer}, auth=[]
+    )
     def post(self, request):
         serializer = TokenObtainInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -78,7 +80,7 @@ class TokenRefreshView(_LoginEndpoint):
     @extend_schema(
         summary="Refresh an access token",
         request=TokenRefreshInputSerializer,
-        responses={200: AccessTokenSerializer},
+        responses={200: AccessTokenOutputSerializer},
         auth=[],
     )
     def post(self, request):
@@ -122,7 +124,7 @@ class PasswordChangeView(generics.GenericAPIView):
     @extend_schema(
         summary="Change your password",
         request=PasswordChangeInputSerializer,
-        responses={200: TokenPairSerializer},
+        responses={200: TokenPairOutputSerializer},
         description="Returns a fresh token pair; all tokens issued before are refused (401) from now on.",
     )
     def post(self, request):
