@@ -86,6 +86,7 @@ def run(ctx: Context) -> list[Measurement]:
     from django.db import transaction
     from django.utils import timezone
 
+    from retention import partitions as partition_drops
     from retention.models import RetentionRun
     from telemetry import partitions, selectors
     from telemetry.models import SensorReading
@@ -179,7 +180,7 @@ def run(ctx: Context) -> list[Measurement]:
 
     # The drop, with the time its exact per-tenant row counts (for the run records) take.
     count_seconds = []
-    real_count = partitions._count_by_tenant
+    real_count = partition_drops._count_by_tenant
 
     def timed_count(*args, **kwargs):
         started = time.perf_counter()
@@ -188,13 +189,13 @@ def run(ctx: Context) -> list[Measurement]:
         finally:
             count_seconds.append(time.perf_counter() - started)
 
-    partitions._count_by_tenant = timed_count
+    partition_drops._count_by_tenant = timed_count
     try:
         started = time.perf_counter()
-        dropped = partitions.partition_drop_expired(now=now)
+        dropped = partition_drops.partition_drop_expired(now=now)
         drop_seconds = time.perf_counter() - started
     finally:
-        partitions._count_by_tenant = real_count
+        partition_drops._count_by_tenant = real_count
     dropped_rows = sum(sum(d.rows_by_tenant.values()) for d in dropped)
     assert [d.name for d in dropped] == [p.name for p in expired], [d.name for d in dropped]
     assert dropped_rows == in_expired, (dropped_rows, in_expired)

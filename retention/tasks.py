@@ -83,7 +83,7 @@ def retention_run_dispatch(*, run_id: UUID) -> None:
 def retention_schedule_all() -> int:
     """The daily job: first the partition maintenance (whole expired partitions dropped,
     PostgreSQL only), then one run, and one task, per tenant. Returns how many were queued."""
-    from telemetry.partitions import partition_drop_expired
+    from retention.partitions import partition_drop_expired
 
     partition_drop_expired()
     queued = 0

@@ -102,7 +102,7 @@ def partition(apps, schema_editor):
         oldest = cursor.fetchone()[0]
     # Partitions for the stored range still inside some tier's window and the days
     # ahead, then the rows; older ones go to the default partition (the next run deletes them).
-    floor = partitions._oldest_possible_cutoff(timezone.now()) - timedelta(days=partitions.width_days())
+    floor = partitions.oldest_possible_cutoff(timezone.now()) - timedelta(days=partitions.width_days())
     partitions.partitions_ensure(since=max(oldest, floor) if oldest else None)
     with schema_editor.connection.cursor() as cursor:
         _move(cursor, source=LEGACY, target=TABLE)

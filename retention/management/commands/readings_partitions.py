@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from core.progress import Progress
+from retention.partitions import partition_drop_expired
 from telemetry import partitions
 
 
@@ -29,7 +30,7 @@ class Command(BaseCommand):
                     progress.note(partition.name)
                     progress.advance()
 
-                dropped = partitions.partition_drop_expired(on_partition_done=done)
+                dropped = partition_drop_expired(on_partition_done=done)
             for each in dropped:
                 self.stdout.write(f"dropped {each.name} ({sum(each.rows_by_tenant.values())} readings)")
             readings = sum(sum(each.rows_by_tenant.values()) for each in dropped)

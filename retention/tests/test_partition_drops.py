@@ -1,0 +1,163 @@
+"""Retention's partition maintenance on PostgreSQL: whole expired partitions dropped (retention.partitions)."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from core.caller import Caller
+from retention import partitions as partition_drops
+from retention.models import RetentionHold, RetentionRun
+from retention.services import retention_run_execute, retention_run_request
+from telemetry import partitions
+from telemetry.models import SensorReading, SensorRollup
+from telemetry.services import readings_bulk_insert
+from telemetry.tests.factories import MachineFactory, SensorFactory
+from tenants.tests.factories import TenantFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+TABLE = SensorReading._meta.db_table
+
+
+def midnight(days_ago: int) -> datetime:
+    today = timezone.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=days_ago)
+
+
+def name_for(ts: datetime) -> str:
+    """The partition whose window (READINGS_PARTITION_DAYS wide) holds `ts`."""
+    return f"{TABLE}_p{partitions._window_start(ts.astimezone(UTC).date()):%Y%m%d}"
+
+
+def readings_of(sensor, times, value=1.0):
+    readings_bulk_insert(tenant_id=sensor.machine.tenant_id, rows=[(sensor.pk, ts, value) for ts in times])
+
+
+def tenant_with_sensor(tier: str, external_id: str = "m-1"):
+    tenant = TenantFactory(tier=tier)
+    return tenant, SensorFactory(machine=MachineFactory(tenant=tenant, external_id=external_id))
+
+
+class TestPartitionDrops:
+    """Only the maintenance job drops whole partitions, and only when every row may go."""
+
+    @pytest.fixture
+    def old_day(self):
+        day = midnight(400)
+        partitions.partitions_ensure(since=day, through=day)
+        return day
+
+    def test_an_all_expired_partition_is_dropped_and_recorded_per_tenant(self, old_day):
+        free, free_sensor = tenant_with_sensor("free")
+        pro, pro_sensor = tenant_with_sensor("professional")
+        readings_of(free_sensor, [old_day + timedelta(hours=h) for h in range(3)])
+        readings_of(pro_sensor, [old_day + timedelta(hours=5)])
+
+        dropped = partition_drops.partition_drop_expired()
+
+        assert [d.name for d in dropped] == [name_for(old_day)]
+        assert dropped[0].rows_by_tenant == {free.pk: 3, pro.pk: 1}
+        assert SensorReading.objects.count() == 0
+        runs = {run.tenant_id: run for run in RetentionRun.objects.filter(trigger="maintenance")}
+        assert {t: (r.status, r.readings_deleted, r.partitions_dropped) for t, r in runs.items()} == {
+            free.pk: ("succeeded", 3, 1),
+            pro.pk: ("succeeded", 1, 1),
+        }
+        # Their rollups were built before the rows went.
+        assert SensorRollup.objects.filter(bucket=3600, sensor=free_sensor).count() == 3
+
+    def test_mixed_tiers_never_drop_the_enterprise_tenants_rows_in_its_window(self):
+        free, free_sensor = tenant_with_sensor("free")
+        enterprise, ent_sensor = tenant_with_sensor("enterprise")
+        # 300 days ago: past the free tier's 7 days, inside the enterprise tier's 365.
+        day = midnight(300)
+        partitions.partitions_ensure(since=day, through=day)
+        readings_of(free_sensor, [day + timedelta(hours=1)])
+        readings_of(ent_sensor, [day + timedelta(hours=2)])
+
+        assert partition_drops.partition_drop_expired() == []
+        assert SensorReading.objects.filter(tenant=enterprise).count() == 1
+
+        # The free tenant's own run deletes its row (row by row), the enterprise's stays.
+        run, _ = retention_run_request(by=Caller.system(tenant_id=free.pk), trigger=RetentionRun.Trigger.MANUAL)
+        assert retention_run_execute(run_id=run.pk).readings_deleted == 1
+        assert SensorReading.objects.filter(tenant=enterprise).count() == 1
+
+    def test_an_empty_partition_older_than_every_window_goes_without_a_run(self, old_day):
+        (dropped,) = partition_drops.partition_drop_expired()
+
+        assert (dropped.name, dropped.rows_by_tenant) == (name_for(old_day), {})
+        assert not RetentionRun.objects.exists()
+
+    def test_a_hold_keeps_the_whole_partition(self, old_day):
+        tenant, sensor = tenant_with_sensor("professional")
+        readings_of(sensor, [old_day + timedelta(hours=1)])
+        RetentionHold.objects.create(
+            tenant=tenant, reason="claim", starts_at=old_day, ends_at=old_day + timedelta(hours=2)
+        )
+
+        assert partition_drops.partition_drop_expired() == []
+        assert SensorReading.objects.count() == 1
+
+    def test_a_partition_not_yet_in_the_rollups_stays(self, old_day, monkeypatch):
+        _, sensor = tenant_with_sensor("professional")
+        readings_of(sensor, [old_day + timedelta(hours=1)])
+        monkeypatch.setattr(partition_drops, "rollups_build", lambda **kwargs: 0)
+
+        assert partition_drops.partition_drop_expired() == []
+        assert SensorReading.objects.count() == 1
+
+    def test_a_drop_that_fails_changes_nothing(self, old_day, monkeypatch):
+        _, sensor = tenant_with_sensor("free")
+        readings_of(sensor, [old_day + timedelta(hours=1)])
+
+        def broken(**kwargs):
+            raise RuntimeError("recording failed")
+
+        monkeypatch.setattr(partition_drops, "_record_drop", broken)
+        with pytest.raises(RuntimeError):
+            partition_drops.partition_drop_expired()
+
+        assert name_for(old_day) in {p.name for p in partitions.partition_list()}
+        assert SensorReading.objects.count() == 1
+        assert not RetentionRun.objects.exists()
+
+    def test_every_drop_and_delete_is_tenant_bound_or_a_proven_whole_partition(self, old_day):
+        free, free_sensor = tenant_with_sensor("free")
+        readings_of(free_sensor, [old_day + timedelta(hours=1), midnight(30)])
+
+        with CaptureQueriesContext(connection) as queries:
+            partition_drops.partition_drop_expired()
+            run, _ = retention_run_request(by=Caller.system(tenant_id=free.pk), trigger=RetentionRun.Trigger.MANUAL)
+            retention_run_execute(run_id=run.pk)
+
+        statements = [q["sql"] for q in queries.captured_queries]
+        drops = [
+            s for s in statements if (s.startswith(("DROP", "ALTER TABLE")) and "DETACH" in s) or s.startswith("DROP")
+        ]
+        deletes = [s for s in statements if s.startswith("DELETE")]
+        assert drops == [
+            f'ALTER TABLE "{TABLE}" DETACH PARTITION "{name_for(old_day)}"',
+            f'DROP TABLE "{name_for(old_day)}"',
+        ]
+        # The drop came after its checks, under the lock: every tenant's newest row past its window.
+        lock_at = next(i for i, s in enumerate(statements) if "LOCK TABLE" in s)
+        checks = [s for s in statements[lock_at:] if s.startswith("SELECT max(ts)")]
+        assert checks and statements.index(drops[0]) > lock_at
+        assert deletes and all('"tenant_id" = ' in s and free.pk.hex in s.replace("-", "") for s in deletes)
+        assert SensorReading.objects.count() == 0
+
+    def test_the_daily_job_drops_before_the_tenant_runs(self, old_day, settings):
+        from retention.tasks import retention_schedule_all
+
+        tenant, sensor = tenant_with_sensor("free")
+        readings_of(sensor, [old_day + timedelta(hours=1)])
+        settings.CELERY_TASK_ALWAYS_EAGER = True
+
+        retention_schedule_all()
+
+        triggers = sorted(RetentionRun.objects.filter(tenant=tenant).values_list("trigger", flat=True))
+        assert triggers == ["maintenance", "schedule"]
+        assert SensorReading.objects.count() == 0
