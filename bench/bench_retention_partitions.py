@@ -114,7 +114,7 @@ def run(ctx: Context) -> list[Measurement]:
     raw = selectors.reading_aggregates(
         sensor_id=sensor_id, kind="temperature", bucket_seconds=86400, since=since, until=until
     )
-    rolled = selectors.aggregates_with_rollups(
+    rolled = selectors.reading_aggregates_with_rollups(
         tenant_id=tenant.pk,
         sensor_id=sensor_id,
         kind="temperature",
@@ -132,7 +132,7 @@ def run(ctx: Context) -> list[Measurement]:
     )
     rollup_read_seconds = _best_of(
         5,
-        lambda: selectors.aggregates_with_rollups(
+        lambda: selectors.reading_aggregates_with_rollups(
             tenant_id=tenant.pk,
             sensor_id=sensor_id,
             kind="temperature",

@@ -62,7 +62,7 @@ def retention_expired_counts(*, tenant_id: UUID, cutoffs: dict[str, datetime]) -
     }
 
 
-def next_scheduled_run(*, now: datetime) -> datetime | None:
+def retention_run_next_scheduled(*, now: datetime) -> datetime | None:
     """When the daily retention job runs next (from the beat schedule), or None if it is not scheduled."""
     entry = settings.CELERY_BEAT_SCHEDULE.get("retention-daily")
     if entry is None:
@@ -93,7 +93,7 @@ def retention_preview(*, tenant_id: UUID, tier: str | None = None, now: datetime
         "tier": tier or tenant.tier,
         "cutoffs": cutoffs,
         **retention_expired_counts(tenant_id=tenant.pk, cutoffs=cutoffs),
-        "next_scheduled_run": next_scheduled_run(now=now),
+        "retention_run_next_scheduled": retention_run_next_scheduled(now=now),
     }
 
 
@@ -133,7 +133,7 @@ def retention_hold_list(*, tenant_id: UUID) -> QuerySet[RetentionHold]:
 HELD_READINGS = "Readings of this {what} are under a legal hold; release the hold first."
 
 
-def readings_held_reason(*, machine, sensor=None) -> str | None:
+def reading_held_reason(*, machine, sensor=None) -> str | None:
     """Why a machine's (or one sensor's) readings must stay, or None: an active hold covers some of them.
 
     Registered with telemetry.services.deletion_guards, so deleting a machine or a

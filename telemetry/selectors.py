@@ -28,7 +28,7 @@ from telemetry.models import AgentHeartbeat, Machine, Sensor, SensorReading, Sen
 BUCKETS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
 
 
-def machine_scope(by: Caller) -> list[str] | None:
+def machine_scope(*, by: Caller) -> list[str] | None:
     """The machine ids a machine-scoped API key may touch; None for every machine of the tenant."""
     return by.principal.machine_ids if by.is_api_key else None
 
@@ -169,7 +169,7 @@ def _merged_sql(parts: list[QuerySet], *, limit: int, newer: bool) -> tuple[str,
     return sql, [param for _, part_params in compiled for param in part_params]
 
 
-def latest_readings(*, machine: Machine) -> list[dict]:
+def reading_latest_list(*, machine: Machine) -> list[dict]:
     """The latest reading of each sensor of `machine` that has one: one query.
 
     Two correlated subqueries per sensor, each one step down the (sensor, ts)
@@ -297,7 +297,7 @@ def _bucket_ceil(value: datetime, seconds: int) -> datetime:
     return floor if floor == value else datetime.fromtimestamp(int(floor.timestamp()) + seconds, tz=UTC)
 
 
-def aggregates_with_rollups(
+def reading_aggregates_with_rollups(
     *,
     tenant_id: uuid.UUID,
     sensor_id: int,

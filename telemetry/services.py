@@ -343,7 +343,7 @@ def readings_ingest(
     once the batch is valid and before it is stored (a rate limit may refuse
     it by raising); it may return an undo, called if the batch is not stored.
     """
-    tenant_id, machine_ids = by.tenant_id, machine_scope(by)
+    tenant_id, machine_ids = by.tenant_id, machine_scope(by=by)
     now = timezone.now() + MAX_FUTURE_SKEW
     if type(readings) is TypedReadings:
         rows = _resolve_typed_batch(tenant_id=tenant_id, readings=readings, now=now, machine_ids=machine_ids)
@@ -663,7 +663,7 @@ def machine_create(
     Raises ValidationError naming each problem; Refused for a machine-scoped key
     (the new machine could never be in its scope).
     """
-    if machine_scope(by) is not None:
+    if machine_scope(by=by) is not None:
         raise errors.Refused(MACHINE_SCOPED_CREATE)
     external_id, name, location = external_id.strip(), name.strip(), location.strip()
     problems = machine_create_errors(

@@ -211,7 +211,7 @@ class _CallerEndpoint(generics.GenericAPIView):
 
     def machines(self):
         """The caller's machines (a machine-scoped key: its own; out of scope is not found)."""
-        return selectors.machine_list(tenant_id=self.by.tenant_id, machine_ids=selectors.machine_scope(self.by))
+        return selectors.machine_list(tenant_id=self.by.tenant_id, machine_ids=selectors.machine_scope(by=self.by))
 
 
 class _MachineEndpoint(_CallerEndpoint):
@@ -358,7 +358,7 @@ class _SensorDataEndpoint(_CallerEndpoint):
     def get_sensors(self) -> tuple[Machine, list]:
         """The machine asked for and its sensors (the one `sensor` names, if the query has one)."""
         machine = selectors.machine_get(
-            tenant_id=self.by.tenant_id, ref=self.query["machine"], machine_ids=selectors.machine_scope(self.by)
+            tenant_id=self.by.tenant_id, ref=self.query["machine"], machine_ids=selectors.machine_scope(by=self.by)
         )
         sensors = selectors.sensor_list(machine=machine, key=self.query.get("sensor"))
         self.sensors_by_id = {sensor.pk: sensor for sensor in sensors}
@@ -414,7 +414,7 @@ class LatestReadingsView(_SensorDataEndpoint, generics.ListAPIView):
         machine, _ = self.get_sensors()
         return [
             {"sensor_id": row["id"], "ts": row["latest_ts"], "value": row["latest_value"]}
-            for row in selectors.latest_readings(machine=machine)
+            for row in selectors.reading_latest_list(machine=machine)
         ]
 
 
@@ -444,7 +444,7 @@ class AggregateView(_SensorDataEndpoint):
                 # Without a broker there is no beat to keep the rollups current: bring them up to
                 # date here (a no-op when they are), without waiting for in-flight ingests.
                 rollups_build(wait_seconds=0)
-            buckets = selectors.aggregates_with_rollups(
+            buckets = selectors.reading_aggregates_with_rollups(
                 tenant_id=machine.tenant_id,
                 **window,
                 since=query["from"],
