@@ -16,12 +16,12 @@ counts as a use: `last_used_at`, observed addresses, rate counters.
 """
 
 from django.utils import timezone
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from apikeys import keys, network, ratelimit, selectors, services
 from apikeys.models import ApiKey
 from core import metrics
+from core.auth_schemes import DeclaredAuthScheme, bearer_scheme
 from core.caller import Caller, caller_of
 
 INVALID_KEY = "Invalid API key."
@@ -141,7 +141,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="api"'
 
 
-class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+class ApiKeyAuthenticationScheme(DeclaredAuthScheme):
     target_class = "apikeys.authentication.ApiKeyAuthentication"
     name = ["apiKeyBearer", "apiKeyHeader"]
 
@@ -152,16 +152,10 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             return []
         return [{name: []} for name in self.name]
 
-    def get_security_definition(self, auto_schema):
-        return [
-            {
-                "type": "http",
-                "scheme": "bearer",
-                "bearerFormat": "hlts_…",
-                "description": "An API key as `Authorization: Bearer hlts_…`.",
-            },
-            {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "An API key as `X-API-Key`."},
-        ]
+    definition = [
+        bearer_scheme(bearer_format="hlts_…", description="An API key as `Authorization: Bearer hlts_…`."),
+        {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "An API key as `X-API-Key`."},
+    ]
 
 
 class EnrollmentTokenPrincipal:
@@ -230,30 +224,24 @@ class GithubSignatureAuthentication(authentication.BaseAuthentication):
         return 'Signature realm="github-secret-scanning"'
 
 
-class EnrollmentTokenScheme(OpenApiAuthenticationExtension):
+class EnrollmentTokenScheme(DeclaredAuthScheme):
     target_class = "apikeys.authentication.EnrollmentTokenAuthentication"
     name = "enrollmentToken"
-
-    def get_security_definition(self, auto_schema):
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "bearerFormat": "hlte_…",
-            "description": "An enrollment token as `Authorization: Bearer hlte_…` (POST /agent/enroll only).",
-        }
+    definition = bearer_scheme(
+        bearer_format="hlte_…",
+        description="An enrollment token as `Authorization: Bearer hlte_…` (POST /agent/enroll only).",
+    )
 
 
-class GithubSignatureScheme(OpenApiAuthenticationExtension):
+class GithubSignatureScheme(DeclaredAuthScheme):
     target_class = "apikeys.authentication.GithubSignatureAuthentication"
     name = "githubSignature"
-
-    def get_security_definition(self, auto_schema):
-        return {
-            "type": "apiKey",
-            "in": "header",
-            "name": "Github-Public-Key-Signature",
-            "description": (
-                "Base64 of GitHub's DER-encoded ECDSA P-256/SHA-256 signature of the raw body, with "
-                "`Github-Public-Key-Identifier` naming the key (GitHub's secret-scanning partner program)."
-            ),
-        }
+    definition = {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Github-Public-Key-Signature",
+        "description": (
+            "Base64 of GitHub's DER-encoded ECDSA P-256/SHA-256 signature of the raw body, with "
+            "`Github-Public-Key-Identifier` naming the key (GitHub's secret-scanning partner program)."
+        ),
+    }

@@ -23,30 +23,26 @@ def _metrics(*metric_ids: str) -> list[dict]:
     return [{"metricId": metric_id} for metric_id in metric_ids]
 
 
+# The shop floor's layout: the operator's preset, and the admin's before its own additions.
+_FLOOR_WIDGETS: tuple[tuple[str, str, str], ...] = (
+    ("stat-cards", "statCards", "full"),
+    ("at-risk-machines", "atRiskMachines", "half"),
+    ("active-alerts", "activeAlerts", "half"),
+    ("sensor-trends", "sensorTrends", "full"),
+    ("maintenance-schedule", "maintenanceSchedule", "half"),
+    ("work-orders", "workOrders", "half"),
+)
+_FLOOR_METRICS: tuple[str, ...] = ("critical_count", "active_alerts", "machines_online")
+
 # What a role sees before an admin saves its preset.
 DEFAULT_PRESETS: dict[str, dict[str, list[dict]]] = {
     "admin": {
-        "widgets": [
-            _widget("stat-cards", "statCards", "full"),
-            _widget("at-risk-machines", "atRiskMachines", "half"),
-            _widget("active-alerts", "activeAlerts", "half"),
-            _widget("sensor-trends", "sensorTrends", "full"),
-            _widget("maintenance-schedule", "maintenanceSchedule", "half"),
-            _widget("work-orders", "workOrders", "half"),
-            _widget("recent-activity", "recentActivity", "full"),
-        ],
-        "statMetrics": _metrics("critical_count", "active_alerts", "machines_online", "open_work_orders"),
+        "widgets": [*(_widget(*w) for w in _FLOOR_WIDGETS), _widget("recent-activity", "recentActivity", "full")],
+        "statMetrics": _metrics(*_FLOOR_METRICS, "open_work_orders"),
     },
     "operator": {
-        "widgets": [
-            _widget("stat-cards", "statCards", "full"),
-            _widget("at-risk-machines", "atRiskMachines", "half"),
-            _widget("active-alerts", "activeAlerts", "half"),
-            _widget("sensor-trends", "sensorTrends", "full"),
-            _widget("maintenance-schedule", "maintenanceSchedule", "half"),
-            _widget("work-orders", "workOrders", "half"),
-        ],
-        "statMetrics": _metrics("critical_count", "active_alerts", "machines_online"),
+        "widgets": [_widget(*w) for w in _FLOOR_WIDGETS],
+        "statMetrics": _metrics(*_FLOOR_METRICS),
     },
     "viewer": {
         "widgets": [

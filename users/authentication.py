@@ -1,8 +1,8 @@
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.authentication import JWTAuthentication as BaseJWTAuthentication
 
 from core import credentials
+from core.auth_schemes import DeclaredAuthScheme, bearer_scheme
 from users.tokens import VERSION_CLAIM
 
 TOKEN_REVOKED = "Token has been revoked; log in again."
@@ -33,14 +33,7 @@ class JWTAuthentication(BaseJWTAuthentication):
         return user
 
 
-class JWTAuthenticationScheme(OpenApiAuthenticationExtension):
+class JWTAuthenticationScheme(DeclaredAuthScheme):
     target_class = "users.authentication.JWTAuthentication"
     name = "jwtAuth"
-
-    def get_security_definition(self, auto_schema):
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "bearerFormat": "JWT",
-            "description": "A user's access token from POST /api/v1/auth/token.",
-        }
+    definition = bearer_scheme(bearer_format="JWT", description="A user's access token from POST /api/v1/auth/token.")

@@ -37,6 +37,17 @@ class ScopesField(serializers.Field):
         return value
 
 
+class _NullableListField(serializers.Field):
+    """A list passed on as it came (null allowed by default): what its items may be is the service's rule."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
+    def to_representation(self, value):
+        return value
+
+
 @extend_schema_field(
     {
         "type": "array",
@@ -50,22 +61,15 @@ class ScopesField(serializers.Field):
         ),
     }
 )
-class MachinesField(serializers.Field):
+class MachinesField(_NullableListField):
     """Null or a list of strings; which machines exist is the service's rule."""
 
     default_error_messages = {"invalid": machine_scope.NOT_A_LIST}
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("allow_null", True)
-        super().__init__(**kwargs)
 
     def to_internal_value(self, data):
         if isinstance(data, list) and all(isinstance(item, str) for item in data):
             return data
         self.fail("invalid")
-
-    def to_representation(self, value):
-        return value
 
 
 @extend_schema_field(
@@ -81,20 +85,13 @@ class MachinesField(serializers.Field):
         ),
     }
 )
-class AllowedCidrsField(serializers.Field):
+class AllowedCidrsField(_NullableListField):
     default_error_messages = {"invalid": network.NOT_A_LIST}
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("allow_null", True)
-        super().__init__(**kwargs)
 
     def to_internal_value(self, data):
         if isinstance(data, list):
             return data  # entries are checked (with their own messages) by apikeys.network
         self.fail("invalid")
-
-    def to_representation(self, value):
-        return value
 
 
 @extend_schema_serializer(component_name="RateLimit")
