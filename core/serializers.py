@@ -55,3 +55,10 @@ class StrictSerializerMixin(EmptyQueryValueMixin):
 
 class StrictSerializer(StrictSerializerMixin, serializers.Serializer):
     pass
+
+
+def validated_data(serializer_class: type[serializers.Serializer], data) -> dict:
+    """What a view's serializer makes of a body or a query, or its 400 (DRF's ValidationError)."""
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data

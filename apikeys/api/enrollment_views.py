@@ -17,6 +17,7 @@ from apikeys.api.views import _no_store
 from apikeys.authentication import EnrollmentTokenAuthentication, EnrollmentTokenPrincipal
 from core.caller import caller_of
 from core.permissions import IsTenantAdmin
+from core.serializers import validated_data
 
 
 @extend_schema_view(
@@ -48,9 +49,7 @@ class EnrollmentTokenListCreateView(generics.ListCreateAPIView):
         return Response(EnrollmentTokenOutputSerializer(tokens, many=True, context=context).data)
 
     def create(self, request, *args, **kwargs):
-        payload = EnrollmentTokenCreateInputSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        data = payload.validated_data
+        data = validated_data(EnrollmentTokenCreateInputSerializer, request.data)
         issued = enrollment.enrollment_token_create(
             by=caller_of(request),
             name=data["name"],
@@ -83,10 +82,9 @@ class EnrollmentTokenDetailView(generics.GenericAPIView):
         return selectors.enrollment_token_list(tenant_id=caller_of(self.request).tenant_id)
 
     def delete(self, request, *args, **kwargs):
-        query = EnrollmentTokenDeleteQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
+        query = validated_data(EnrollmentTokenDeleteQuerySerializer, request.query_params)
         enrollment.enrollment_token_delete(
-            by=caller_of(request), token=self.get_object(), revoke_keys=query.validated_data["revoke_keys"]
+            by=caller_of(request), token=self.get_object(), revoke_keys=query["revoke_keys"]
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -118,9 +116,7 @@ class AgentEnrollView(APIView):
         raise enrollment.EnrollmentRefused()
 
     def post(self, request):
-        payload = EnrollInputSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        data = payload.validated_data
+        data = validated_data(EnrollInputSerializer, request.data)
         enrolled = enrollment.agent_enroll(
             by=caller_of(request),
             hostname=data["hostname"],

@@ -25,6 +25,7 @@ from apikeys.api.serializers import (
 from apikeys.models import ApiKey
 from core.caller import caller_of
 from core.permissions import ANY_SCOPE, ApiAccess, IsTenantAdmin, IsTenantAdminForWrites
+from core.serializers import validated_data
 
 
 class _TenantKeysMixin:
@@ -85,9 +86,7 @@ class ApiKeyListCreateView(_PolicyContextMixin, generics.ListCreateAPIView):
         return Response(ApiKeyOutputSerializer(api_keys, many=True, context=context).data)
 
     def create(self, request, *args, **kwargs):
-        payload = ApiKeyCreateInputSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        data = payload.validated_data
+        data = validated_data(ApiKeyCreateInputSerializer, request.data)
         issued = services.api_key_create(
             by=caller_of(request),
             name=data["name"],
@@ -134,9 +133,8 @@ class ApiKeyDetailView(_PolicyContextMixin, generics.RetrieveUpdateDestroyAPIVie
 
     def partial_update(self, request, *args, **kwargs):
         api_key = self.get_object()
-        payload = ApiKeyUpdateInputSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        values = dict(payload.validated_data)
+        data = validated_data(ApiKeyUpdateInputSerializer, request.data)
+        values = dict(data)
         if "scopes" in values:
             values["scopes_requested"] = values.pop("scopes")
         api_key = services.api_key_update(by=caller_of(request), api_key=api_key, **values)
@@ -168,12 +166,11 @@ class ApiKeyRotateView(_PolicyContextMixin, generics.GenericAPIView):
     lookup_url_kwarg = "key_id"
 
     def post(self, request, *args, **kwargs):
-        payload = ApiKeyRotateInputSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
+        payload = validated_data(ApiKeyRotateInputSerializer, request.data)
         api_key = self.get_object()
-        options = {"overlap_seconds": payload.validated_data["overlap_seconds"]}
-        if "expires_at" in payload.validated_data:
-            options["expires_at"] = payload.validated_data["expires_at"]
+        options = {"overlap_seconds": payload["overlap_seconds"]}
+        if "expires_at" in payload:
+            options["expires_at"] = payload["expires_at"]
         issued = services.api_key_rotate(by=caller_of(request), api_key=api_key, **options)
         context = {**self.get_serializer_context(), "secret": issued.secret}
         data = ApiKeyRotatedOutputSerializer(issued.api_key, context=context).data
@@ -194,9 +191,7 @@ class ApiKeyBulkRevokeView(APIView):
     permission_classes = [IsTenantAdmin]
 
     def post(self, request):
-        payload = BulkRevokeInputSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        data = payload.validated_data
+        data = validated_data(BulkRevokeInputSerializer, request.data)
         result = services.api_key_bulk_revoke(
             by=caller_of(request),
             ids=data.get("ids"),
@@ -247,9 +242,8 @@ class ApiKeyPolicyView(APIView):
         return Response(_policy_answer(policy, full_url=request.user.is_tenant_admin))
 
     def put(self, request):
-        payload = ApiKeyPolicyInputSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        policy, secret = services.api_key_policy_update(by=caller_of(request), values=payload.validated_data)
+        data = validated_data(ApiKeyPolicyInputSerializer, request.data)
+        policy, secret = services.api_key_policy_update(by=caller_of(request), values=data)
         response = Response(_policy_answer(policy, full_url=True, webhook_secret=secret))
         return _no_store(response) if secret else response
 
@@ -275,11 +269,8 @@ class AgentKeyRotateView(APIView):
     allow_user_login = False
 
     def post(self, request):
-        payload = ApiKeySelfRotateInputSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        issued = services.api_key_self_rotate(
-            by=caller_of(request), overlap_seconds=payload.validated_data["overlap_seconds"]
-        )
+        data = validated_data(ApiKeySelfRotateInputSerializer, request.data)
+        issued = services.api_key_self_rotate(by=caller_of(request), overlap_seconds=data["overlap_seconds"])
         return _no_store(Response(ApiKeySelfRotatedOutputSerializer(issued).data, status=status.HTTP_201_CREATED))
 
 

@@ -6,6 +6,7 @@ from rest_framework.reverse import reverse
 
 from core.caller import caller_of
 from core.permissions import IsTenantAdmin, IsTenantAdminForWrites
+from core.serializers import validated_data
 from retention import selectors
 from retention.api.serializers import (
     RetentionHoldInputSerializer,
@@ -131,9 +132,8 @@ class RetentionPreviewView(GenericAPIView):
         responses={200: RetentionPreviewOutputSerializer},
     )
     def get(self, request):
-        query = RetentionPreviewQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        tier = query.validated_data.get("tier")
+        query = validated_data(RetentionPreviewQuerySerializer, request.query_params)
+        tier = query.get("tier")
         preview = selectors.retention_preview(tenant_id=caller_of(request).tenant_id, tier=tier)
         return Response(self.get_serializer(preview).data)
 
@@ -161,9 +161,7 @@ class RetentionHoldListView(GenericAPIView):
         responses={201: RetentionHoldOutputSerializer},
     )
     def post(self, request):
-        serializer = RetentionHoldInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated_data(RetentionHoldInputSerializer, request.data)
         hold = retention_hold_create(
             by=caller_of(request),
             reason=data["reason"],

@@ -6,6 +6,7 @@ from rest_framework.response import Response
 
 from core.caller import caller_of
 from core.permissions import ApiAccess, IsTenantAdmin, IsTenantAdminForWrites
+from core.serializers import validated_data
 from settings_app import selectors, services
 from settings_app.api.serializers import (
     AiModelsOutputSerializer,
@@ -82,9 +83,8 @@ class AiSettingsView(GenericAPIView):
         "after the patch). URLs follow the probe's address rules; host names are resolved when probed, not here.",
     )
     def patch(self, request):
-        serializer = AiSettingsInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        ai = services.ai_settings_update(by=caller_of(request), changes=serializer.validated_data)
+        data = validated_data(AiSettingsInputSerializer, request.data)
+        ai = services.ai_settings_update(by=caller_of(request), changes=data)
         return Response(AiSettingsOutputSerializer(ai).data)
 
 
@@ -127,9 +127,8 @@ class AiModelsView(GenericAPIView):
         f"{PROBES_PER_MINUTE} a minute per tenant.",
     )
     def get(self, request):
-        query = AiModelsQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        result = services.ai_models_probe(by=caller_of(request), probe_url=query.validated_data.get("probe_url"))
+        query = validated_data(AiModelsQuerySerializer, request.query_params)
+        result = services.ai_models_probe(by=caller_of(request), probe_url=query.get("probe_url"))
         return Response(self.get_serializer({"provider_type": result.provider_type, "models": result.models}).data)
 
 
@@ -151,9 +150,7 @@ class DashboardPresetsView(GenericAPIView):
         "(a boolean) and `size` (full, half, third, quarter); statMetrics items need `metricId` (unique).",
     )
     def put(self, request):
-        serializer = DashboardPresetInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated_data(DashboardPresetInputSerializer, request.data)
         preset = services.dashboard_preset_save(
             by=caller_of(request),
             role=data["role"],
@@ -179,8 +176,7 @@ class UnitPreferencesView(GenericAPIView):
         responses={200: UnitPreferencesOutputSerializer},
     )
     def patch(self, request):
-        serializer = UnitPreferencesInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        data = validated_data(UnitPreferencesInputSerializer, request.data)
         by = caller_of(request)
-        pref = services.unit_preferences_update(by=by, user=by.user, changes=dict(serializer.validated_data))
+        pref = services.unit_preferences_update(by=by, user=by.user, changes=dict(data))
         return Response(pref.as_dict())

@@ -368,6 +368,23 @@ class _SensorDataEndpoint(_CallerEndpoint):
         return {**super().get_serializer_context(), "sensors": self.sensors_by_id}
 
 
+class _ReadingsEndpoint(_SensorDataEndpoint, generics.ListAPIView):
+    """A list of readings of one machine: `readings()` says which."""
+
+    serializer_class = ReadingOutputSerializer
+
+    def readings(self):
+        raise NotImplementedError
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return SensorReading.objects.none()
+        return self.readings()
+
+
+_READINGS_RESPONSES = {200: ReadingOutputSerializer(many=True), 400: OpenApiTypes.OBJECT, 404: DETAIL}
+
+
 @extend_schema(
     summary="Sensor readings, newest first",
     description=(
@@ -378,17 +395,14 @@ class _SensorDataEndpoint(_CallerEndpoint):
         "API key scope `read:sensors`, or any role."
     ),
     parameters=[ReadingsQuerySerializer],
-    responses={200: ReadingOutputSerializer(many=True), 400: OpenApiTypes.OBJECT, 404: DETAIL},
+    responses=_READINGS_RESPONSES,
 )
-class ReadingListView(_SensorDataEndpoint, generics.ListAPIView):
-    serializer_class = ReadingOutputSerializer
+class ReadingListView(_ReadingsEndpoint):
     pagination_class = ReadingCursorPagination
     query_serializer_class = ReadingsQuerySerializer
 
-    def get_queryset(self) -> selectors.ReadingWindow:
+    def readings(self) -> selectors.ReadingWindow:
         # Not a queryset: the window the paginator reads, sensor by sensor.
-        if getattr(self, "swagger_fake_view", False):
-            return SensorReading.objects.none()
         _, sensors = self.get_sensors()
         return selectors.ReadingWindow(
             sensor_ids=tuple(sensor.pk for sensor in sensors), since=self.query.get("from"), until=self.query.get("to")
@@ -402,15 +416,12 @@ class ReadingListView(_SensorDataEndpoint, generics.ListAPIView):
         "API key scope `read:sensors`, or any role."
     ),
     parameters=[MachineQuerySerializer],
-    responses={200: ReadingOutputSerializer(many=True), 400: OpenApiTypes.OBJECT, 404: DETAIL},
+    responses=_READINGS_RESPONSES,
 )
-class LatestReadingsView(_SensorDataEndpoint, generics.ListAPIView):
-    serializer_class = ReadingOutputSerializer
+class LatestReadingsView(_ReadingsEndpoint):
     pagination_class = None
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return SensorReading.objects.none()
+    def readings(self) -> list[dict]:
         machine, _ = self.get_sensors()
         return [
             {"sensor_id": row["id"], "ts": row["latest_ts"], "value": row["latest_value"]}

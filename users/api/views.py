@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from core.caller import caller_of
 from core.permissions import IsTenantAdmin, NoApiKeyCredentials
+from core.serializers import validated_data
 from users import selectors, services
 from users.api.filters import UserFilter
 from users.api.serializers import (
@@ -62,9 +63,8 @@ class TokenObtainView(_LoginEndpoint):
         summary="Log in", request=TokenObtainInputSerializer, responses={200: TokenPairOutputSerializer}, auth=[]
     )
     def post(self, request):
-        serializer = TokenObtainInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        email, password = serializer.validated_data["email"], serializer.validated_data["password"]
+        data = validated_data(TokenObtainInputSerializer, request.data)
+        email, password = data["email"], data["password"]
         attempt = login_attempt_begin(email=email, by=caller_of(request))  # 429 when over a limit
         user = authenticate(request, email=email, password=password)
         if user is None:
@@ -84,9 +84,8 @@ class TokenRefreshView(_LoginEndpoint):
         auth=[],
     )
     def post(self, request):
-        serializer = TokenRefreshInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        return Response({"access": serializer.validated_data["access"]})
+        data = validated_data(TokenRefreshInputSerializer, request.data)
+        return Response({"access": data["access"]})
 
 
 class ProfileView(generics.GenericAPIView):
@@ -108,9 +107,8 @@ class ProfileView(generics.GenericAPIView):
         "role, tenant and activity cannot be changed here (unknown fields are rejected).",
     )
     def patch(self, request):
-        serializer = ProfileUpdateInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        user = services.user_profile_update(by=caller_of(request), **serializer.validated_data)
+        data = validated_data(ProfileUpdateInputSerializer, request.data)
+        user = services.user_profile_update(by=caller_of(request), **data)
         return Response(UserOutputSerializer(user).data)
 
 
@@ -128,9 +126,8 @@ class PasswordChangeView(generics.GenericAPIView):
         description="Returns a fresh token pair; all tokens issued before are refused (401) from now on.",
     )
     def post(self, request):
-        serializer = PasswordChangeInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        user = services.user_password_change(by=caller_of(request), **serializer.validated_data)
+        data = validated_data(PasswordChangeInputSerializer, request.data)
+        user = services.user_password_change(by=caller_of(request), **data)
         return Response(token_pair_for(user))
 
 
@@ -160,9 +157,8 @@ class UserListCreateView(_TenantUsersEndpoint, generics.ListAPIView):
         "Emails are unique across all tenants, in any case.",
     )
     def post(self, request):
-        serializer = UserCreateInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        user = services.user_create(by=caller_of(request), **serializer.validated_data)
+        data = validated_data(UserCreateInputSerializer, request.data)
+        user = services.user_create(by=caller_of(request), **data)
         return Response(UserOutputSerializer(user).data, status=status.HTTP_201_CREATED)
 
 
@@ -177,12 +173,11 @@ class UserDetailView(_TenantUsersEndpoint, generics.RetrieveDestroyAPIView):
     )
     def patch(self, request, *args, **kwargs):
         user = self.get_object()
-        serializer = UserUpdateInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        changes = validated_data(UserUpdateInputSerializer, request.data)
         user = services.user_update(
             by=caller_of(request),
             user=user,
-            full_name=serializer.validated_data.get("full_name"),  # `{}` changes nothing
+            full_name=changes.get("full_name"),  # `{}` changes nothing
         )
         return Response(UserOutputSerializer(user).data)
 
@@ -224,7 +219,6 @@ class UserRoleView(_TenantUsersEndpoint):
     )
     def put(self, request, *args, **kwargs):
         user = self.get_object()
-        serializer = UserRoleInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        user = services.user_role_change(by=caller_of(request), user=user, role=serializer.validated_data["role"])
+        data = validated_data(UserRoleInputSerializer, request.data)
+        user = services.user_role_change(by=caller_of(request), user=user, role=data["role"])
         return Response(UserOutputSerializer(user).data)
