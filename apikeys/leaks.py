@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from apikeys import keys, selectors
 from apikeys.models import ApiKey, ApiKeyPolicy, EnrollmentToken
-from apikeys.services import api_key_revoke
+from apikeys.services import _key_event_data, api_key_revoke
 from audit.services import PUBLIC_REPORT, audit_record
 from core.caller import Caller
 
@@ -55,8 +55,8 @@ def _enqueue_exposed(by: Caller, api_key: ApiKey, *, secret: str, action: str) -
         by=by,
         type="api_key.exposed",
         data={
-            "key_id": str(api_key.pk),
-            "name": api_key.name,
+            **_key_event_data(api_key),
+            # The secret reported: its own prefix (an override keeps the key's place in the payload).
             "prefix": api_key.prefix if secret == selectors.CURRENT else api_key.previous_prefix,
             "secret": secret,
             "action": action,

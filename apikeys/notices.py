@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from apikeys import selectors
 from apikeys.models import ApiKey
-from apikeys.services import _jsonable
+from apikeys.services import _jsonable, _key_event_data
 from core.caller import Caller
 
 
@@ -29,9 +29,7 @@ class NoticeCounts:
 
 def _key_data(api_key: ApiKey) -> dict:
     return {
-        "key_id": str(api_key.pk),
-        "name": api_key.name,
-        "prefix": api_key.prefix,
+        **_key_event_data(api_key),
         "expires_at": _jsonable(api_key.expires_at),
         "last_used_at": _jsonable(api_key.last_used_at),
     }

@@ -268,6 +268,11 @@ def _jsonable(value):
     return value.isoformat() if isinstance(value, datetime) else value
 
 
+def _key_event_data(api_key: ApiKey) -> dict:
+    """How every api_key.* webhook event names its key."""
+    return {"key_id": str(api_key.pk), "name": api_key.name, "prefix": api_key.prefix}
+
+
 @transaction.atomic
 def api_key_revoke(*, by: Caller, api_key: ApiKey) -> ApiKey:
     """Revoke a key; it stops authenticating at once.
@@ -347,9 +352,7 @@ def api_key_ip_denied(*, by: Caller, api_key: ApiKey) -> bool:
         by=by,
         type="api_key.ip_denied",
         data={
-            "key_id": str(api_key.pk),
-            "name": api_key.name,
-            "prefix": api_key.prefix,
+            **_key_event_data(api_key),
             "ip": client_ip,
             "allowed_cidrs": list(api_key.allowed_cidrs),
         },
@@ -528,9 +531,7 @@ def _enqueue_rotated(by: Caller, api_key: ApiKey, *, self_rotation: bool) -> Non
         by=by,
         type="api_key.rotated",
         data={
-            "key_id": str(api_key.pk),
-            "name": api_key.name,
-            "prefix": api_key.prefix,
+            **_key_event_data(api_key),
             "previous_prefix": api_key.previous_prefix,
             "previous_valid_until": _jsonable(api_key.previous_valid_until),
             "self_rotation": self_rotation,
