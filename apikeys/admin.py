@@ -194,13 +194,6 @@ class ApiKeyAdmin(AllowObservedActionMixin, OneTimeRevealAdminMixin, ServiceBack
         issued.api_key._issued_secret = issued.secret  # for response_add's one-time page, on the saved row
         return issued.api_key
 
-    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue=None) -> HttpResponse:
-        secret = obj.__dict__.pop("_issued_secret", None)
-        if secret is None:
-            return super().response_add(request, obj, post_url_continue)
-        # POST, redirect, GET: the key waits encrypted server-side for the one page that shows it.
-        return self.reveal_redirect(request, obj, secret)
-
     def reveal_details(self, obj: ApiKey) -> list[tuple[str, str]]:
         return [
             ("Name", obj.name),

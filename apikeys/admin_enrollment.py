@@ -10,7 +10,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
@@ -133,12 +133,6 @@ class EnrollmentTokenAdmin(OneTimeRevealAdminMixin, ServiceBackedAdmin):
         )
         issued.token._issued_secret = issued.secret  # for response_add's one-time page, on the saved row
         return issued.token
-
-    def response_add(self, request: HttpRequest, obj: EnrollmentToken, post_url_continue=None) -> HttpResponse:
-        secret = obj.__dict__.pop("_issued_secret", None)
-        if secret is None:
-            return super().response_add(request, obj, post_url_continue)
-        return self.reveal_redirect(request, obj, secret)
 
     def reveal_details(self, obj: EnrollmentToken) -> list[tuple[str, str]]:
         return [

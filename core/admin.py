@@ -286,6 +286,14 @@ class OneTimeRevealAdminMixin:
         view = self.admin_site.admin_view(self.reveal_view)
         return [path("<path:object_id>/revealed/", view, name=self.reveal_url_name()), *super().get_urls()]
 
+    def response_add(self, request, obj, post_url_continue=None) -> HttpResponse:
+        # A `save_model` that made a secret leaves it on the saved row as `_issued_secret`:
+        # POST, redirect, GET, the secret waits encrypted server-side for the one page that shows it.
+        secret = obj.__dict__.pop("_issued_secret", None)
+        if secret is None:
+            return super().response_add(request, obj, post_url_continue)
+        return self.reveal_redirect(request, obj, secret)
+
     def reveal_redirect(self, request, obj, secret: str) -> HttpResponse:
         reveal_hold(request=request, purpose=self.reveal_purpose, object_id=obj.pk, secret=secret)
         return HttpResponseRedirect(reverse(f"admin:{self.reveal_url_name()}", args=[obj.pk]))

@@ -109,15 +109,21 @@ def _valid_name(value) -> bool:
     return isinstance(value, str) and 0 < len(value) <= _MODEL_NAME_MAX and value.isprintable()
 
 
-def _parse_ollama(body: bytes) -> list[dict]:
+def _model_items(body: bytes, *, list_key: str, name_key: str, refusal: str) -> list[dict]:
+    """The objects listed under `list_key` of a JSON answer, each with a valid name under `name_key`."""
     data = _json(body)
-    items = data.get("models") if isinstance(data, dict) else None
-    if not isinstance(items, list):
-        raise _Unusable("the answer is not an Ollama model list")
+    items = data.get(list_key) if isinstance(data, dict) else None
+    if not isinstance(items, list) or not all(
+        isinstance(item, dict) and _valid_name(item.get(name_key)) for item in items
+    ):
+        raise _Unusable(refusal)
+    return items
+
+
+def _parse_ollama(body: bytes) -> list[dict]:
+    items = _model_items(body, list_key="models", name_key="name", refusal="the answer is not an Ollama model list")
     models = []
     for item in items:
-        if not isinstance(item, dict) or not _valid_name(item.get("name")):
-            raise _Unusable("the answer is not an Ollama model list")
         model = {"name": item["name"]}
         if isinstance(item.get("size"), int) and not isinstance(item["size"], bool):
             model["size"] = item["size"]
@@ -128,14 +134,11 @@ def _parse_ollama(body: bytes) -> list[dict]:
 
 
 def _parse_openai(body: bytes) -> list[dict]:
-    data = _json(body)
-    items = data.get("data") if isinstance(data, dict) else None
-    if not isinstance(items, list):
-        raise _Unusable("the answer is not an OpenAI-compatible model list")
+    items = _model_items(
+        body, list_key="data", name_key="id", refusal="the answer is not an OpenAI-compatible model list"
+    )
     models = []
     for item in items:
-        if not isinstance(item, dict) or not _valid_name(item.get("id")):
-            raise _Unusable("the answer is not an OpenAI-compatible model list")
         model = {"name": item["id"]}
         if _valid_name(item.get("owned_by")):
             model["owned_by"] = item["owned_by"]
