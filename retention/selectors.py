@@ -93,7 +93,7 @@ def retention_preview(*, tenant_id: UUID, tier: str | None = None, now: datetime
         "tier": tier or tenant.tier,
         "cutoffs": cutoffs,
         **retention_expired_counts(tenant_id=tenant.pk, cutoffs=cutoffs),
-        "retention_run_next_scheduled": retention_run_next_scheduled(now=now),
+        "next_scheduled_run": retention_run_next_scheduled(now=now),
     }
 
 

@@ -132,4 +132,4 @@ class RetentionPreviewOutputSerializer(serializers.Serializer):
     cutoffs = _ClassCutoffs()
     would_delete = _ClassCounts()
     held = _HeldCounts(help_text="Readings past their window that a hold keeps.")
-    retention_run_next_scheduled = serializers.DateTimeField(allow_null=True)
+    next_scheduled_run = serializers.DateTimeField(allow_null=True)

@@ -342,7 +342,7 @@ class TestPreview:
         # Rollups: the 800-day-old reading's hour and day buckets are past 730 days.
         assert preview["would_delete"] == {"readings": 2, "heartbeats": 1, "rollups": 2}
         assert preview["held"] == {"readings": 2}
-        assert preview["retention_run_next_scheduled"] is not None
+        assert preview["next_scheduled_run"] is not None
 
         run = run_now(tenant)
 
