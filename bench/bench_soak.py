@@ -43,6 +43,7 @@ SETUP_SECONDS = 45
 
 def _fleet(agents: int) -> tuple[list[dict], list[dict]]:
     from apikeys.services import api_key_create
+    from core.caller import Caller
     from telemetry.models import Machine, Sensor
     from tenants.models import Tenant
 
@@ -51,16 +52,17 @@ def _fleet(agents: int) -> tuple[list[dict], list[dict]]:
         Machine(tenant=tenant, external_id=f"soak-{n:03d}", name=f"Press {n}") for n in range(agents)
     )
     Sensor.objects.bulk_create(Sensor(machine=m, key=key, kind=kind) for m in machines for key, kind in SENSORS)
+    by = Caller.system(tenant_id=tenant.pk)
     fleet = [
         {
-            "key": api_key_create(tenant=tenant, name=f"agent {n:03d}", scopes_requested=["ingest", "agent"]).secret,
+            "key": api_key_create(by=by, name=f"agent {n:03d}", scopes_requested=["ingest", "agent"]).secret,
             "machine": m.external_id,
             "sensors": [key for key, _ in SENSORS],
         }
         for n, m in enumerate(machines)
     ]
     readers = [
-        {"key": api_key_create(tenant=tenant, name=f"dashboard {n}", scopes_requested="read_only").secret}
+        {"key": api_key_create(by=by, name=f"dashboard {n}", scopes_requested="read_only").secret}
         for n in range(READERS)
     ]
     return fleet, readers
