@@ -54,13 +54,20 @@ def _max_committed_id() -> int:
 
 
 def _writers_now() -> set[str]:
-    """Xids of this database's other transactions that are writing, read afresh (not the
-    transaction's cached copy of pg_stat_activity, which would be as old as its first read)."""
+    """Xids of the other transactions writing readings now, read afresh (not the transaction's
+    cached copy of pg_stat_activity, which would be as old as its first read).
+
+    Only writers of the readings table count (they hold its RowExclusiveLock, taken before
+    they draw an id): a heartbeat, an audit row or any other write cannot hold the rollups back.
+    """
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_stat_clear_snapshot()")
         cursor.execute(
-            "SELECT backend_xid::text FROM pg_stat_activity "
-            "WHERE datname = current_database() AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
+            "SELECT DISTINCT a.backend_xid::text FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'relation' AND l.mode = 'RowExclusiveLock' AND l.relation = %s::regclass "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND a.backend_xid IS NOT NULL AND a.pid <> pg_backend_pid()",
+            [SensorReading._meta.db_table],
         )
         return {row[0] for row in cursor.fetchall()}
 

@@ -195,6 +195,15 @@ class TestInFlightIngests:
         rollups_build()
         assert self.total(sensor) == 1
 
+    def test_a_writer_of_another_table_does_not_hold_the_rollups_back(self, tenant, sensor, other):
+        other.execute(
+            "INSERT INTO core_throttlecounter (key, count, window_ends_at) VALUES ('rollups-test', 1, 0)"
+        )  # not committed: a write, but not of readings
+        ingest(tenant, (HOUR, 1.0))
+        rollups_build()
+        assert self.total(sensor) == 1
+        other.rollback()
+
     def test_a_bounded_wait_takes_a_writer_that_ends_in_time(self, tenant, sensor, other):
         import threading
 
