@@ -83,15 +83,22 @@ def _plan(row: RollupCursor, wait_seconds: float) -> _Plan:
     # The id first, then the writers: a transaction that held a lower id then is either
     # among the writers or has ended, so its rows are visible to the next pass.
     deadline = time.monotonic() + max(0.0, wait_seconds)
+    waited = False
     while True:
         seen = _max_committed_id()
         if connection.vendor != "postgresql":
             return _Plan(seen, seen, [])
         writers = _writers_now()
-        if not writers:
+        if not writers and not waited:
             return _Plan(seen, seen, [])
+        if not writers:
+            # The writers waited for ended, perhaps just after `seen` was read: read it once
+            # more, so that the wait takes what they committed (the next check is the rule).
+            waited = False
+            continue
         if time.monotonic() >= deadline:
             break
+        waited = True
         time.sleep(_POLL_SECONDS)
     # The previous candidate, if every writer it waited for has ended; else nothing new yet.
     previous_ok = row.next_xids is not None and not (set(row.next_xids) & writers)
