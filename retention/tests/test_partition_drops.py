@@ -1,38 +1,22 @@
 """Retention's partition maintenance on PostgreSQL: whole expired partitions dropped (retention.partitions)."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from core.caller import Caller
+from haltless.testing import READINGS_TABLE, midnight, partition_name_for, readings_of
 from retention import partitions as partition_drops
 from retention.models import RetentionHold, RetentionRun
 from retention.services import retention_run_execute, retention_run_request
 from telemetry import partitions
 from telemetry.models import SensorReading, SensorRollup
-from telemetry.services import readings_bulk_insert
 from telemetry.tests.factories import MachineFactory, SensorFactory
 from tenants.tests.factories import TenantFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
-TABLE = SensorReading._meta.db_table
-
-
-def midnight(days_ago: int) -> datetime:
-    today = timezone.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return today - timedelta(days=days_ago)
-
-
-def name_for(ts: datetime) -> str:
-    """The partition whose window (READINGS_PARTITION_DAYS wide) holds `ts`."""
-    return f"{TABLE}_p{partitions._window_start(ts.astimezone(UTC).date()):%Y%m%d}"
-
-
-def readings_of(sensor, times, value=1.0):
-    readings_bulk_insert(tenant_id=sensor.machine.tenant_id, rows=[(sensor.pk, ts, value) for ts in times])
 
 
 def tenant_with_sensor(tier: str, external_id: str = "m-1"):
@@ -57,7 +41,7 @@ class TestPartitionDrops:
 
         dropped = partition_drops.partition_drop_expired()
 
-        assert [d.name for d in dropped] == [name_for(old_day)]
+        assert [d.name for d in dropped] == [partition_name_for(old_day)]
         assert dropped[0].rows_by_tenant == {free.pk: 3, pro.pk: 1}
         assert SensorReading.objects.count() == 0
         runs = {run.tenant_id: run for run in RetentionRun.objects.filter(trigger="maintenance")}
@@ -88,7 +72,7 @@ class TestPartitionDrops:
     def test_an_empty_partition_older_than_every_window_goes_without_a_run(self, old_day):
         (dropped,) = partition_drops.partition_drop_expired()
 
-        assert (dropped.name, dropped.rows_by_tenant) == (name_for(old_day), {})
+        assert (dropped.name, dropped.rows_by_tenant) == (partition_name_for(old_day), {})
         assert not RetentionRun.objects.exists()
 
     def test_a_hold_keeps_the_whole_partition(self, old_day):
@@ -120,7 +104,7 @@ class TestPartitionDrops:
         with pytest.raises(RuntimeError):
             partition_drops.partition_drop_expired()
 
-        assert name_for(old_day) in {p.name for p in partitions.partition_list()}
+        assert partition_name_for(old_day) in {p.name for p in partitions.partition_list()}
         assert SensorReading.objects.count() == 1
         assert not RetentionRun.objects.exists()
 
@@ -139,8 +123,8 @@ class TestPartitionDrops:
         ]
         deletes = [s for s in statements if s.startswith("DELETE")]
         assert drops == [
-            f'ALTER TABLE "{TABLE}" DETACH PARTITION "{name_for(old_day)}"',
-            f'DROP TABLE "{name_for(old_day)}"',
+            f'ALTER TABLE "{READINGS_TABLE}" DETACH PARTITION "{partition_name_for(old_day)}"',
+            f'DROP TABLE "{partition_name_for(old_day)}"',
         ]
         # The drop came after its checks, under the lock: every tenant's newest row past its window.
         lock_at = next(i for i, s in enumerate(statements) if "LOCK TABLE" in s)

@@ -7,13 +7,14 @@ from trustme (`tls_server_context`).
 import json
 import socket
 import ssl
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import trustme
+
+from haltless.testing import serving
 
 
 @dataclass
@@ -69,13 +70,8 @@ def serve(
         server.socket = tls.wrap_socket(server.socket, server_side=True)
         scheme = "https"
     fake.url = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def tls_server_context(ca: trustme.CA, *names: str) -> ssl.SSLContext:

@@ -1,6 +1,6 @@
 """Readings partitioned by time on PostgreSQL: the migration, partitions ahead, and whole-partition drops."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.core.management import call_command
@@ -9,29 +9,18 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from core.caller import Caller
+from haltless.testing import READINGS_TABLE, midnight, partition_name_for, readings_of
 from telemetry import partitions
 from telemetry.models import SensorReading, SensorRollup
-from telemetry.services import readings_bulk_insert, readings_ingest
+from telemetry.services import readings_ingest
 from telemetry.tests.factories import MachineFactory, SensorFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
-TABLE = SensorReading._meta.db_table
-
-
-def midnight(days_ago: int) -> datetime:
-    today = timezone.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return today - timedelta(days=days_ago)
-
-
-def name_for(ts: datetime) -> str:
-    """The partition whose window (READINGS_PARTITION_DAYS wide) holds `ts`."""
-    return f"{TABLE}_p{partitions._window_start(ts.astimezone(UTC).date()):%Y%m%d}"
-
 
 def partition_of(ts: datetime) -> str:
     with connection.cursor() as cursor:
-        cursor.execute(f'SELECT tableoid::regclass::text FROM "{TABLE}" WHERE ts = %s', [ts])
+        cursor.execute(f'SELECT tableoid::regclass::text FROM "{READINGS_TABLE}" WHERE ts = %s', [ts])
         return cursor.fetchone()[0]
 
 
@@ -41,10 +30,6 @@ def catalog(sql: str, params=()) -> list:
         return cursor.fetchall()
 
 
-def readings_of(sensor, times, value=1.0):
-    readings_bulk_insert(tenant_id=sensor.machine.tenant_id, rows=[(sensor.pk, ts, value) for ts in times])
-
-
 @pytest.fixture
 def sensor_of_tenant(tenant):
     return SensorFactory(machine=MachineFactory(tenant=tenant, external_id="press-1"))
@@ -52,17 +37,17 @@ def sensor_of_tenant(tenant):
 
 class TestTable:
     def test_the_parent_is_range_partitioned_on_ts_with_key_id_ts(self):
-        assert catalog("SELECT relkind FROM pg_class WHERE relname = %s", [TABLE]) == [("p",)]
-        assert catalog("SELECT pg_get_partkeydef(%s::regclass)", [TABLE]) == [("RANGE (ts)",)]
+        assert catalog("SELECT relkind FROM pg_class WHERE relname = %s", [READINGS_TABLE]) == [("p",)]
+        assert catalog("SELECT pg_get_partkeydef(%s::regclass)", [READINGS_TABLE]) == [("RANGE (ts)",)]
         constraints = dict(
             catalog(
                 "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
                 "WHERE conrelid = %s::regclass AND contype IN ('p', 'u')",
-                [TABLE],
+                [READINGS_TABLE],
             )
         )
         assert constraints == {
-            f"{TABLE}_pkey": "PRIMARY KEY (id, tenant_id, ts)",
+            f"{READINGS_TABLE}_pkey": "PRIMARY KEY (id, tenant_id, ts)",
             "telemetry_reading_sensor_ts_tenant_unique": "UNIQUE (sensor_id, ts, tenant_id)",
         }
         # Django keeps a single-column key (the admin and the ORM use it).
@@ -71,7 +56,7 @@ class TestTable:
     def test_partitions_exist_ahead_and_a_default_catches_the_rest(self):
         names = {p.name for p in partitions.partition_list()}
         for days in range(-partitions.ahead_days(), 1):
-            assert name_for(midnight(days)) in names
+            assert partition_name_for(midnight(days)) in names
         assert partitions.default_partition() in names
 
     def test_ingest_goes_to_the_days_partition_and_resending_is_a_no_op(self, tenant):
@@ -88,7 +73,7 @@ class TestTable:
         readings_ingest(by=Caller.system(tenant_id=tenant.pk), readings=body)
 
         assert SensorReading.objects.filter(tenant=tenant).count() == 2
-        assert partition_of(now) == name_for(now)
+        assert partition_of(now) == partition_name_for(now)
         assert partition_of(old) == partitions.default_partition()
 
     def test_creating_a_partition_moves_its_rows_out_of_the_default(self, sensor_of_tenant):
@@ -97,7 +82,7 @@ class TestTable:
 
         created = partitions.partitions_ensure(since=day, through=day)
 
-        assert created == [name_for(day)]
+        assert created == [partition_name_for(day)]
         assert partition_of(day + timedelta(hours=1)) == created[0]
         assert SensorReading.objects.count() == 2
 
@@ -121,7 +106,7 @@ REFERENCE_TABLES = {"tenants_tenant", "telemetry_machine", "telemetry_sensor", "
 class TestReadyForADistributedEngine:
     """The catalog, read: the tenant in every primary key, unique constraint and foreign-key path."""
 
-    @pytest.mark.parametrize("table", [TABLE, SensorRollup._meta.db_table, "telemetry_agentheartbeat"])
+    @pytest.mark.parametrize("table", [READINGS_TABLE, SensorRollup._meta.db_table, "telemetry_agentheartbeat"])
     def test_every_key_carries_the_tenant(self, table):
         rows = catalog(
             "SELECT c.contype, pg_get_constraintdef(c.oid), "
@@ -143,7 +128,7 @@ class TestReadyForADistributedEngine:
             d
             for (d,) in catalog(
                 "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'u'",
-                [TABLE],
+                [READINGS_TABLE],
             )
         ]
         assert definitions == ["UNIQUE (sensor_id, ts, tenant_id)"]
@@ -157,18 +142,18 @@ class TestMigrationFromOneTable:
         executor = MigrationExecutor(connection)
         executor.migrate([("telemetry", "0003_readings_without_foreign_keys")])
         try:
-            assert catalog("SELECT relkind FROM pg_class WHERE relname = %s", [TABLE]) == [("r",)]
+            assert catalog("SELECT relkind FROM pg_class WHERE relname = %s", [READINGS_TABLE]) == [("r",)]
             readings_of(sensor, times, value=3.5)
-            before = catalog(f'SELECT id, tenant_id, sensor_id, ts, value FROM "{TABLE}" ORDER BY id')
+            before = catalog(f'SELECT id, tenant_id, sensor_id, ts, value FROM "{READINGS_TABLE}" ORDER BY id')
 
             executor = MigrationExecutor(connection)
             executor.loader.build_graph()
             executor.migrate([("telemetry", "0004_partition_readings")])
 
-            after = catalog(f'SELECT id, tenant_id, sensor_id, ts, value FROM "{TABLE}" ORDER BY id')
+            after = catalog(f'SELECT id, tenant_id, sensor_id, ts, value FROM "{READINGS_TABLE}" ORDER BY id')
             assert after == before
             assert len(after) == len(times)
-            assert catalog("SELECT relkind FROM pg_class WHERE relname = %s", [TABLE]) == [("p",)]
+            assert catalog("SELECT relkind FROM pg_class WHERE relname = %s", [READINGS_TABLE]) == [("p",)]
             # The sequence carries on above the copied ids.
             readings_of(sensor, [midnight(0) + timedelta(hours=5)])
             assert SensorReading.objects.order_by("-id").first().id > max(row[0] for row in before)
@@ -189,27 +174,27 @@ class TestTenantInTheUniqueKey:
             with connection.cursor() as cursor:
                 for ts in times:
                     cursor.execute(
-                        f'INSERT INTO "{TABLE}" (tenant_id, sensor_id, ts, value) VALUES (%s, %s, %s, 1.5)',
+                        f'INSERT INTO "{READINGS_TABLE}" (tenant_id, sensor_id, ts, value) VALUES (%s, %s, %s, 1.5)',
                         [tenant.pk, sensor.pk, ts],
                     )
-            before = catalog(f'SELECT id, tenant_id, sensor_id, ts, value FROM "{TABLE}" ORDER BY id')
+            before = catalog(f'SELECT id, tenant_id, sensor_id, ts, value FROM "{READINGS_TABLE}" ORDER BY id')
 
             executor = MigrationExecutor(connection)
             executor.loader.build_graph()
             # 0007 and what follows it (ingest below runs on today's models).
             executor.migrate(executor.loader.graph.leaf_nodes())
 
-            assert catalog(f'SELECT id, tenant_id, sensor_id, ts, value FROM "{TABLE}" ORDER BY id') == before
+            assert catalog(f'SELECT id, tenant_id, sensor_id, ts, value FROM "{READINGS_TABLE}" ORDER BY id') == before
             # Every partition has the new key (the parent's ALTER builds one per partition).
             assert catalog(
                 "SELECT count(*) FROM pg_inherits i JOIN pg_constraint c ON c.conrelid = i.inhrelid "
                 "WHERE i.inhparent = %s::regclass AND c.contype = 'u' "
                 "AND pg_get_constraintdef(c.oid) = 'UNIQUE (sensor_id, ts, tenant_id)'",
-                [TABLE],
+                [READINGS_TABLE],
             ) == [(len(partitions.partition_list()),)]
             body = [{"machine": "press-1", "sensor": "temp", "ts": ts.isoformat(), "value": 9.0} for ts in times]
             assert readings_ingest(by=Caller.system(tenant_id=tenant.pk), readings=body) == len(times)
-            assert catalog(f'SELECT id, tenant_id, sensor_id, ts, value FROM "{TABLE}" ORDER BY id') == before
+            assert catalog(f'SELECT id, tenant_id, sensor_id, ts, value FROM "{READINGS_TABLE}" ORDER BY id') == before
 
             executor = MigrationExecutor(connection)
             executor.loader.build_graph()
@@ -219,7 +204,7 @@ class TestTenantInTheUniqueKey:
                 for (d,) in catalog(
                     "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
                     "WHERE conrelid = %s::regclass AND contype = 'u'",
-                    [TABLE],
+                    [READINGS_TABLE],
                 )
             ] == ["UNIQUE (sensor_id, ts)"]
         finally:

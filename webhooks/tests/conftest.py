@@ -1,7 +1,6 @@
 """Fake webhook endpoints on 127.0.0.1 (port 0), and a guard that fails any outbound connect."""
 
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -9,6 +8,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from haltless.testing import serving
 
 
 @dataclass
@@ -43,13 +44,8 @@ def endpoint(answer: Callable[[BaseHTTPRequestHandler], None]) -> Iterator[Endpo
 
     server = Server(("127.0.0.1", 0), Handler)
     fake.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/haltless"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def status_answer(status: int, headers: dict | None = None):
