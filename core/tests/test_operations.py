@@ -448,6 +448,11 @@ def json_log():
     root.setLevel(old_level)
 
 
+class Opaque:
+    def __str__(self):
+        return "an opaque thing"
+
+
 class TestJsonLogLines:
     def test_one_line_per_request_with_its_fields(self, json_log, api_key, machine):
         client = Client()
@@ -489,6 +494,27 @@ class TestJsonLogLines:
         logging.getLogger("anything").warning("got %s and %s with password=hunter2&x=1", api_key.secret, token)
         (line,) = [line for line in json_log.parsed() if line["logger"] == "anything"]
         assert line["message"] == "got hlts_[REDACTED] and [REDACTED] with password=[REDACTED]&x=1"
+
+    def test_a_traceback_and_values_json_has_no_type_for_are_written(self, json_log, api_key):
+        when = timezone.now()
+        try:
+            raise ValueError(f"bad key {api_key.secret}")
+        except ValueError:
+            logging.getLogger("anything").exception(
+                "failed at %s", "step 2", extra={"when": when, "ids": (1, 2), "thing": Opaque()}
+            )
+        (line,) = [line for line in json_log.parsed() if line["logger"] == "anything"]
+        assert (line["level"], line["message"]) == ("ERROR", "failed at step 2")
+        assert line["when"] == when.isoformat().replace("+00:00", "Z") and line["ids"] == [1, 2]
+        assert line["thing"] == "an opaque thing"
+        assert line["exc_info"].startswith("Traceback (most recent call last):")
+        assert line["exc_info"].endswith("ValueError: bad key hlts_[REDACTED]")
+
+    def test_records_skip_the_fields_no_format_prints(self):
+        # core.logging.configure (LOGGING_CONFIG) ran when Django set up.
+        record = logging.getLogger("anything").makeRecord("anything", logging.INFO, "f", 1, "m", (), None)
+        assert (record.threadName, record.processName, record.process) == (None, None, None)
+        assert logging._srcfile is None
 
 
 class TestRedact:

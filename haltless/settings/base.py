@@ -324,6 +324,7 @@ HALTLESS_PLATFORM_AI_MODELS = ["haltless-standard", "haltless-advanced"]
 # Every line is redacted by its formatter and carries the request id (core.logging), whatever the format.
 if LOG_FORMAT not in ("plain", "json"):
     raise ValueError(f"DJANGO_LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}.")
+LOGGING_CONFIG = "core.logging.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
