@@ -2,9 +2,10 @@
 
 10,000,000 readings of one tenant (100 sensors) spread evenly over the last 365
 days, loaded server-side by generate_series into the partitioned readings table
-(`READINGS_PARTITION_DAYS`-wide partitions, 7 by default), then rolled up (the beat job's work,
-timed: rows/s). The tenant is on the enterprise tier with a policy of 335 days
-for readings, so the oldest 30 days are expired and fill whole partitions.
+(`READINGS_PARTITION_DAYS`-wide partitions, 28 by default), then rolled up (the beat job's work,
+timed: rows/s). The tenant keeps 90 days of readings (the professional tier's
+window: an enterprise tenant the day after its downgrade), so the oldest 275
+days are expired, most of them in whole partitions.
 
 - Drop: the maintenance job (`partition_drop_expired`: rollups check, per
   partition the locks, the checks, detach + drop, one maintenance run recorded)
@@ -13,9 +14,17 @@ for readings, so the oldest 30 days are expired and fill whole partitions.
   transaction that is rolled back, so that the same rows are there for the drop).
 - Aggregate: one sensor, 365 days at 1d: from the rollups (what the endpoint does
   when the range is past the raw cutoff) against the same aggregate over the raw rows.
-- Figures for docs/notes/scale.md: rows per partition, partition size, time per drop.
+- Figures for docs/notes/scale.md: rows per partition, partition size, time per drop and
+  where it goes (each statement timed), the filesystem the partitions' files are on.
+
+The drop runs on cold partitions (a CHECKPOINT, then the kernel's page cache emptied,
+when run as root), as expired partitions are in service; the DELETE baseline runs warm,
+its fastest. BENCH_TABLESPACE_DIR=<an empty directory the server's user owns> puts the
+partitions there instead of the data directory, to measure a drop on other storage (a
+drop's commit frees the partition's files at that filesystem's speed).
 """
 
+import os
 import time
 from datetime import UTC, timedelta
 
@@ -26,7 +35,7 @@ TITLE = "Retention at scale: partition drops vs DELETE, 1d aggregates from rollu
 
 SENSORS = 100
 DAYS = 365
-POLICY_DAYS = 335
+POLICY_DAYS = 90  # the professional tier's readings window
 
 
 def _best_of(n: int, fn) -> float:
@@ -39,12 +48,10 @@ def _best_of(n: int, fn) -> float:
 
 
 def _setup():
-    from retention.models import RetentionPolicy
     from telemetry.models import Machine, Sensor
     from tenants.models import Tenant
 
-    tenant = Tenant.objects.create(name="Partition bench", tier="enterprise")
-    RetentionPolicy.objects.create(tenant=tenant, readings_days=POLICY_DAYS)
+    tenant = Tenant.objects.create(name="Partition bench", tier="professional")
     machine = Machine.objects.create(tenant=tenant, external_id="press-1", name="Press 1")
     sensors = Sensor.objects.bulk_create(
         Sensor(machine=machine, key=f"s{i}", kind="temperature") for i in range(SENSORS)
@@ -68,6 +75,7 @@ def _fresh_partitions(now) -> None:
 
 
 def _load(*, tenant_id, sensor_ids, total: int, now) -> None:
+    from telemetry import partitions
     from telemetry.models import SensorReading
 
     table = SensorReading._meta.db_table
@@ -80,10 +88,49 @@ def _load(*, tenant_id, sensor_ids, total: int, now) -> None:
             "FROM generate_series(0, %s - 1) AS g",
             [tenant_id, sensor_ids, SENSORS, start, SENSORS, step, total],
         )
+    # The load ran with triggers off: count its rows per tenant and day once, as after any such load.
+    partitions.reading_day_counts_rebuild()
+
+
+def _use_tablespace() -> str | None:
+    """BENCH_TABLESPACE_DIR (a directory the server's user owns): the partitions' files go there.
+
+    To measure on storage other than the data directory's: a drop's commit frees the
+    partition's files, at the speed of that filesystem (docs/notes/scale.md).
+    """
+    location = os.environ.get("BENCH_TABLESPACE_DIR")
+    if not location:
+        return None
+    _execute("DROP TABLESPACE IF EXISTS haltless_bench")
+    _execute(f"CREATE TABLESPACE haltless_bench LOCATION '{location}'")
+    _execute("SET default_tablespace = haltless_bench")
+    return location
+
+
+def _storage_of(path: str) -> str:
+    """The filesystem and mount options `path` is on (this machine's mounts; the server runs here)."""
+    try:
+        with open("/proc/mounts") as mounts:
+            entries = [line.split() for line in mounts]
+    except OSError:
+        return "unknown"
+    best = max((e for e in entries if path.startswith(e[1].rstrip("/") + "/") or path == e[1]), key=lambda e: len(e[1]))
+    return f"{best[2]} on {best[1]} ({best[3]})"
+
+
+def _evict_caches() -> bool:
+    """Write every dirty page out and empty the kernel's page cache (root only): False if it could not."""
+    _execute("CHECKPOINT")
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as caches:
+            caches.write("1\n")
+    except OSError:
+        return False
+    return True
 
 
 def run(ctx: Context) -> list[Measurement]:
-    from django.db import transaction
+    from django.db import connection, transaction
     from django.utils import timezone
 
     from retention import partitions as partition_drops
@@ -99,6 +146,7 @@ def run(ctx: Context) -> list[Measurement]:
     total = ctx.scale(10_000_000, 200_000)
     now = timezone.now()
     tenant, sensor_ids = _setup()
+    tablespace = _use_tablespace()
     _fresh_partitions(now)
 
     started = time.perf_counter()
@@ -177,25 +225,32 @@ def run(ctx: Context) -> list[Measurement]:
         vacuum_seconds = vacuum_seconds or time.perf_counter() - started
     fastest = min(delete_times, key=delete_times.get)
     delete_seconds = delete_times[fastest]
+    # In service an expired partition is months old and unread: its pages are on disk, not in
+    # memory. The same fastest DELETE, from there (informational: the baseline stays the warm one).
+    cold = _evict_caches()
+    if cold:
+        started = time.perf_counter()
+        with transaction.atomic():
+            sum(_execute(sql, params) for sql, params in deletes[fastest])
+            cold_delete_seconds = time.perf_counter() - started
+            transaction.set_rollback(True)
+        _execute(f'VACUUM "{table}"')
+        _evict_caches()
 
-    # The drop, with the time its exact per-tenant row counts (for the run records) take.
-    count_seconds = []
-    real_count = partition_drops._count_by_tenant
+    # The drop, with the time of each of its statements (for the notes: where a drop's time goes).
+    statement_seconds: dict[str, list[float]] = {}
 
-    def timed_count(*args, **kwargs):
+    def timed(execute, sql, params, many, context):
         started = time.perf_counter()
         try:
-            return real_count(*args, **kwargs)
+            return execute(sql, params, many, context)
         finally:
-            count_seconds.append(time.perf_counter() - started)
+            statement_seconds.setdefault(" ".join(sql.split()[:4]), []).append(time.perf_counter() - started)
 
-    partition_drops._count_by_tenant = timed_count
-    try:
+    with connection.execute_wrapper(timed):
         started = time.perf_counter()
         dropped = partition_drops.partition_drop_expired(now=now)
         drop_seconds = time.perf_counter() - started
-    finally:
-        partition_drops._count_by_tenant = real_count
     dropped_rows = sum(sum(d.rows_by_tenant.values()) for d in dropped)
     assert [d.name for d in dropped] == [p.name for p in expired], [d.name for d in dropped]
     assert dropped_rows == in_expired, (dropped_rows, in_expired)
@@ -203,16 +258,28 @@ def run(ctx: Context) -> list[Measurement]:
     assert RetentionRun.objects.filter(tenant=tenant, trigger="maintenance").count() == len(with_rows)
 
     ctx.notes.append(
-        f"retention at scale: {total:,} readings of one tenant over {DAYS} days in week partitions "
+        f"retention at scale: {total:,} readings of one tenant over {DAYS} days in "
+        f"{partitions.width_days()}-day partitions "
         f"(about {sizes[1]:,.0f} rows and {sizes[0] / 2**20:,.1f} MiB each with indexes); loaded in "
         f"{load_seconds:.0f} s; rollups built in {rollup_seconds:.1f} s ({total / rollup_seconds:,.0f} rows/s). "
         f"{len(dropped)} expired partitions ({in_expired:,} rows) dropped in {drop_seconds * 1000:.0f} ms "
-        f"({drop_seconds / len(dropped) * 1000:.1f} ms per partition, checks and run records included; of it "
-        f"{sum(count_seconds) * 1000:.0f} ms counting the rows per tenant for the run records, the one O(rows) "
-        f"step, {in_expired / max(sum(count_seconds), 1e-9):,.0f} rows/s). DELETEs of the same rows: "
+        f"({drop_seconds / len(dropped) * 1000:.1f} ms per partition, checks and run records included; "
+        f"{sum(map(len, statement_seconds.values()))} statements, the slowest kinds: "
+        + ", ".join(
+            f"{kind} {len(times)}x {sum(times) * 1000:.1f} ms"
+            for kind, times in sorted(statement_seconds.items(), key=lambda item: -sum(item[1]))[:6]
+        )
+        + "). DELETEs of the same rows: "
         + "; ".join(f"{label} {seconds:.2f} s" for label, seconds in delete_times.items())
         + f" (fastest: {in_expired / delete_seconds:,.0f} rows/s), which leave dead rows a VACUUM of the "
-        f"table then needs {vacuum_seconds:.1f} s to settle."
+        f"table then needs {vacuum_seconds:.1f} s to settle. "
+        + (
+            f"The drop ran on cold partitions (CHECKPOINT, then the page cache emptied), as expired ones are in "
+            f"service; the fastest DELETE from cold took {cold_delete_seconds:.2f} s. "
+            if cold
+            else "The page cache could not be emptied (not root): the drop freed cached files. "
+        )
+        + f"Partition files: {_storage_of(tablespace or _fetchall('SHOW data_directory')[0][0])}."
     )
     when = now.astimezone(UTC).date().isoformat()
     return [

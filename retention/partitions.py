@@ -10,7 +10,7 @@ retention's (windows, holds, runs), and retention builds on telemetry, not the r
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from django.db import connection, transaction
@@ -20,7 +20,7 @@ from audit.services import audit_record
 from core.caller import Caller
 from retention import policies
 from retention.models import RetentionRun
-from telemetry import partitions
+from telemetry import partitions, selectors
 from telemetry.partitions import Partition
 from telemetry.rollups import rollups_build
 from tenants.models import Tenant
@@ -46,62 +46,86 @@ def _tenants_in(cursor, table: str) -> list[UUID]:
     return [row[0] for row in cursor.fetchall()]
 
 
-def _why_kept(cursor, *, table: str, tenants: list, now: datetime, built_through: int) -> str | None:
-    """Why the partition must stay, or None if every row is expired for its tenant, unheld and rolled up."""
+def _readings_cutoff(tenant: Tenant, now: datetime) -> datetime | None:
+    """Before this, the tenant's readings are past its window; None: it has no window (keep everything)."""
+    try:
+        return now - timedelta(days=policies.effective_windows(tenant=tenant)["readings"])
+    except policies.UnknownTier:
+        return None
 
+
+def _newest_and_highest(cursor, *, table: str, tenants: list) -> tuple[list, int | None]:
+    """Each tenant's newest reading time in the partition and its highest id: one index probe each, one round trip."""
     qn = connection.ops.quote_name
-    by_id = {t.pk: t for t in Tenant.objects.select_related("retention_policy").filter(pk__in=tenants)}
-    for tenant_id in tenants:
+    newest = ", ".join(f"(SELECT max(ts) FROM {qn(table)} WHERE tenant_id = %s)" for _ in tenants)  # noqa: S608
+    cursor.execute(f"SELECT (SELECT max(id) FROM {qn(table)}){', ' if tenants else ''}{newest}", tenants)  # noqa: S608
+    highest, *newest_times = cursor.fetchone()
+    return newest_times, highest
+
+
+def _why_kept(
+    cursor, *, partition: Partition, tenants: list, by_id: dict, now: datetime, built_through: int
+) -> str | None:
+    """Why the partition must stay, or None if every row is expired for its tenant, unheld and rolled up.
+
+    Called under the drop's locks: what it reads cannot change before the drop commits.
+    """
+    qn = connection.ops.quote_name
+    newest_times, highest = _newest_and_highest(cursor, table=partition.name, tenants=tenants)
+    for tenant_id, newest in zip(tenants, newest_times, strict=True):
         tenant = by_id.get(tenant_id)
         if tenant is None:
             return f"rows of an unknown tenant {tenant_id}"
-        try:
-            cutoff = now - timedelta(days=policies.effective_windows(tenant=tenant)["readings"])
-        except policies.UnknownTier:
+        cutoff = _readings_cutoff(tenant, now)
+        if cutoff is None:
             return f"tenant {tenant_id} has no retention window"
-        cursor.execute(f"SELECT max(ts) FROM {qn(table)} WHERE tenant_id = %s", [tenant_id])  # noqa: S608
-        newest = cursor.fetchone()[0]
         if newest is not None and newest >= cutoff:
             return f"tenant {tenant_id} has rows inside its window"
-        held, held_params = policies.held_sql(
-            holds=policies.active_holds(tenant_id=tenant_id), ts_column="ts", sensor_column="sensor_id"
-        )
+    holds = policies.active_holds_by_tenant(tenant_ids=tenants, since=partition.start, until=partition.end)
+    for tenant_id, tenant_holds in holds.items():
+        held, held_params = policies.held_sql(holds=tenant_holds, ts_column="ts", sensor_column="sensor_id")
         cursor.execute(
-            f"SELECT EXISTS (SELECT 1 FROM {qn(table)} WHERE tenant_id = %s AND {held})",  # noqa: S608
+            f"SELECT EXISTS (SELECT 1 FROM {qn(partition.name)} WHERE tenant_id = %s AND {held})",  # noqa: S608
             [tenant_id, *held_params],
         )
         if cursor.fetchone()[0]:
             return f"tenant {tenant_id} has held rows"
-    cursor.execute(f"SELECT max(id) FROM {qn(table)}")  # noqa: S608
-    highest = cursor.fetchone()[0]
     if highest is not None and highest > built_through:
         return "rows not yet in the rollups"
     return None
 
 
-def _shortest_window() -> int:
-    """The shortest readings window of any tenant (days): its policy, or its tier's."""
+def _surely_kept(partition: Partition, *, day_counts: dict, cutoffs: dict, now: datetime) -> bool:
+    """A first look, without locks or queries: the day counts show a row that must stay, or nothing to drop.
 
-    windows = []
-    for tenant in Tenant.objects.select_related("retention_policy"):
-        try:
-            windows.append(policies.effective_windows(tenant=tenant)["readings"])
-        except policies.UnknownTier:
-            continue
-    return min(windows, default=0)
-
-
-def _count_by_tenant(cursor, *, table: str, tenants: list) -> dict:
-    """Exact rows per tenant of a partition, for the run records: the one part of a drop that is
-    O(rows) (a sequential count, about 20 M rows/s here). A partition of one tenant (the tenants
-    are known already) is counted without hashing a uuid per row, two to four times faster."""
-    qn = connection.ops.quote_name
+    Only rules partitions out (a row on a day that starts inside its tenant's window is
+    inside it); what it lets through is checked row-exactly under the drop's locks.
+    """
+    first, last = partition.start.astimezone(UTC).date(), partition.end.astimezone(UTC).date()
+    tenants = {tenant_id for (tenant_id, day) in day_counts if first <= day < last}
     if not tenants:
-        return {}
-    if len(tenants) == 1:
-        cursor.execute(f"SELECT count(*) FROM {qn(table)}")  # noqa: S608
-        return {tenants[0]: cursor.fetchone()[0]}
-    cursor.execute(f"SELECT tenant_id, count(*) FROM {qn(table)} GROUP BY tenant_id")  # noqa: S608
+        return partition.end > partitions.oldest_possible_cutoff(now)  # empty, but some tier may still backfill
+    for tenant_id, day in day_counts:
+        if first <= day < last:
+            cutoff = cutoffs.get(tenant_id)
+            if cutoff is None or datetime(day.year, day.month, day.day, tzinfo=UTC) >= cutoff:
+                return True
+    return False
+
+
+def _rows_by_tenant(cursor, *, partition: Partition, tenants: list) -> dict:
+    """Exact rows per tenant of a partition, for the run records, without counting them.
+
+    The database's triggers keep them per tenant and day (telemetry.models.ReadingDayCount).
+    Should those disagree with the tenants the partition holds (a bulk load with triggers off
+    and no rebuild), the rows are counted after all, at 7-20 M rows/s: slower, still exact.
+    """
+    kept = selectors.reading_counts_by_tenant(start=partition.start, end=partition.end)
+    if set(kept) == set(tenants):
+        return kept
+    logger.warning("readings partition %s: day counts out of step with its rows; counting them", partition.name)
+    qn = connection.ops.quote_name
+    cursor.execute(f"SELECT tenant_id, count(*) FROM {qn(partition.name)} GROUP BY tenant_id")  # noqa: S608
     return dict(cursor.fetchall())
 
 
@@ -124,23 +148,28 @@ def _drop_one(partition: Partition, *, now: datetime, built_through: int, lock_t
         if not tenants and partition.end > partitions.oldest_possible_cutoff(now):
             return None
         # A hold is created under its tenant's row lock: taking them keeps new holds out.
-        list(Tenant.objects.select_for_update().filter(pk__in=tenants).order_by("pk").values_list("pk", flat=True))
-        reason = _why_kept(cursor, table=partition.name, tenants=tenants, now=now, built_through=built_through)
+        locked = Tenant.objects.select_for_update(of=("self",)).select_related("retention_policy")
+        by_id = {t.pk: t for t in locked.filter(pk__in=tenants).order_by("pk")}
+        reason = _why_kept(
+            cursor, partition=partition, tenants=tenants, by_id=by_id, now=now, built_through=built_through
+        )
         if reason:
             logger.info("readings partition %s kept: %s", partition.name, reason)
             return None
-        rows_by_tenant = _count_by_tenant(cursor, table=partition.name, tenants=tenants)
+        rows_by_tenant = _rows_by_tenant(cursor, partition=partition, tenants=tenants)
         cursor.execute(f"ALTER TABLE {qn(partitions.parent_table())} DETACH PARTITION {qn(partition.name)}")
         cursor.execute(f"DROP TABLE {qn(partition.name)}")
-        _record_drop(partition=partition, rows_by_tenant=rows_by_tenant, now=now)
+        partitions.reading_day_counts_forget(start=partition.start, end=partition.end)
+        _record_drop(partition=partition, rows_by_tenant=rows_by_tenant, tenants=by_id, now=now)
     logger.info("readings partition %s dropped (%s rows)", partition.name, sum(rows_by_tenant.values()))
     return Dropped(partition.name, rows_by_tenant)
 
 
-def _record_drop(*, partition: Partition, rows_by_tenant: dict, now: datetime) -> None:
+def _record_drop(*, partition: Partition, rows_by_tenant: dict, tenants: dict, now: datetime) -> None:
     """One succeeded `maintenance` run per affected tenant, in the drop's transaction."""
 
-    for tenant in Tenant.objects.select_related("retention_policy").filter(pk__in=rows_by_tenant):
+    for tenant_id in rows_by_tenant:
+        tenant = tenants[tenant_id]
         windows = policies.effective_windows(tenant=tenant)
         cutoffs = policies.cutoffs_for(windows=windows, now=now)
         run = RetentionRun.objects.create(
@@ -171,21 +200,6 @@ def _record_drop(*, partition: Partition, rows_by_tenant: dict, now: datetime) -
         )
 
 
-def _drop_if_expired(
-    partition: Partition, *, now: datetime, newest_candidate: datetime, built_through: int, lock_timeout_ms: int
-) -> Dropped | None:
-    if partition.end > now or partition.start >= newest_candidate:
-        return None
-    # A first look without locks; only a partition that passes is locked and looked at again.
-    with connection.cursor() as cursor:
-        tenants = _tenants_in(cursor, partition.name)
-        if not tenants and partition.end > partitions.oldest_possible_cutoff(now):
-            return None  # empty, but some tier may still backfill into its range
-        if tenants and _why_kept(cursor, table=partition.name, tenants=tenants, now=now, built_through=built_through):
-            return None
-    return _drop_one(partition, now=now, built_through=built_through, lock_timeout_ms=lock_timeout_ms)
-
-
 def partition_drop_expired(
     *,
     now: datetime | None = None,
@@ -209,20 +223,20 @@ def partition_drop_expired(
     try:
         # Rows of a partition go only once they are in the rollups.
         built_through = rollups_build()
-        # A partition starting after the shortest window's cutoff holds only rows inside
-        # every tenant's window: not even a candidate.
-        newest_candidate = now - timedelta(days=_shortest_window())
+        cutoffs = {t.pk: _readings_cutoff(t, now) for t in Tenant.objects.select_related("retention_policy")}
+        # A partition ending after the latest cutoff holds rows inside some window, or may still
+        # get them: not even a candidate. The rest are first looked at through the day counts.
+        latest_cutoff = max((c for c in cutoffs.values() if c is not None), default=now)
+        ranges = [p for p in partitions.partition_list() if p.start is not None]
+        candidates = [p for p in ranges if p.end <= now and p.start < latest_cutoff]
+        day_counts = (
+            selectors.reading_day_counts(start=candidates[0].start, end=candidates[-1].end) if candidates else {}
+        )
         dropped = []
-        for partition in partitions.partition_list():
-            if partition.start is None:
-                continue
-            result = _drop_if_expired(
-                partition,
-                now=now,
-                newest_candidate=newest_candidate,
-                built_through=built_through,
-                lock_timeout_ms=lock_timeout_ms,
-            )
+        for partition in ranges:
+            result = None
+            if partition in candidates and not _surely_kept(partition, day_counts=day_counts, cutoffs=cutoffs, now=now):
+                result = _drop_one(partition, now=now, built_through=built_through, lock_timeout_ms=lock_timeout_ms)
             if result is not None:
                 dropped.append(result)
             if on_partition_done is not None:

@@ -60,16 +60,30 @@ class HeldRange:
     machine_ids: tuple[UUID, ...] | None
 
 
+def _held_range(hold: RetentionHold) -> HeldRange:
+    return HeldRange(
+        starts_at=hold.starts_at,
+        ends_at=hold.ends_at,
+        machine_ids=None if hold.all_machines else tuple(sorted(m.pk for m in hold.machines.all())),
+    )
+
+
 def active_holds(*, tenant_id: UUID) -> list[HeldRange]:
     holds = RetentionHold.objects.filter(tenant_id=tenant_id, released_at__isnull=True).prefetch_related("machines")
-    return [
-        HeldRange(
-            starts_at=hold.starts_at,
-            ends_at=hold.ends_at,
-            machine_ids=None if hold.all_machines else tuple(sorted(m.pk for m in hold.machines.all())),
-        )
-        for hold in holds
-    ]
+    return [_held_range(hold) for hold in holds]
+
+
+def active_holds_by_tenant(*, tenant_ids: list[UUID], since: datetime, until: datetime) -> dict[UUID, list[HeldRange]]:
+    """The active holds of these tenants that overlap [since, until), by tenant (tenants without any left out)."""
+    holds = (
+        RetentionHold.objects.filter(tenant_id__in=tenant_ids, released_at__isnull=True, starts_at__lt=until)
+        .exclude(ends_at__lte=since)
+        .prefetch_related("machines")
+    )
+    by_tenant: dict[UUID, list[HeldRange]] = {}
+    for hold in holds:
+        by_tenant.setdefault(hold.tenant_id, []).append(_held_range(hold))
+    return by_tenant
 
 
 def held_sql(*, holds: list[HeldRange], ts_column: str, sensor_column: str) -> tuple[str, list]:

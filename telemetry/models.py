@@ -174,6 +174,37 @@ class SensorReading(models.Model):
         return f"{self.sensor_id}@{self.ts.isoformat()}={self.value}"
 
 
+class ReadingDayCount(models.Model):
+    """How many readings a tenant has on one UTC day: the exact row counts a partition drop records.
+
+    Kept by statement triggers on the readings table (PostgreSQL, migration 0009)
+    that see every insert, delete and update, whoever makes it (ingest's COPY,
+    retention, a sensor's cascade, raw SQL), so a maintenance drop reads its
+    per-tenant row counts here instead of counting millions of rows under its
+    locks. A day's count is the sum over `slot`s: each connection adds to its
+    own slot (its backend pid modulo SLOTS), so concurrent ingests of one tenant
+    do not queue on one row; a slot alone means nothing and may go negative.
+    Rows moved between partitions (a partition created over default-partition
+    rows) keep their day, so no count changes. A bulk load with triggers off
+    (session_replication_role = replica) must end with
+    `telemetry.partitions.reading_day_counts_rebuild()`. Unused on SQLite,
+    which has no partitions to drop.
+    """
+
+    SLOTS = 16
+
+    pk = models.CompositePrimaryKey("tenant", "day", "slot")
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.DO_NOTHING, related_name="+", db_index=False, db_constraint=False
+    )
+    day = models.DateField()
+    slot = models.SmallIntegerField()
+    rows = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.day.isoformat()}[{self.slot}]: {self.rows}"
+
+
 class AgentHeartbeat(models.Model):
     """An edge agent's heartbeat, made with its API key, with what the agent says about itself."""
 

@@ -1,7 +1,7 @@
 """Time partitions of the readings table on PostgreSQL (declarative range partitions on `ts`).
 
 Hand-written rather than django-postgres-extra or pg_partman (see docs/notes/scale.md):
-the whole of it is creating week-wide partitions ahead, a default partition so that
+the whole of it is creating partitions ahead (28 days wide by default), a default partition so that
 no ingest ever fails for want of one, and dropping a partition only when every row
 in it is past its own tenant's window, held by no hold and already in the rollups.
 SQLite keeps one table; every function here is a no-op there.
@@ -11,7 +11,7 @@ SQLite keeps one table; every function here is a no-op there.
   keys must contain the partition column), while Django's model keeps `id` as its
   single-column key; ids come from one identity sequence, unique across partitions.
 - Partitions are `<table>_pYYYYMMDD`, [day, day + width) in UTC, width
-  `READINGS_PARTITION_DAYS` (default 7, chosen from measurements: docs/notes/scale.md),
+  `READINGS_PARTITION_DAYS` (default 28, chosen from measurements: docs/notes/scale.md),
   aligned to multiples of the width since 1970-01-01. Readings outside every partition (an old
   backfill) go to `<table>_default`; creating a partition whose range already has
   rows in the default moves them into it in the same transaction.
@@ -29,7 +29,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from telemetry.models import SensorReading
+from telemetry.models import ReadingDayCount, SensorReading
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def default_partition() -> str:
 
 
 def width_days() -> int:
-    return max(1, int(getattr(settings, "READINGS_PARTITION_DAYS", 7)))
+    return max(1, int(getattr(settings, "READINGS_PARTITION_DAYS", 28)))
 
 
 def ahead_days() -> int:
@@ -162,3 +162,30 @@ def oldest_possible_cutoff(now: datetime) -> datetime:
 
     longest = max((tiers.tier_windows(name)["readings"] for name in tiers.tier_names()), default=0)
     return now - timedelta(days=longest)
+
+
+def reading_day_counts_forget(*, start: datetime, end: datetime) -> None:
+    """Forget the day counts of [start, end) (a dropped partition's days: no reading of them is left).
+
+    In the drop's transaction, under its lock on the parent: no write can add to them meanwhile.
+    """
+    ReadingDayCount.objects.filter(day__gte=start.astimezone(UTC).date(), day__lt=end.astimezone(UTC).date()).delete()
+
+
+def reading_day_counts_rebuild() -> int:
+    """Count every reading again, per tenant and UTC day (after a bulk load with triggers off).
+
+    Locks the readings table against writes while it counts; returns the readings counted.
+    """
+    if not is_partitioned():
+        return 0
+    table, counts = connection.ops.quote_name(parent_table()), connection.ops.quote_name(ReadingDayCount._meta.db_table)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"LOCK TABLE {table} IN SHARE MODE")
+        cursor.execute(f"DELETE FROM {counts}")  # noqa: S608 - names from model meta
+        cursor.execute(
+            f"INSERT INTO {counts} (tenant_id, day, slot, rows) "  # noqa: S608 - names from model meta
+            f"SELECT tenant_id, (ts AT TIME ZONE 'UTC')::date, 0, count(*) FROM {table} GROUP BY 1, 2"
+        )
+        cursor.execute(f"SELECT coalesce(sum(rows), 0) FROM {counts}")  # noqa: S608
+        return int(cursor.fetchone()[0])

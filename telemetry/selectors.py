@@ -2,7 +2,7 @@
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from django.db import connection
 from django.db.models import (
@@ -14,6 +14,7 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    Sum,
     Value,
 )
 from django.db.models.functions import Cast, Greatest, Least
@@ -22,7 +23,15 @@ from apikeys.models import ApiKey
 from core import errors
 from core.caller import Caller
 from core.text import storable_text
-from telemetry.models import AgentHeartbeat, Machine, Sensor, SensorReading, SensorRollup, value_bounds
+from telemetry.models import (
+    AgentHeartbeat,
+    Machine,
+    ReadingDayCount,
+    Sensor,
+    SensorReading,
+    SensorRollup,
+    value_bounds,
+)
 
 # Aggregation buckets: name -> seconds.
 BUCKETS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
@@ -333,6 +342,26 @@ def reading_aggregates_with_rollups(
             sensor_id=sensor_id, kind=kind, bucket_seconds=bucket_seconds, since=raw_from, until=until
         )
     return buckets
+
+
+def reading_counts_by_tenant(*, start: datetime, end: datetime) -> dict[uuid.UUID, int]:
+    """Readings per tenant with a time in [start, end), whole UTC days (PostgreSQL; see ReadingDayCount)."""
+    rows = (
+        ReadingDayCount.objects.filter(day__gte=start.astimezone(UTC).date(), day__lt=end.astimezone(UTC).date())
+        .values_list("tenant_id")
+        .annotate(total=Sum("rows"))
+    )
+    return {tenant_id: total for tenant_id, total in rows if total}
+
+
+def reading_day_counts(*, start: datetime, end: datetime) -> dict[tuple[uuid.UUID, date], int]:
+    """Readings per (tenant, UTC day) for the days of [start, end), days without any left out (PostgreSQL)."""
+    rows = (
+        ReadingDayCount.objects.filter(day__gte=start.astimezone(UTC).date(), day__lt=end.astimezone(UTC).date())
+        .values_list("tenant_id", "day")
+        .annotate(total=Sum("rows"))
+    )
+    return {(tenant_id, day): total for tenant_id, day, total in rows if total}
 
 
 def heartbeat_latest_per_key() -> QuerySet[AgentHeartbeat]:

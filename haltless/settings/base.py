@@ -294,7 +294,7 @@ CELERY_BEAT_SCHEDULE = {
 # Without a broker, a daemon thread in each process sends webhooks (the embedded mode).
 WEBHOOK_EMBEDDED_SENDER = True
 # Readings partitions (PostgreSQL): width and how far ahead they are created (docs/notes/scale.md).
-READINGS_PARTITION_DAYS = 7
+READINGS_PARTITION_DAYS = 28
 READINGS_PARTITIONS_AHEAD_DAYS = 7
 
 # --- Haltless ----------------------------------------------------------------------

@@ -24,6 +24,11 @@ def tenant_with_sensor(tier: str, external_id: str = "m-1"):
     return tenant, SensorFactory(machine=MachineFactory(tenant=tenant, external_id=external_id))
 
 
+def partition_drop_expired_logged(caplog):
+    with caplog.at_level("WARNING", logger="retention.partitions"):
+        return partition_drops.partition_drop_expired()
+
+
 class TestPartitionDrops:
     """Only the maintenance job drops whole partitions, and only when every row may go."""
 
@@ -51,6 +56,33 @@ class TestPartitionDrops:
         }
         # Their rollups were built before the rows went.
         assert SensorRollup.objects.filter(bucket=3600, sensor=free_sensor).count() == 3
+
+    def test_a_tenants_earlier_run_is_not_counted_again(self, old_day):
+        free, free_sensor = tenant_with_sensor("free")
+        enterprise, ent_sensor = tenant_with_sensor("enterprise")
+        readings_of(free_sensor, [old_day + timedelta(hours=h) for h in range(4)])
+        readings_of(ent_sensor, [old_day + timedelta(hours=9)])
+        run, _ = retention_run_request(by=Caller.system(tenant_id=free.pk), trigger=RetentionRun.Trigger.MANUAL)
+        assert retention_run_execute(run_id=run.pk).readings_deleted == 4
+
+        (dropped,) = partition_drops.partition_drop_expired()
+
+        assert dropped.rows_by_tenant == {enterprise.pk: 1}
+        assert RetentionRun.objects.get(trigger="maintenance").readings_deleted == 1
+
+    def test_counts_out_of_step_with_the_rows_are_counted_again(self, old_day, caplog):
+        free, free_sensor = tenant_with_sensor("free")
+        readings_of(free_sensor, [old_day + timedelta(hours=h) for h in range(3)])
+        with connection.cursor() as cursor:  # as a bulk load with triggers off would leave them
+            cursor.execute("DELETE FROM telemetry_readingdaycount")
+
+        (dropped,) = partition_drop_expired_logged(caplog)
+
+        assert dropped.rows_by_tenant == {free.pk: 3}
+        assert RetentionRun.objects.get(trigger="maintenance").readings_deleted == 3
+        assert f"readings partition {dropped.name}: day counts out of step with its rows; counting them" in (
+            caplog.messages
+        )
 
     def test_mixed_tiers_never_drop_the_enterprise_tenants_rows_in_its_window(self):
         free, free_sensor = tenant_with_sensor("free")
@@ -112,6 +144,7 @@ class TestPartitionDrops:
         free, free_sensor = tenant_with_sensor("free")
         readings_of(free_sensor, [old_day + timedelta(hours=1), midnight(30)])
 
+        (dropped,) = [p for p in partitions.partition_list() if p.name == partition_name_for(old_day)]
         with CaptureQueriesContext(connection) as queries:
             partition_drops.partition_drop_expired()
             run, _ = retention_run_request(by=Caller.system(tenant_id=free.pk), trigger=RetentionRun.Trigger.MANUAL)
@@ -121,14 +154,21 @@ class TestPartitionDrops:
         drops = [
             s for s in statements if (s.startswith(("DROP", "ALTER TABLE")) and "DETACH" in s) or s.startswith("DROP")
         ]
-        deletes = [s for s in statements if s.startswith("DELETE")]
+        counts = 'DELETE FROM "telemetry_readingdaycount"'
+        deletes = [s for s in statements if s.startswith("DELETE") and not s.startswith(counts)]
+        # The dropped partition's day counts go with it: its days, all of them, nothing else.
+        week = (dropped.start.date(), dropped.end.date())
+        assert [s for s in statements if s.startswith(counts)] == [
+            f'{counts} WHERE ("telemetry_readingdaycount"."day" >= \'{week[0]}\'::date '
+            f'AND "telemetry_readingdaycount"."day" < \'{week[1]}\'::date)'
+        ]
         assert drops == [
             f'ALTER TABLE "{READINGS_TABLE}" DETACH PARTITION "{partition_name_for(old_day)}"',
             f'DROP TABLE "{partition_name_for(old_day)}"',
         ]
         # The drop came after its checks, under the lock: every tenant's newest row past its window.
         lock_at = next(i for i, s in enumerate(statements) if "LOCK TABLE" in s)
-        checks = [s for s in statements[lock_at:] if s.startswith("SELECT max(ts)")]
+        checks = [s for s in statements[lock_at:] if "(SELECT max(ts) FROM" in s]
         assert checks and statements.index(drops[0]) > lock_at
         assert deletes and all('"tenant_id" = ' in s and free.pk.hex in s.replace("-", "") for s in deletes)
         assert SensorReading.objects.count() == 0

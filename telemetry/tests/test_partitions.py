@@ -98,6 +98,72 @@ class TestTable:
         assert entry["task"] == "telemetry.partitions_ensure"
 
 
+def day_counts() -> dict:
+    """The trigger-kept counts, summed over their slots (zero sums left out)."""
+    return {
+        (tenant_id, day): rows
+        for tenant_id, day, rows in catalog(
+            "SELECT tenant_id, day, sum(rows) FROM telemetry_readingdaycount GROUP BY 1, 2 HAVING sum(rows) <> 0"
+        )
+    }
+
+
+def counted_rows() -> dict:
+    """The same, counted from the readings themselves."""
+    return {
+        (tenant_id, day): rows
+        for tenant_id, day, rows in catalog(
+            f"SELECT tenant_id, (ts AT TIME ZONE 'UTC')::date, count(*) FROM \"{READINGS_TABLE}\" GROUP BY 1, 2"
+        )
+    }
+
+
+class TestReadingDayCounts:
+    """Every write of the readings, whoever makes it, keeps the per-tenant day counts a drop records."""
+
+    def test_ingest_resends_deletes_moves_and_updates_keep_them_exact(self, tenant, other_tenant):
+        machine = MachineFactory(tenant=tenant, external_id="press-1")
+        SensorFactory(machine=machine, key="temp")
+        doomed = SensorFactory(machine=machine, key="doomed")
+        theirs = SensorFactory(machine=MachineFactory(tenant=other_tenant, external_id="press-1"), key="temp")
+        now = timezone.now().replace(microsecond=0)
+        old = midnight(3000)  # the default partition
+        by = Caller.system(tenant_id=tenant.pk)
+
+        def batch(*pairs):
+            return [{"machine": "press-1", "sensor": key, "ts": ts.isoformat(), "value": 1.0} for key, ts in pairs]
+
+        readings_ingest(by=by, readings=batch(("temp", now), ("temp", old), ("doomed", now - timedelta(days=1))))
+        # A resend with one new reading: the COPY fails, the INSERT ... ON CONFLICT adds only the new one.
+        readings_ingest(by=by, readings=batch(("temp", now), ("temp", now - timedelta(hours=30))))
+        readings_of(theirs, [now, now - timedelta(days=2)])
+        assert day_counts() == counted_rows()
+        assert sum(day_counts().values()) == 6
+
+        doomed.delete()  # its readings go by the sensor's trigger
+        partitions.partitions_ensure(since=old, through=old)  # moves the old row out of the default partition
+        SensorReading.objects.filter(sensor=theirs, ts=now).update(ts=now - timedelta(days=40))
+        SensorReading.objects.filter(tenant=tenant, ts=old).delete()
+
+        assert day_counts() == counted_rows()
+        assert sum(day_counts().values()) == 4
+
+    def test_a_connection_adds_to_its_own_slot(self, sensor_of_tenant):
+        readings_of(sensor_of_tenant, [midnight(1) + timedelta(minutes=m) for m in range(3)])
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid() % 16")
+            (slot,) = cursor.fetchone()
+        assert catalog("SELECT slot, rows FROM telemetry_readingdaycount") == [(slot, 3)]
+
+    def test_a_rebuild_counts_a_load_made_with_triggers_off(self, sensor_of_tenant):
+        readings_of(sensor_of_tenant, [midnight(1), midnight(2)])
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM telemetry_readingdaycount")
+
+        assert partitions.reading_day_counts_rebuild() == 2
+        assert day_counts() == counted_rows()
+
+
 # Tables a distributed engine would replicate to every node (small, read on every path),
 # so foreign keys into them need not carry the tenant (Citus "reference tables").
 REFERENCE_TABLES = {"tenants_tenant", "telemetry_machine", "telemetry_sensor", "apikeys_apikey"}
@@ -106,7 +172,10 @@ REFERENCE_TABLES = {"tenants_tenant", "telemetry_machine", "telemetry_sensor", "
 class TestReadyForADistributedEngine:
     """The catalog, read: the tenant in every primary key, unique constraint and foreign-key path."""
 
-    @pytest.mark.parametrize("table", [READINGS_TABLE, SensorRollup._meta.db_table, "telemetry_agentheartbeat"])
+    @pytest.mark.parametrize(
+        "table",
+        [READINGS_TABLE, SensorRollup._meta.db_table, "telemetry_agentheartbeat", "telemetry_readingdaycount"],
+    )
     def test_every_key_carries_the_tenant(self, table):
         rows = catalog(
             "SELECT c.contype, pg_get_constraintdef(c.oid), "
