@@ -95,22 +95,23 @@ def _why_kept(
     return None
 
 
-def _surely_kept(partition: Partition, *, day_counts: dict, cutoffs: dict, now: datetime) -> bool:
+def _surely_kept(partition: Partition, *, tenants_by_day: dict, cutoffs: dict, now: datetime) -> bool:
     """A first look, without locks or queries: the day counts show a row that must stay, or nothing to drop.
 
     Only rules partitions out (a row on a day that starts inside its tenant's window is
     inside it); what it lets through is checked row-exactly under the drop's locks.
     """
-    first, last = partition.start.astimezone(UTC).date(), partition.end.astimezone(UTC).date()
-    tenants = {tenant_id for (tenant_id, day) in day_counts if first <= day < last}
-    if not tenants:
-        return partition.end > partitions.oldest_possible_cutoff(now)  # empty, but some tier may still backfill
-    for tenant_id, day in day_counts:
-        if first <= day < last:
+    seen = False
+    day = partition.start
+    while day < partition.end:
+        for tenant_id in tenants_by_day.get(day.astimezone(UTC).date(), ()):
+            seen = True
             cutoff = cutoffs.get(tenant_id)
-            if cutoff is None or datetime(day.year, day.month, day.day, tzinfo=UTC) >= cutoff:
+            if cutoff is None or day >= cutoff:
                 return True
-    return False
+        day += timedelta(days=1)
+    # Empty: it goes only once no tier can backfill into its range any more.
+    return not seen and partition.end > partitions.oldest_possible_cutoff(now)
 
 
 def _rows_by_tenant(cursor, *, partition: Partition, tenants: list) -> dict:
@@ -224,18 +225,24 @@ def partition_drop_expired(
         # Rows of a partition go only once they are in the rollups.
         built_through = rollups_build()
         cutoffs = {t.pk: _readings_cutoff(t, now) for t in Tenant.objects.select_related("retention_policy")}
-        # A partition ending after the latest cutoff holds rows inside some window, or may still
-        # get them: not even a candidate. The rest are first looked at through the day counts.
+        # A partition starting at or after the latest cutoff (the shortest window's) holds only
+        # rows inside every window: not even a candidate. The rest are first looked at through
+        # the day counts.
         latest_cutoff = max((c for c in cutoffs.values() if c is not None), default=now)
         ranges = [p for p in partitions.partition_list() if p.start is not None]
-        candidates = [p for p in ranges if p.end <= now and p.start < latest_cutoff]
-        day_counts = (
-            selectors.reading_day_counts(start=candidates[0].start, end=candidates[-1].end) if candidates else {}
-        )
+        candidates = {p.name for p in ranges if p.end <= now and p.start < latest_cutoff}
+        tenants_by_day: dict = {}
+        if candidates:
+            first = next(p for p in ranges if p.name in candidates)
+            last = [p for p in ranges if p.name in candidates][-1]
+            for tenant_id, day in selectors.reading_day_counts(start=first.start, end=last.end):
+                tenants_by_day.setdefault(day, []).append(tenant_id)
         dropped = []
         for partition in ranges:
             result = None
-            if partition in candidates and not _surely_kept(partition, day_counts=day_counts, cutoffs=cutoffs, now=now):
+            if partition.name in candidates and not _surely_kept(
+                partition, tenants_by_day=tenants_by_day, cutoffs=cutoffs, now=now
+            ):
                 result = _drop_one(partition, now=now, built_through=built_through, lock_timeout_ms=lock_timeout_ms)
             if result is not None:
                 dropped.append(result)
