@@ -107,26 +107,28 @@ class RequestObservabilityMiddleware:
             response["X-Request-ID"] = request_id
             seconds = time.perf_counter() - started
             route = _route_of(request)
-            metrics.http_request_observe(
-                route=route, method=request.method, status=response.status_code, seconds=seconds
-            )
-            caller, tenant, key_prefix = _caller_of(request)
-            request_logger.info(
-                "%s %s %s %.1fms",
-                request.method,
-                route,
-                response.status_code,
-                seconds * 1000,
-                extra={
-                    "method": request.method,
-                    "route": route,
-                    "status": response.status_code,
-                    "duration_ms": round(seconds * 1000, 3),
-                    "tenant": tenant,
-                    "caller": caller,
-                    "key_prefix": key_prefix,
-                },
-            )
+            method, status = request.method, response.status_code
+            metrics.http_request_observe(route=route, method=method, status=status, seconds=seconds)
+            if request_logger.isEnabledFor(logging.INFO):
+                caller, tenant, key_prefix = _caller_of(request)
+                milliseconds = round(seconds * 1000, 3)
+                request_logger.info(
+                    "%s %s %s %.1fms",
+                    method,
+                    route,
+                    status,
+                    milliseconds,
+                    extra={
+                        "request_id": request_id,  # what the filter would read back from the context
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": milliseconds,
+                        "tenant": tenant,
+                        "caller": caller,
+                        "key_prefix": key_prefix,
+                    },
+                )
             return response
         finally:
             request_id_var.reset(token)
