@@ -163,6 +163,18 @@ class TestReadingDayCounts:
         assert partitions.reading_day_counts_rebuild() == 2
         assert day_counts() == counted_rows()
 
+    def test_the_command_recounts(self, sensor_of_tenant, capsys):
+        readings_of(sensor_of_tenant, [midnight(1), midnight(2), midnight(3)])
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE telemetry_readingdaycount SET rows = rows + 5")
+
+        call_command("readings_partitions", "--recount")
+
+        out = capsys.readouterr().out
+        assert "recounted 3 readings per tenant and day" in out
+        assert out.rstrip().endswith("Partitions: 0 created, 3 readings recounted.")
+        assert day_counts() == counted_rows()
+
 
 # Tables a distributed engine would replicate to every node (small, read on every path),
 # so foreign keys into them need not carry the tenant (Citus "reference tables").
