@@ -102,7 +102,8 @@ def _use_tablespace() -> str | None:
     if not location:
         return None
     _execute("DROP TABLESPACE IF EXISTS haltless_bench")
-    _execute(f"CREATE TABLESPACE haltless_bench LOCATION '{location}'")
+    quoted = location.replace("'", "''")
+    _execute(f"CREATE TABLESPACE haltless_bench LOCATION '{quoted}'")
     _execute("SET default_tablespace = haltless_bench")
     return location
 

@@ -22,7 +22,6 @@ import logging
 import logging.config
 import re
 import time
-import traceback
 from contextvars import ContextVar
 
 import msgspec
@@ -95,8 +94,9 @@ _encoder = msgspec.json.Encoder(enc_hook=str)  # a value JSON has no type for is
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request id, the record's extras, any traceback."""
 
-    _second: int | None = None  # the last whole second formatted, and its text: one strftime a second
-    _second_text = ""
+    # (a whole second, its text): one strftime a second. One tuple, swapped whole, so that
+    # threads formatting at once (gunicorn's gthread workers) never pair a second with another's text.
+    _second: tuple[int, str] = (-1, "")
 
     def format(self, record: logging.LogRecord) -> str:
         line = {
@@ -109,21 +109,22 @@ class JsonFormatter(logging.Formatter):
         for name, value in record.__dict__.items():
             if name not in _RECORD_ATTRIBUTES:
                 line[name] = value
-        if record.exc_info or record.exc_text or record.stack_info:
-            if record.exc_info:
-                line["exc_info"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
-            elif record.exc_text:
-                line["exc_info"] = record.exc_text
-            if record.stack_info:
-                line["stack_info"] = record.stack_info
+        if record.exc_info:
+            line["exc_info"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exc_info"] = record.exc_text
+        if record.stack_info:
+            line["stack_info"] = self.formatStack(record.stack_info)
         return redact(_encoder.encode(line).decode())
 
     def formatTime(self, record, datefmt=None):
         # RFC 3339 in UTC with milliseconds, the form log shippers parse without configuration.
-        second = int(record.created)
-        if second != self._second:
-            self._second, self._second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._second_text}.{int(record.msecs):03d}Z"
+        second, text = self._second
+        if second != int(record.created):
+            second = int(record.created)
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, text)
+        return f"{text}.{int(record.msecs):03d}Z"
 
 
 def configure(config: dict) -> None:

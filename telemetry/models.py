@@ -182,7 +182,7 @@ class ReadingDayCount(models.Model):
     retention, a sensor's cascade, raw SQL), so a maintenance drop reads its
     per-tenant row counts here instead of counting millions of rows under its
     locks. A day's count is the sum over `slot`s: each connection adds to its
-    own slot (its backend pid modulo SLOTS), so concurrent ingests of one tenant
+    own slot (its backend pid modulo 16, in the triggers' SQL), so concurrent ingests of one tenant
     do not queue on one row; a slot alone means nothing and may go negative.
     Rows moved between partitions (a partition created over default-partition
     rows) keep their day, so no count changes. A bulk load with triggers off
@@ -190,8 +190,6 @@ class ReadingDayCount(models.Model):
     `telemetry.partitions.reading_day_counts_rebuild()`. Unused on SQLite,
     which has no partitions to drop.
     """
-
-    SLOTS = 16
 
     pk = models.CompositePrimaryKey("tenant", "day", "slot")
     tenant = models.ForeignKey(

@@ -89,9 +89,9 @@ def _plan(row: RollupCursor, wait_seconds: float) -> _Plan:
         if connection.vendor != "postgresql":
             return _Plan(seen, seen, [])
         writers = _writers_now()
-        if not writers and not waited:
-            return _Plan(seen, seen, [])
         if not writers:
+            if not waited:
+                return _Plan(seen, seen, [])
             # The writers waited for ended, perhaps just after `seen` was read: read it once
             # more, so that the wait takes what they committed (the next check is the rule).
             waited = False

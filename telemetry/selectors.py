@@ -344,16 +344,6 @@ def reading_aggregates_with_rollups(
     return buckets
 
 
-def reading_counts_by_tenant(*, start: datetime, end: datetime) -> dict[uuid.UUID, int]:
-    """Readings per tenant with a time in [start, end), whole UTC days (PostgreSQL; see ReadingDayCount)."""
-    rows = (
-        ReadingDayCount.objects.filter(day__gte=start.astimezone(UTC).date(), day__lt=end.astimezone(UTC).date())
-        .values_list("tenant_id")
-        .annotate(total=Sum("rows"))
-    )
-    return {tenant_id: total for tenant_id, total in rows if total}
-
-
 def reading_day_counts(*, start: datetime, end: datetime) -> dict[tuple[uuid.UUID, date], int]:
     """Readings per (tenant, UTC day) for the days of [start, end), days without any left out (PostgreSQL)."""
     rows = (

@@ -510,6 +510,27 @@ class TestJsonLogLines:
         assert line["exc_info"].startswith("Traceback (most recent call last):")
         assert line["exc_info"].endswith("ValueError: bad key hlts_[REDACTED]")
 
+    def test_each_second_has_its_own_time_and_a_stack_is_written(self):
+        formatter = JsonFormatter()
+        first, second = (
+            logging.makeLogRecord({"msg": "m", "created": t, "msecs": ms})
+            for t, ms in [
+                (1_700_000_000.5, 500.0),
+                (1_700_000_001.25, 250.0),
+            ]
+        )
+        second.stack_info = "Stack (most recent call last):\n  here"
+
+        lines = [json.loads(formatter.format(record)) for record in (first, second, first)]
+
+        assert [line["time"] for line in lines] == [
+            "2023-11-14T22:13:20.500Z",
+            "2023-11-14T22:13:21.250Z",
+            "2023-11-14T22:13:20.500Z",
+        ]
+        assert lines[1]["stack_info"] == "Stack (most recent call last):\n  here"
+        assert "stack_info" not in lines[0]
+
     def test_records_skip_the_fields_no_format_prints(self):
         # core.logging.configure (LOGGING_CONFIG) ran when Django set up.
         record = logging.getLogger("anything").makeRecord("anything", logging.INFO, "f", 1, "m", (), None)

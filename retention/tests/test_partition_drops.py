@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -56,6 +57,26 @@ class TestPartitionDrops:
         }
         # Their rollups were built before the rows went.
         assert SensorRollup.objects.filter(bucket=3600, sensor=free_sensor).count() == 3
+
+    def test_the_operators_command_drops_and_the_tenant_admin_sees_the_run(
+        self, old_day, tenant, admin_client, other_tenant_admin_client, capsys
+    ):
+        sensor = SensorFactory(machine=MachineFactory(tenant=tenant, external_id="press-1"))
+        readings_of(sensor, [old_day + timedelta(hours=h) for h in range(5)])
+
+        call_command("readings_partitions", "--drop-expired")
+
+        assert f"dropped {partition_name_for(old_day)} (5 readings)" in capsys.readouterr().out
+        response = admin_client.get("/api/v1/settings/admin/retention/runs")
+        assert response.status_code == 200
+        (run,) = response.json()
+        assert (run["trigger"], run["status"], run["readings_deleted"], run["partitions_dropped"]) == (
+            "maintenance",
+            "succeeded",
+            5,
+            1,
+        )
+        assert other_tenant_admin_client.get("/api/v1/settings/admin/retention/runs").json() == []
 
     def test_a_tenants_earlier_run_is_not_counted_again(self, old_day):
         free, free_sensor = tenant_with_sensor("free")
